@@ -1,0 +1,27 @@
+# The README's commands. `make demo` and `make test` set everything up themselves.
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo serve test lint bench clean
+
+setup:
+	@scripts/setup.sh
+
+demo: setup
+	$(BIN)/gridops demo
+
+serve: setup
+	$(BIN)/gridops serve
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy spatial layers api map_ui etl
+
+test: setup lint
+	$(BIN)/pytest -q
+
+bench: setup
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

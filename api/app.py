@@ -1,0 +1,52 @@
+"""create_app: the FastAPI application, its database and its routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from sqlalchemy import Engine
+
+from api.errors import install_error_handlers
+from api.routers import grids, health
+from layers.db import database_url, make_engine, make_sessionmaker
+from layers.settings import Settings
+
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
+    """Build the app; the engine is made from settings unless given (tests)."""
+    settings = settings or Settings()
+    own_engine = engine is None
+    engine = engine or make_engine(database_url(settings), pool_size=10, max_overflow=20)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if own_engine:
+            engine.dispose()
+
+    app = FastAPI(
+        title="gridops",
+        version="0.1.0",
+        summary="Spatial operations server for city grid management (网格化管理)",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = make_sessionmaker(engine)
+    install_error_handlers(app)
+    app.include_router(health.router)
+    app.include_router(grids.router)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn --factory (workers > 1): settings from the environment."""
+    return create_app(Settings())

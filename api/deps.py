@@ -1,0 +1,44 @@
+"""Typed FastAPI dependencies: settings, a database session, the generation a read names."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.orm import Session
+
+from layers import grids
+from layers.models import Generation
+from layers.settings import Settings
+
+
+def get_settings(request: Request) -> Settings:
+    """The settings create_app was built with."""
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    """A session for the request; routers never commit, repositories own transactions."""
+    with request.app.state.sessionmaker() as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_generation(
+    session: SessionDep,
+    at: Annotated[datetime | None, Query(
+        description="read the grid as it was at this time (ISO 8601); default now")] = None,
+    generation: Annotated[int | None, Query(
+        description="read a named generation (id) instead", ge=1)] = None,
+) -> Generation:
+    """The generation a read uses: ?generation=, else as of ?at=, else the active one."""
+    return grids.generation_at(session, generation=generation, at=at)
+
+
+GenerationDep = Annotated[Generation, Depends(get_generation)]

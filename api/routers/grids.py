@@ -1,0 +1,131 @@
+"""Read the nested grid: pages of units as GeoJSON, one unit with its family, its history."""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Path, Query, Request
+
+from api.deps import GenerationDep, SessionDep, SettingsDep
+from api.geojson import GeoJSONResponse, feature, unit_properties
+from api.schemas import GenerationOut
+from layers import grids
+from spatial.errors import InvalidInput
+
+router = APIRouter(prefix="/grids", tags=["grids"])
+
+CodePath = Annotated[str, Path(description="unit code (6/9/12/15 digits)",
+                               pattern=r"^[0-9]{1,32}$")]
+
+
+def parse_bbox(raw: str) -> tuple[float, float, float, float]:
+    """'minlon,minlat,maxlon,maxlat' in EPSG:4326 -> a tuple; 422 naming what is wrong."""
+    parts = raw.split(",")
+    if len(parts) != 4:
+        raise InvalidInput(f"bbox: expected 4 comma-separated numbers "
+                           f"minlon,minlat,maxlon,maxlat, got {len(parts)} in {raw!r}")
+    values: list[float] = []
+    for name, part in zip(("minlon", "minlat", "maxlon", "maxlat"), parts, strict=True):
+        try:
+            v = float(part)
+        except ValueError:
+            raise InvalidInput(f"bbox: {name} is not a number: {part.strip()!r}") from None
+        if not math.isfinite(v):
+            raise InvalidInput(f"bbox: {name} must be finite, got {part.strip()!r}")
+        limit = 180.0 if name.endswith("lon") else 90.0
+        if not -limit <= v <= limit:
+            raise InvalidInput(f"bbox: {name} {v} is outside [-{limit:g}, {limit:g}]")
+        values.append(v)
+    x0, y0, x1, y1 = values
+    if x0 > x1 or y0 > y1:
+        raise InvalidInput(f"bbox: min must not exceed max, got {raw!r}")
+    return x0, y0, x1, y1
+
+
+@router.get("", response_class=GeoJSONResponse)
+def list_grids(
+    request: Request,
+    session: SessionDep,
+    settings: SettingsDep,
+    gen: GenerationDep,
+    level: Annotated[str | None, Query(description="rank (1-4) or key (district, street, "
+                                       "community, grid)")] = None,
+    parent: Annotated[str | None, Query(pattern=r"^[0-9]{1,32}$",
+                                        description="only children of this code")] = None,
+    bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat (EPSG:4326)")]
+    = None,
+    limit: Annotated[int, Query(ge=1, description="page size")] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> GeoJSONResponse:
+    """Grid units as a GeoJSON FeatureCollection, paged (links.next when more remain)."""
+    if limit > settings.page_size_max:
+        raise InvalidInput(f"limit: at most {settings.page_size_max} per page, got {limit}")
+    rank = grids.level_rank(session, level) if level is not None else None
+    box = parse_bbox(bbox) if bbox is not None else None
+    rows, total = grids.list_units(session, gen.id, level=rank, parent=parent, bbox=box,
+                                   limit=limit, offset=offset)
+    links: list[dict[str, str]] = []
+    if offset + len(rows) < total:
+        nxt = request.url.include_query_params(offset=offset + limit, limit=limit)
+        links.append({"rel": "next", "href": str(nxt)})
+    if offset > 0:
+        prev = request.url.include_query_params(offset=max(0, offset - limit), limit=limit)
+        links.append({"rel": "prev", "href": str(prev)})
+    body = {
+        "type": "FeatureCollection",
+        "generation": gen.id,
+        "numberMatched": total,
+        "numberReturned": len(rows),
+        "links": links,
+        "features": [feature(r, unit_properties(r)) for r in rows],
+    }
+    return GeoJSONResponse(body)
+
+
+@router.get("/{code}", response_class=GeoJSONResponse)
+def get_grid(code: CodePath, session: SessionDep, settings: SettingsDep,
+             gen: GenerationDep) -> GeoJSONResponse:
+    """One unit as a Feature, with its parent chain, children and edge neighbours (四至)."""
+    row = grids.get_unit(session, gen.id, code)
+    props: dict[str, Any] = unit_properties(row)
+    props["generation"] = gen.id
+    props["point_on_surface"] = [row.lon, row.lat]
+    props["parents"] = [dict(p._mapping) for p in grids.parent_chain(session, gen.id, code)]
+    props["children"] = [
+        {"code": c.code, "name": c.name, "level": c.level,
+         "area_m2": round(c.area_m2, 1) if c.area_m2 is not None else None}
+        for c in grids.children(session, gen.id, code)
+    ]
+    nbrs = grids.neighbours(session, gen.id, code, settings)
+    props["neighbours"] = nbrs
+    props["sizhi"] = {side: [n["code"] for n in nbrs if n["side"] == side]
+                      for side in ("north", "east", "south", "west")}
+    return GeoJSONResponse(feature(row, props))
+
+
+@router.get("/{code}/history")
+def grid_history(code: CodePath, session: SessionDep) -> dict[str, Any]:
+    """Every version of a unit across generations, with when each was valid."""
+    rows = grids.history(session, code)
+    gens = {g.id: g for g in grids.list_generations(session)}
+    versions = []
+    for r in rows:
+        versions.append({
+            "name": r.name, "level": r.level, "parent_code": r.parent_code,
+            "generation_low": r.generation_low, "generation_high": r.generation_high,
+            "generation_label": r.low_label,
+            "valid_from": r.valid_from, "valid_to": r.valid_to,
+            "current": r.generation_high is None,
+            "area_m2": round(r.area_m2, 1) if r.area_m2 is not None else None,
+            "leader": {"name": r.leader_name, "phone": r.leader_phone},
+            "geometry": orjson.loads(r.geojson),
+        })
+    return {
+        "code": code,
+        "versions": versions,
+        "generations": [GenerationOut.model_validate(g, from_attributes=True).model_dump()
+                        for g in gens.values()],
+    }
+

@@ -1,0 +1,35 @@
+"""GET /health: is the database reachable, which generation is active, how many units."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from api.deps import SessionDep
+from api.schemas import GenerationOut, Health
+from layers import grids
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", response_model=Health)
+def health(session: SessionDep) -> Health | JSONResponse:
+    """Database reachability, the active generation and unit counts per level."""
+    try:
+        session.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        body = Health(status="degraded", database=False, active_generation=None,
+                      units_per_level={}, levels=[])
+        return JSONResponse(body.model_dump(mode="json"), status_code=503)
+    gen = grids.active_generation(session)
+    counts = grids.counts_per_level(session, gen.id) if gen else {}
+    return Health(
+        status="ok",
+        database=True,
+        active_generation=GenerationOut.model_validate(gen, from_attributes=True) if gen else None,
+        units_per_level=counts,
+        levels=[{"rank": lv.rank, "key": lv.key, "name": lv.name,
+                 "code_length": lv.code_length} for lv in grids.levels(session)],
+    )

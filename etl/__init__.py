@@ -1,0 +1,1 @@
+"""Readers, writers, the demo-city builder and the command line."""

@@ -1,0 +1,246 @@
+"""The gridops command line: serve, demo, and the embedded database."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from layers.cluster import ClusterError
+from layers.settings import Settings
+
+app = typer.Typer(help="gridops: spatial operations for city grid management.",
+                  no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="The database (the embedded PostGIS cluster unless "
+                          "GRIDOPS_DATABASE_URL is set).", no_args_is_help=True)
+grids_app = typer.Typer(help="The nested grid: generations and invariants.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(grids_app, name="grids")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail(msg: str) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {msg}", highlight=False)
+    return typer.Exit(code=1)
+
+
+def _settings() -> Settings:
+    return Settings()
+
+
+def _prepare(settings: Settings) -> tuple[str, bool]:
+    """Start the embedded cluster when needed and migrate; returns (url, we_started_it)."""
+    from layers.db import embedded_cluster, upgrade
+
+    started = False
+    if settings.database_url:
+        url = settings.database_url
+    else:
+        cluster = embedded_cluster(settings)
+        started = cluster.start()
+        url = cluster.url()
+        out.print(f"PostGIS cluster {'started' if started else 'running'} on "
+                  f"127.0.0.1:{cluster.port} (data in {cluster.datadir})", highlight=False)
+    upgrade(url)
+    return url, started
+
+
+def _serve(settings: Settings, url: str, host: str, port: int, workers: int) -> None:
+    import uvicorn
+
+    os.environ["GRIDOPS_DATABASE_URL"] = url  # workers use the same database
+    out.print(f"serving http://{host}:{port} (OpenAPI at http://{host}:{port}/docs); "
+              "Ctrl-C stops", highlight=False)
+    uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
+                log_level="info")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to bind")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes")] = None,
+) -> None:
+    """Serve the API (starts the embedded database if needed; does not load data)."""
+    s = _settings()
+    try:
+        url, started = _prepare(s)
+    except ClusterError as e:
+        raise _fail(str(e)) from None
+    try:
+        _serve(s, url, host or s.host, port or s.port, workers or s.workers)
+    finally:
+        if started:
+            _stop_embedded(s)
+
+
+@app.command()
+def demo(
+    host: Annotated[str | None, typer.Option(help="address to bind")] = None,
+    port: Annotated[int | None, typer.Option(help="TCP port")] = None,
+    workers: Annotated[int | None, typer.Option(help="worker processes")] = None,
+    serve_api: Annotated[bool, typer.Option("--serve/--no-serve",
+                                            help="serve after loading")] = True,
+) -> None:
+    """Start the database, load the Songjiang demo city once, and serve the API."""
+    from etl.demo import load_demo
+    from layers.db import make_engine, make_sessionmaker, session_scope
+
+    s = _settings()
+    try:
+        url, started = _prepare(s)
+    except ClusterError as e:
+        raise _fail(str(e)) from None
+    try:
+        engine = make_engine(url)
+        t0 = time.perf_counter()
+        with session_scope(make_sessionmaker(engine)) as session:
+            gen = load_demo(session, s)
+        engine.dispose()
+        if gen is None:
+            out.print("demo city already loaded")
+        else:
+            out.print(f"demo city loaded as generation {gen.id} in "
+                      f"{time.perf_counter() - t0:.1f} s")
+        if serve_api:
+            _serve(s, url, host or s.host, port or s.port, workers or s.workers)
+    finally:
+        if started:
+            _stop_embedded(s)
+
+
+def _stop_embedded(s: Settings) -> None:
+    from layers.db import embedded_cluster
+
+    if embedded_cluster(s).stop():
+        out.print("PostGIS cluster stopped")
+
+
+def _embedded_or_exit(s: Settings):  # type: ignore[no-untyped-def]
+    from layers.db import embedded_cluster
+
+    if s.database_url:
+        raise _fail("GRIDOPS_DATABASE_URL is set: gridops does not manage that database")
+    try:
+        return embedded_cluster(s)
+    except ClusterError as e:
+        raise _fail(str(e)) from None
+
+
+@db_app.command("start")
+def db_start() -> None:
+    """Start the embedded cluster (created on first use)."""
+    s = _settings()
+    cluster = _embedded_or_exit(s)
+    try:
+        started = cluster.start()
+    except ClusterError as e:
+        raise _fail(str(e)) from None
+    out.print(f"{'started' if started else 'already running'} on 127.0.0.1:{cluster.port}",
+              highlight=False)
+
+
+@db_app.command("stop")
+def db_stop() -> None:
+    """Stop the embedded cluster."""
+    s = _settings()
+    cluster = _embedded_or_exit(s)
+    out.print("stopped" if cluster.stop() else "not running")
+
+
+@db_app.command("status")
+def db_status() -> None:
+    """Where the database is and whether it runs."""
+    s = _settings()
+    if s.database_url:
+        out.print("external database (GRIDOPS_DATABASE_URL)")
+        return
+    cluster = _embedded_or_exit(s)
+    if not cluster.initialised:
+        out.print(f"not created yet (data directory {cluster.datadir})", highlight=False)
+        raise typer.Exit(code=3)
+    state = "running" if cluster.running() else "stopped"
+    out.print(f"{state} on 127.0.0.1:{cluster.port}, data in {cluster.datadir}",
+              highlight=False)
+    if state != "running":
+        raise typer.Exit(code=3)
+
+
+@db_app.command("url")
+def db_url() -> None:
+    """Print the database URL (psql accepts it)."""
+    from layers.db import database_url
+
+    s = _settings()
+    try:
+        typer.echo(database_url(s))
+    except ClusterError as e:
+        raise _fail(str(e)) from None
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: Annotated[str, typer.Argument()] = "head") -> None:
+    """Apply migrations (starts the embedded cluster if needed)."""
+    from layers.db import database_url, upgrade
+
+    s = _settings()
+    try:
+        url = database_url(s, start=True)
+    except ClusterError as e:
+        raise _fail(str(e)) from None
+    upgrade(url, revision)
+    out.print(f"schema at {revision}")
+
+
+@db_app.command("psql", context_settings={"allow_extra_args": True,
+                                          "ignore_unknown_options": True})
+def db_psql(ctx: typer.Context) -> None:
+    """Open psql on the database (extra arguments go to psql)."""
+    from layers.db import database_url
+
+    s = _settings()
+    psql = shutil.which("psql")
+    if psql is None:
+        raise _fail("psql not found: apt-get install -y postgresql-client-15")
+    try:
+        url = database_url(s, start=True)
+    except ClusterError as e:
+        raise _fail(str(e)) from None
+    os.execv(psql, [psql, url, *ctx.args])
+
+
+@grids_app.command("validate")
+def grids_validate(generation: Annotated[int | None, typer.Option()] = None) -> None:
+    """Check the nested-grid invariants of a generation in PostGIS."""
+    from layers import grids
+    from layers.db import database_url, make_engine, make_sessionmaker
+
+    s = _settings()
+    engine = make_engine(database_url(s, start=True))
+    with make_sessionmaker(engine)() as session:
+        gen = grids.generation_at(session, generation=generation)
+        found = grids.validate_generation(session, gen.id, s)
+    for v in found:
+        out.print(str(v), highlight=False)
+    out.print(f"generation {gen.id}: {len(found)} violation(s) "
+              f"(tolerance {s.topology_tolerance_m2} m²)")
+    if found:
+        raise typer.Exit(code=1)
+
+
+def main() -> None:
+    """Entry point with logging set up."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The data: SQLAlchemy models, repositories and the embedded PostGIS cluster."""

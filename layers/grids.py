@@ -1,0 +1,557 @@
+"""The grid aggregate: loading, validating, activating and reading versioned generations."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+from shapely import MultiPolygon, Polygon, to_wkb
+from shapely import is_valid_reason as shapely_valid_reason
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from layers.models import Generation, GridLevel, GridUnit
+from layers.settings import Settings
+from spatial.errors import GridInvariantError, InvalidGeometry, InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "gridops_generation"
+
+# rows of grid_unit valid in generation :g (MapIt's generation_low/high, null high = current)
+VALID_IN = "u.generation_low <= :g AND (u.generation_high IS NULL OR u.generation_high >= :g)"
+
+
+@dataclass(frozen=True)
+class UnitInput:
+    """A grid unit to load, geometry in lon/lat (SRID 4326)."""
+
+    code: str
+    name: str
+    level: int
+    parent_code: str | None
+    geometry: Polygon | MultiPolygon
+    leader_name: str | None = None
+    leader_phone: str | None = None
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One broken invariant: what, which units, where."""
+
+    kind: str
+    codes: tuple[str, ...]
+    detail: str
+    lon: float | None = None
+    lat: float | None = None
+
+    def __str__(self) -> str:
+        where = f" at {self.lon:.6f} {self.lat:.6f}" if self.lon is not None else ""
+        return f"{self.kind} [{', '.join(self.codes)}]{where}: {self.detail}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form used by the API and the CLI."""
+        loc = [self.lon, self.lat] if self.lon is not None else None
+        return {"kind": self.kind, "codes": list(self.codes), "detail": self.detail,
+                "location": loc}
+
+
+# ---------------------------------------------------------------- levels and generations
+
+
+def sync_levels(session: Session, settings: Settings) -> list[GridLevel]:
+    """Apply the deployment's level names (GRIDOPS_LEVELS) to the grid_level table."""
+    pairs = settings.level_pairs()
+    existing = {lv.rank: lv for lv in session.scalars(select(GridLevel))}
+    for rank, (key, name) in enumerate(pairs, start=1):
+        lv = existing.get(rank)
+        if lv is None:
+            session.add(GridLevel(rank=rank, key=key, name=name, code_length=None))
+        elif (lv.key, lv.name) != (key, name):
+            lv.key, lv.name = key, name
+    session.flush()
+    return list(session.scalars(select(GridLevel).order_by(GridLevel.rank)))
+
+
+def levels(session: Session) -> list[GridLevel]:
+    """All grid levels, coarse to fine."""
+    return list(session.scalars(select(GridLevel).order_by(GridLevel.rank)))
+
+
+def level_rank(session: Session, level: str) -> int:
+    """A level given by rank ('4') or key ('grid') -> its rank; 422 if unknown."""
+    known = levels(session)
+    for lv in known:
+        if level == str(lv.rank) or level == lv.key or level == lv.name:
+            return lv.rank
+    names = ", ".join(f"{lv.rank}={lv.key}" for lv in known)
+    raise InvalidInput(f"level: unknown level {level!r}; known levels are {names}")
+
+
+def active_generation(session: Session) -> Generation | None:
+    """The generation lookups use by default."""
+    return session.scalar(select(Generation).where(Generation.active))
+
+
+def generation_at(session: Session, *, generation: int | None = None,
+                  at: datetime | None = None) -> Generation:
+    """The generation a read names: by id, as active at a timestamp, or the active one."""
+    if generation is not None:
+        gen = session.get(Generation, generation)
+        if gen is None:
+            raise NotFound(f"generation {generation} does not exist")
+        return gen
+    if at is not None:
+        gen = session.scalar(
+            select(Generation)
+            .where(Generation.activated_at.is_not(None), Generation.activated_at <= at)
+            .order_by(Generation.activated_at.desc(), Generation.id.desc())
+            .limit(1)
+        )
+        if gen is None:
+            raise NotFound(f"no generation was active at {at.isoformat()}")
+        return gen
+    gen = active_generation(session)
+    if gen is None:
+        raise NotFound("no active generation: load a grid first (gridops demo)")
+    return gen
+
+
+def list_generations(session: Session) -> list[Generation]:
+    """Every generation, oldest first."""
+    return list(session.scalars(select(Generation).order_by(Generation.id)))
+
+
+def create_generation(session: Session, label: str, note: str = "") -> Generation:
+    """A new, inactive generation that edits and loads go into."""
+    pending = session.scalar(
+        select(Generation).where(~Generation.active, Generation.activated_at.is_(None))
+    )
+    if pending is not None:
+        raise InvalidInput(
+            f"generation {pending.id} ({pending.label!r}) is still pending; "
+            "activate or discard it first"
+        )
+    gen = Generation(label=label, note=note, active=False)
+    session.add(gen)
+    session.flush()
+    return gen
+
+
+def activate_generation(session: Session, gen: Generation, settings: Settings) -> None:
+    """Validate a pending generation and make it the active one; tells every listener."""
+    violations = validate_generation(session, gen.id, settings)
+    if violations:
+        raise invariant_error(violations)
+    session.execute(update(Generation).where(Generation.active).values(active=False))
+    session.flush()
+    gen.active = True
+    gen.activated_at = session.scalar(select(func.clock_timestamp()))
+    session.flush()
+    session.execute(text("SELECT pg_notify(:ch, :payload)"),
+                    {"ch": NOTIFY_CHANNEL, "payload": str(gen.id)})
+
+
+def invariant_error(violations: Sequence[Violation], limit: int = 50) -> GridInvariantError:
+    """One error listing the first violations (all of them are in .extra)."""
+    head = "; ".join(str(v) for v in violations[:5])
+    more = f" (and {len(violations) - 5} more)" if len(violations) > 5 else ""
+    return GridInvariantError(
+        f"the grid breaks {len(violations)} invariant(s), nothing was loaded: {head}{more}",
+        extra={"violations": [v.as_dict() for v in violations[:limit]]},
+    )
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _check_inputs(units: Sequence[UnitInput], known_levels: dict[int, GridLevel]) -> None:
+    """Refuse malformed input before it reaches the database (types, codes, geometry)."""
+    problems: list[str] = []
+    seen: dict[str, int] = {}
+    for i, u in enumerate(units):
+        if u.code in seen:
+            problems.append(f"unit #{i + 1}: code {u.code!r} repeats unit #{seen[u.code] + 1}")
+        seen.setdefault(u.code, i)
+        where = f"unit #{i + 1} (code {u.code!r})"
+        if u.level not in known_levels:
+            problems.append(f"{where}: unknown level {u.level}")
+        if not isinstance(u.geometry, Polygon | MultiPolygon):
+            problems.append(f"{where}: geometry must be a Polygon or MultiPolygon, "
+                            f"got {u.geometry.geom_type}")
+            continue
+        if u.geometry.is_empty:
+            problems.append(f"{where}: geometry is empty")
+            continue
+        if not u.geometry.is_valid:
+            problems.append(f"{where}: invalid geometry: {shapely_valid_reason(u.geometry)}")
+        minx, miny, maxx, maxy = u.geometry.bounds
+        if not (-180 <= minx <= maxx <= 180 and -90 <= miny <= maxy <= 90):
+            problems.append(f"{where}: coordinates outside lon/lat range (bounds {minx:.3f} "
+                            f"{miny:.3f} {maxx:.3f} {maxy:.3f}); give EPSG:4326 lon/lat")
+        if len(problems) >= 20:
+            break
+    if problems:
+        raise InvalidGeometry(f"{len(problems)} unit(s) refused, nothing was loaded: "
+                              + "; ".join(problems))
+
+
+def insert_units(session: Session, gen_id: int, units: Sequence[UnitInput],
+                 settings: Settings) -> int:
+    """Insert units valid from generation gen_id on, with their metric area; returns count."""
+    known = {lv.rank: lv for lv in levels(session)}
+    _check_inputs(units, known)
+    rows = [
+        {
+            "code": u.code, "name": u.name, "level": u.level, "parent_code": u.parent_code,
+            "g": gen_id, "wkb": to_wkb(_as_multi(u.geometry), hex=True),
+            "leader_name": u.leader_name, "leader_phone": u.leader_phone,
+            "attributes": orjson.dumps(u.attributes).decode(),
+        }
+        for u in units
+    ]
+    stmt = text(
+        """
+        INSERT INTO grid_unit (code, name, level, parent_code, generation_low, geom, area_m2,
+                               leader_name, leader_phone, attributes)
+        SELECT :code, :name, :level, :parent_code, :g, g.geom,
+               ST_Area(ST_Transform(g.geom, :srid)), :leader_name, :leader_phone,
+               CAST(:attributes AS jsonb)
+          FROM (SELECT ST_SetSRID(ST_GeomFromWKB(decode(:wkb, 'hex')), 4326) AS geom) AS g
+        """
+    )
+    for chunk in range(0, len(rows), 1000):
+        batch = [dict(r, srid=settings.metric_srid) for r in rows[chunk:chunk + 1000]]
+        session.execute(stmt, batch)
+    return len(rows)
+
+
+def _as_multi(geom: Polygon | MultiPolygon) -> MultiPolygon:
+    return geom if isinstance(geom, MultiPolygon) else MultiPolygon([geom])
+
+
+def load_generation(session: Session, units: Sequence[UnitInput], settings: Settings, *,
+                    label: str, note: str = "", activate: bool = True) -> Generation:
+    """Load a complete grid as a new generation: unchanged units carry over, changed ones are
+    versioned, missing ones end; validated as a whole and refused whole if anything breaks.
+
+    The caller owns the transaction: on error, roll back and nothing remains.
+    """
+    current = active_generation(session)
+    gen = create_generation(session, label, note)
+    if current is None:
+        insert_units(session, gen.id, units, settings)
+    else:
+        _carry_over(session, current.id, gen.id, units, settings)
+    violations = validate_generation(session, gen.id, settings)
+    if violations:
+        raise invariant_error(violations)
+    if activate:
+        activate_generation(session, gen, settings)
+    return gen
+
+
+def _carry_over(session: Session, current_id: int, gen_id: int, units: Sequence[UnitInput],
+                settings: Settings) -> None:
+    """Version units against the current generation: same row if unchanged, else a new row."""
+    existing = {
+        r.code: r
+        for r in session.execute(
+            text(f"SELECT u.id, u.code, u.name, u.level, u.parent_code, "
+                 f"ST_AsBinary(u.geom) AS wkb, u.leader_name, u.leader_phone, u.attributes "
+                 f"FROM grid_unit u WHERE {VALID_IN}"),
+            {"g": current_id},
+        )
+    }
+    changed: list[UnitInput] = []
+    keep: set[str] = set()
+    for u in units:
+        old = existing.get(u.code)
+        same = old is not None and (
+            old.name, old.level, old.parent_code, old.leader_name, old.leader_phone,
+            old.attributes, bytes(old.wkb),
+        ) == (u.name, u.level, u.parent_code, u.leader_name, u.leader_phone, u.attributes,
+              to_wkb(_as_multi(u.geometry)))
+        if same:
+            keep.add(u.code)
+        else:
+            changed.append(u)
+    ended = [r.id for code, r in existing.items() if code not in keep]
+    if ended:
+        session.execute(
+            text("UPDATE grid_unit SET generation_high = :cur WHERE id = ANY(:ids)"),
+            {"cur": current_id, "ids": ended},
+        )
+    insert_units(session, gen_id, changed, settings)
+
+
+# ---------------------------------------------------------------- invariants
+
+_CHECKS: list[tuple[str, str]] = [
+    ("invalid_geometry", f"""
+        SELECT ARRAY[u.code] AS codes, ST_IsValidReason(u.geom) AS detail,
+               ST_X(l.loc) AS lon, ST_Y(l.loc) AS lat
+          FROM grid_unit u, LATERAL (SELECT (ST_IsValidDetail(u.geom)).location AS loc) l
+         WHERE {VALID_IN} AND NOT ST_IsValid(u.geom)"""),
+    ("duplicate_code", f"""
+        SELECT ARRAY[u.code] AS codes, count(*) || ' units share this code' AS detail,
+               NULL::float AS lon, NULL::float AS lat
+          FROM grid_unit u WHERE {VALID_IN} GROUP BY u.code HAVING count(*) > 1"""),
+    ("bad_code", f"""
+        SELECT ARRAY[u.code] AS codes,
+               CASE WHEN lv.code_length IS NOT NULL AND length(u.code) <> lv.code_length
+                      THEN 'a ' || lv.key || ' code has ' || lv.code_length
+                           || ' digits, this one has ' || length(u.code)
+                    WHEN u.parent_code IS NOT NULL AND left(u.code, length(u.parent_code))
+                         <> u.parent_code
+                      THEN 'code does not start with its parent''s code ' || u.parent_code
+                    ELSE 'a grid serial must be 001-999' END AS detail,
+               ST_X(ST_PointOnSurface(u.geom)) AS lon, ST_Y(ST_PointOnSurface(u.geom)) AS lat
+          FROM grid_unit u JOIN grid_level lv ON lv.rank = u.level
+         WHERE {VALID_IN} AND (
+               (lv.code_length IS NOT NULL AND length(u.code) <> lv.code_length)
+            OR (u.parent_code IS NOT NULL AND left(u.code, length(u.parent_code))
+                <> u.parent_code)
+            OR (lv.rank = (SELECT max(rank) FROM grid_level) AND lv.code_length = 15
+                AND right(u.code, 3) = '000'))"""),
+    ("bad_parent", f"""
+        SELECT ARRAY[u.code] AS codes,
+               CASE WHEN u.level = 1 AND u.parent_code IS NOT NULL
+                      THEN 'a top-level unit cannot have a parent'
+                    WHEN u.level > 1 AND u.parent_code IS NULL THEN 'no parent given'
+                    WHEN p.code IS NULL THEN 'parent ' || u.parent_code
+                         || ' does not exist in this generation'
+                    ELSE 'parent ' || p.code || ' is at level ' || p.level
+                         || ', expected ' || (u.level - 1) END AS detail,
+               ST_X(ST_PointOnSurface(u.geom)) AS lon, ST_Y(ST_PointOnSurface(u.geom)) AS lat
+          FROM grid_unit u
+          LEFT JOIN grid_unit p ON p.code = u.parent_code
+               AND p.generation_low <= :g AND (p.generation_high IS NULL
+                                               OR p.generation_high >= :g)
+         WHERE {VALID_IN} AND (
+               (u.level = 1 AND u.parent_code IS NOT NULL)
+            OR (u.level > 1 AND (u.parent_code IS NULL OR p.code IS NULL
+                                 OR p.level <> u.level - 1)))"""),
+    ("outside_parent", f"""
+        SELECT ARRAY[u.code, p.code] AS codes,
+               round(d.area::numeric, 2) || ' m² of the unit lie outside its parent' AS detail,
+               ST_X(d.pt) AS lon, ST_Y(d.pt) AS lat
+          FROM grid_unit u
+          JOIN grid_unit p ON p.code = u.parent_code
+               AND p.generation_low <= :g AND (p.generation_high IS NULL
+                                               OR p.generation_high >= :g)
+          CROSS JOIN LATERAL (
+              SELECT ST_Area(ST_Transform(x.diff, :srid)) AS area, ST_PointOnSurface(x.diff) AS pt
+                FROM (SELECT ST_Difference(u.geom, p.geom) AS diff) x) d
+         WHERE {VALID_IN} AND ST_IsValid(u.geom) AND ST_IsValid(p.geom)
+           AND NOT ST_CoveredBy(u.geom, p.geom) AND d.area > :tol"""),
+    ("sibling_overlap", """
+        SELECT ARRAY[a.code, b.code] AS codes,
+               round(i.area::numeric, 2) || ' m² overlap between siblings' AS detail,
+               ST_X(i.pt) AS lon, ST_Y(i.pt) AS lat
+          FROM grid_unit a
+          JOIN grid_unit b ON b.level = a.level
+               AND b.parent_code IS NOT DISTINCT FROM a.parent_code AND a.code < b.code
+               AND b.geom && a.geom
+               AND b.generation_low <= :g AND (b.generation_high IS NULL
+                                               OR b.generation_high >= :g)
+          CROSS JOIN LATERAL (
+              SELECT ST_Area(ST_Transform(x.ix, :srid)) AS area, ST_PointOnSurface(x.ix) AS pt
+                FROM (SELECT ST_Intersection(a.geom, b.geom) AS ix) x) i
+         WHERE a.generation_low <= :g AND (a.generation_high IS NULL OR a.generation_high >= :g)
+           AND ST_IsValid(a.geom) AND ST_IsValid(b.geom)
+           AND ST_Relate(a.geom, b.geom, '2********') AND i.area > :tol"""),
+    ("gap_in_parent", """
+        SELECT ARRAY[p.code] AS codes,
+               round(d.area::numeric, 2) || ' m² of the unit are covered by none of its '
+               || c.n || ' children' AS detail,
+               ST_X(d.pt) AS lon, ST_Y(d.pt) AS lat
+          FROM grid_unit p
+          CROSS JOIN LATERAL (
+              SELECT count(*) AS n, ST_Union(ch.geom) AS geom FROM grid_unit ch
+               WHERE ch.parent_code = p.code AND ch.level = p.level + 1
+                 AND ch.generation_low <= :g AND (ch.generation_high IS NULL
+                                                  OR ch.generation_high >= :g)
+                 AND ST_IsValid(ch.geom)) c
+          CROSS JOIN LATERAL (
+              SELECT ST_Area(ST_Transform(x.gap, :srid)) AS area, ST_PointOnSurface(x.gap) AS pt
+                FROM (SELECT CASE WHEN c.geom IS NULL THEN p.geom
+                                  ELSE ST_Difference(p.geom, c.geom) END AS gap) x) d
+         WHERE p.generation_low <= :g AND (p.generation_high IS NULL OR p.generation_high >= :g)
+           AND ST_IsValid(p.geom)
+           AND p.level < (SELECT max(level) FROM grid_unit v
+                           WHERE v.generation_low <= :g AND (v.generation_high IS NULL
+                                                             OR v.generation_high >= :g))
+           AND d.area > :tol"""),
+]
+
+
+def validate_generation(session: Session, gen_id: int, settings: Settings) -> list[Violation]:
+    """Check the nested-grid invariants in PostGIS for the units valid in a generation."""
+    params = {"g": gen_id, "srid": settings.metric_srid, "tol": settings.topology_tolerance_m2}
+    found: list[Violation] = []
+    for kind, sql in _CHECKS:
+        for r in session.execute(text(sql), params):
+            found.append(Violation(kind, tuple(r.codes), r.detail, r.lon, r.lat))
+    return found
+
+
+# ---------------------------------------------------------------- reading
+
+
+def counts_per_level(session: Session, gen_id: int) -> dict[str, int]:
+    """Number of units per level key in a generation."""
+    rows = session.execute(
+        text(f"SELECT lv.key, count(u.id) AS n FROM grid_level lv "
+             f"LEFT JOIN grid_unit u ON u.level = lv.rank AND {VALID_IN} "
+             f"GROUP BY lv.rank, lv.key ORDER BY lv.rank"),
+        {"g": gen_id},
+    )
+    return {r.key: int(r.n) for r in rows}
+
+
+_UNIT_COLUMNS = (
+    "u.id, u.code, u.name, u.level, lv.key AS level_key, lv.name AS level_name, u.parent_code, "
+    "u.generation_low, u.generation_high, u.area_m2, u.leader_name, u.leader_phone, "
+    "u.attributes"
+)
+
+
+def list_units(session: Session, gen_id: int, *, level: int | None = None,
+               parent: str | None = None, bbox: tuple[float, float, float, float] | None = None,
+               limit: int = 1000, offset: int = 0, precision: int = 7,
+               ) -> tuple[list[Any], int]:
+    """A page of units (with GeoJSON geometry) and the total that match."""
+    where = [VALID_IN]
+    params: dict[str, Any] = {"g": gen_id, "limit": limit, "offset": offset,
+                              "precision": precision}
+    if level is not None:
+        where.append("u.level = :level")
+        params["level"] = level
+    if parent is not None:
+        where.append("u.parent_code = :parent")
+        params["parent"] = parent
+    if bbox is not None:
+        where.append("u.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326) AND "
+                     "ST_Intersects(u.geom, ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326))")
+        params.update(x0=bbox[0], y0=bbox[1], x1=bbox[2], y1=bbox[3])
+    cond = " AND ".join(where)
+    total = session.execute(text(f"SELECT count(*) FROM grid_unit u WHERE {cond}"),
+                            params).scalar_one()
+    rows = session.execute(
+        text(f"SELECT {_UNIT_COLUMNS}, ST_AsGeoJSON(u.geom, :precision) AS geojson "
+             f"FROM grid_unit u JOIN grid_level lv ON lv.rank = u.level WHERE {cond} "
+             f"ORDER BY u.level, u.code LIMIT :limit OFFSET :offset"),
+        params,
+    ).all()
+    return list(rows), int(total)
+
+
+def get_unit(session: Session, gen_id: int, code: str, *, precision: int = 7) -> Any:
+    """One unit valid in a generation, with GeoJSON geometry; 404 if there is none."""
+    row = session.execute(
+        text(f"SELECT {_UNIT_COLUMNS}, ST_AsGeoJSON(u.geom, :precision) AS geojson, "
+             f"ST_X(ST_PointOnSurface(u.geom)) AS lon, ST_Y(ST_PointOnSurface(u.geom)) AS lat "
+             f"FROM grid_unit u JOIN grid_level lv ON lv.rank = u.level "
+             f"WHERE u.code = :code AND {VALID_IN}"),
+        {"g": gen_id, "code": code, "precision": precision},
+    ).first()
+    if row is None:
+        exists = session.scalar(select(func.count()).select_from(GridUnit)
+                                .where(GridUnit.code == code))
+        when = "in this generation" if exists else "in any generation"
+        raise NotFound(f"grid unit {code!r} does not exist {when} (generation {gen_id})")
+    return row
+
+
+def parent_chain(session: Session, gen_id: int, code: str) -> list[Any]:
+    """The unit's ancestors, top level first."""
+    rows = session.execute(
+        text(f"""
+        WITH RECURSIVE chain AS (
+            SELECT u.code, u.name, u.level, u.parent_code, 0 AS depth FROM grid_unit u
+             WHERE u.code = :code AND {VALID_IN}
+            UNION ALL
+            SELECT u.code, u.name, u.level, u.parent_code, c.depth + 1 FROM grid_unit u
+              JOIN chain c ON u.code = c.parent_code WHERE {VALID_IN})
+        SELECT c.code, c.name, c.level, lv.key AS level_key, lv.name AS level_name
+          FROM chain c JOIN grid_level lv ON lv.rank = c.level
+         WHERE c.depth > 0 ORDER BY c.level"""),
+        {"g": gen_id, "code": code},
+    )
+    return list(rows)
+
+
+def children(session: Session, gen_id: int, code: str) -> list[Any]:
+    """The unit's direct children, by code."""
+    return list(session.execute(
+        text(f"SELECT u.code, u.name, u.level, u.area_m2 FROM grid_unit u "
+             f"WHERE u.parent_code = :code AND {VALID_IN} ORDER BY u.code"),
+        {"g": gen_id, "code": code},
+    ))
+
+
+def neighbours(session: Session, gen_id: int, code: str, settings: Settings,
+               min_shared_m: float = 1.0) -> list[dict[str, Any]]:
+    """Same-level units sharing an edge (≥ min_shared_m metres) and the side they lie on
+    (四至), judged from the unit's centroid to the middle of the shared boundary."""
+    rows = session.execute(
+        text(f"""
+        WITH me AS (SELECT u.id, u.level, u.geom, ST_Transform(ST_Centroid(u.geom), :srid) AS c
+                      FROM grid_unit u WHERE u.code = :code AND {VALID_IN})
+        SELECT u.code, u.name, s.len AS shared_m,
+               degrees(ST_Azimuth(me.c, ST_Transform(ST_PointOnSurface(s.line), :srid))) AS az
+          FROM me JOIN grid_unit u ON u.level = me.level AND u.id <> me.id
+               AND u.geom && ST_Expand(me.geom, 1e-6) AND {VALID_IN}
+          CROSS JOIN LATERAL (
+              SELECT x.line, ST_Length(ST_Transform(x.line, :srid)) AS len FROM (
+                  SELECT ST_Intersection(ST_Boundary(me.geom),
+                                         ST_Buffer(ST_Boundary(u.geom), 1e-6)) AS line) x) s
+         WHERE s.len >= :min_len
+         ORDER BY u.code"""),
+        {"g": gen_id, "code": code, "srid": settings.metric_srid, "min_len": min_shared_m},
+    )
+    out = []
+    for r in rows:
+        az = (r.az or 0.0) % 360.0
+        side = ("north", "east", "south", "west")[int(((az + 45.0) % 360.0) // 90.0)]
+        out.append({"code": r.code, "name": r.name, "side": side,
+                    "shared_boundary_m": round(float(r.shared_m), 1),
+                    "bearing_deg": round(az, 1)})
+    return out
+
+
+def history(session: Session, code: str) -> list[Any]:
+    """Every version of a unit across generations, oldest first; 404 if the code never was."""
+    rows = list(session.execute(
+        text("""
+        SELECT u.id, u.code, u.name, u.level, u.parent_code, u.generation_low, u.generation_high,
+               gl.label AS low_label, gl.activated_at AS valid_from,
+               (SELECT min(g2.activated_at) FROM generation g2
+                 WHERE g2.id > coalesce(u.generation_high, 2147483647)
+                   AND g2.activated_at IS NOT NULL) AS valid_to,
+               u.area_m2, u.leader_name, u.leader_phone, u.created_at,
+               ST_AsGeoJSON(u.geom, 7) AS geojson
+          FROM grid_unit u JOIN generation gl ON gl.id = u.generation_low
+         WHERE u.code = :code ORDER BY u.generation_low"""),
+        {"code": code},
+    ))
+    if not rows:
+        raise NotFound(f"grid unit {code!r} does not exist in any generation")
+    return rows
+
+
+def iter_units(session: Session, gen_id: int, level: int | None = None) -> Iterable[Any]:
+    """Stream units of a generation with WKB geometry (for index builds and exports)."""
+    sql = (f"SELECT u.id, u.code, u.name, u.level, u.parent_code, ST_AsBinary(u.geom) AS wkb "
+           f"FROM grid_unit u WHERE {VALID_IN}")
+    params: dict[str, Any] = {"g": gen_id}
+    if level is not None:
+        sql += " AND u.level = :level"
+        params["level"] = level
+    return session.execute(text(sql + " ORDER BY u.level, u.code"), params)

@@ -1,0 +1,62 @@
+"""Deployment settings, read from GRIDOPS_* environment variables (pydantic-settings)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_LEVELS = "district:区,street:街镇,community:居村,grid:网格"
+
+
+def default_home() -> Path:
+    """Where gridops keeps its cluster and data: /var/lib/gridops for root, else XDG data."""
+    if os.geteuid() == 0:
+        # root's home is closed to the postgres user that must own the cluster
+        return Path("/var/lib/gridops")
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "gridops"
+
+
+class Settings(BaseSettings):
+    """Everything a deployment may change; built by the CLI or create_app, never at import."""
+
+    model_config = SettingsConfigDict(env_prefix="GRIDOPS_", env_file=None, extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; unset = gridops runs its own PostGIS cluster"
+    )
+    home: Path = Field(default_factory=default_home, description="data directory")
+    db_port: int = Field(default=54329, description="preferred port of the embedded cluster")
+    pg_bindir: Path | None = Field(default=None, description="PostgreSQL binaries (pg_config)")
+    levels: str = Field(
+        default=DEFAULT_LEVELS,
+        description="grid levels, coarse to fine, as key:name pairs separated by commas",
+    )
+    metric_srid: int = Field(
+        default=4549, description="metric CRS for areas and lengths (CGCS2000 3-degree GK 120E)"
+    )
+    topology_tolerance_m2: float = Field(
+        default=1.0, description="gap/overlap area tolerated by the grid invariants, in m²"
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = 1
+    page_size_max: int = 5000
+
+    @property
+    def cluster_dir(self) -> Path:
+        """The embedded cluster's data directory."""
+        return self.home / "pgdata"
+
+    def level_pairs(self) -> list[tuple[str, str]]:
+        """Grid levels as (key, display name), coarse to fine."""
+        out: list[tuple[str, str]] = []
+        for part in self.levels.split(","):
+            key, _, name = part.strip().partition(":")
+            if not key:
+                raise ValueError(f"GRIDOPS_LEVELS has an empty level in {self.levels!r}")
+            out.append((key.strip(), (name or key).strip()))
+        return out

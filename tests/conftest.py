@@ -1,0 +1,105 @@
+"""One real PostGIS cluster for the whole session, the schema built by alembic, a
+transaction per test that is rolled back at the end."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import Connection, Engine, text
+from sqlalchemy.orm import Session
+
+from layers.cluster import Cluster, find_bindir
+from layers.db import make_engine, upgrade
+from layers.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    """A throw-away cluster from the machine's PostgreSQL binaries, on a free port."""
+    base = Path(tempfile.mkdtemp(prefix="gridops-test-", dir=os.environ.get("GRIDOPS_TEST_TMP")))
+    os.chmod(base, 0o755)  # the postgres user must enter it when we are root
+    cluster = Cluster(datadir=base / "pgdata", bindir=find_bindir(), preferred_port=0)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture(scope="session")
+def settings(pg_cluster: Cluster) -> Settings:
+    """Settings pointing at the test cluster."""
+    return Settings(database_url=pg_cluster.url(), home=pg_cluster.datadir.parent)
+
+
+@pytest.fixture(scope="session")
+def engine(settings: Settings) -> Iterator[Engine]:
+    """Engine on a schema built by `alembic upgrade head`."""
+    assert settings.database_url
+    upgrade(settings.database_url)
+    eng = make_engine(settings.database_url)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture(scope="session")
+def demo_loaded(engine: Engine, settings: Settings) -> int:
+    """The Songjiang demo city, loaded once (committed) for the read tests; its generation."""
+    from etl.demo import load_demo
+
+    with Session(engine) as session, session.begin():
+        gen = load_demo(session, settings)
+        assert gen is not None
+        return gen.id
+
+
+@pytest.fixture()
+def connection(engine: Engine) -> Iterator[Connection]:
+    """A connection whose outer transaction is rolled back after the test."""
+    with engine.connect() as conn:
+        trans = conn.begin()
+        try:
+            yield conn
+        finally:
+            trans.rollback()
+
+
+@pytest.fixture()
+def session(connection: Connection) -> Iterator[Session]:
+    """A session inside the test's transaction; its commits become savepoints."""
+    with Session(bind=connection, join_transaction_mode="create_savepoint") as s:
+        yield s
+
+
+@pytest.fixture()
+def client(settings: Settings, engine: Engine, session: Session) -> Iterator[TestClient]:
+    """The API on the test's session."""
+    from api.app import create_app
+    from api.deps import get_session
+
+    app = create_app(settings, engine=engine)
+    app.dependency_overrides[get_session] = lambda: session
+    with TestClient(app) as c:
+        yield c
+
+
+@pytest.fixture()
+def scratch_db(pg_cluster: Cluster) -> Iterator[str]:
+    """An empty database of its own (for migration round trips); its URL."""
+    admin = make_engine(pg_cluster.url(), isolation_level="AUTOCOMMIT")
+    name = "gridops_scratch"
+    with admin.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        c.execute(text(f"CREATE DATABASE {name}"))
+    url = pg_cluster.url().rsplit("/", 1)[0] + "/" + name
+    try:
+        yield url
+    finally:
+        with admin.connect() as c:
+            c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()

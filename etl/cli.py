@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sys
 import time
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from layers.cluster import ClusterError
+from layers.cluster import Cluster, ClusterError
 from layers.settings import Settings
 
 app = typer.Typer(help="gridops: spatial operations for city grid management.",
@@ -124,7 +123,7 @@ def _stop_embedded(s: Settings) -> None:
         out.print("PostGIS cluster stopped")
 
 
-def _embedded_or_exit(s: Settings):  # type: ignore[no-untyped-def]
+def _embedded_or_exit(s: Settings) -> Cluster:
     from layers.db import embedded_cluster
 
     if s.database_url:
@@ -239,8 +238,9 @@ def grids_validate(generation: Annotated[int | None, typer.Option()] = None) -> 
 def main() -> None:
     """Entry point with logging set up."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     app()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

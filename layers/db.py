@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from alembic.config import Config
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -50,7 +51,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         sqlalchemy_url(url),
         pool_pre_ping=True,
         connect_args={"options": "-c timezone=UTC", "client_encoding": "utf8"},
-        **kwargs,  # type: ignore[arg-type]
+        **kwargs,
     )
 
 
@@ -66,9 +67,8 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
-def alembic_config(url: str):  # type: ignore[no-untyped-def]
+def alembic_config(url: str) -> Config:
     """An alembic Config pointing at the repo's migrations and the given database."""
-    from alembic.config import Config
 
     cfg = Config()
     cfg.set_main_option("script_location", str(ALEMBIC_DIR))

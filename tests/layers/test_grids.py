@@ -13,7 +13,7 @@ from layers import grids
 from layers.models import Generation, GridPiece, GridUnit
 from layers.settings import Settings
 from spatial.errors import GridInvariantError, InvalidGeometry, InvalidInput, NotFound
-from tests.tinycity import D, X0, Y0, replace, tiny_city
+from tests.tinycity import X0, Y0, D, replace, tiny_city
 
 
 def _state(session: Session) -> tuple[int, int, int, int | None]:
@@ -29,9 +29,8 @@ def _refused(session: Session, settings: Settings, units: list[grids.UnitInput],
              exc: type[Exception] = GridInvariantError) -> Exception:
     """Load inside a savepoint; it must fail and leave the database exactly as it was."""
     before = _state(session)
-    with pytest.raises(exc) as info:  # noqa: PT012
-        with session.begin_nested():
-            grids.load_generation(session, units, settings, label="broken")
+    with pytest.raises(exc) as info, session.begin_nested():
+        grids.load_generation(session, units, settings, label="broken")
     assert _state(session) == before
     return info.value
 
@@ -152,7 +151,8 @@ def test_generation_lookup_errors(session: Session) -> None:
 
 
 def test_levels_are_configurable(session: Session, settings: Settings) -> None:
-    custom = settings.model_copy(update={"levels": "district:区,street:街道,community:社区,grid:单元网格"})
+    names = "district:区,street:街道,community:社区,grid:单元网格"
+    custom = settings.model_copy(update={"levels": names})
     lv = grids.sync_levels(session, custom)
     assert [x.name for x in lv] == ["区", "街道", "社区", "单元网格"]
     assert grids.level_rank(session, "单元网格") == 4

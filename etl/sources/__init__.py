@@ -1,0 +1,1 @@
+"""Extraction scripts for the public source data shipped in ``etl/data``."""

@@ -1,0 +1,1 @@
+"""Folium page builders."""

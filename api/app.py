@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,20 +11,37 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
-from api.routers import grids, health
+from api.routers import grids, health, resolve
 from layers.db import database_url, make_engine, make_sessionmaker
+from layers.resolver import IndexRegistry
 from layers.settings import Settings
 
+log = logging.getLogger(__name__)
 
-def create_app(settings: Settings | None = None, engine: Engine | None = None) -> FastAPI:
-    """Build the app; the engine is made from settings unless given (tests)."""
+
+def create_app(settings: Settings | None = None, engine: Engine | None = None,
+               *, listen: bool = True) -> FastAPI:
+    """Build the app; the engine is made from settings unless given (tests). With listen,
+    each worker follows generation activations (LISTEN/NOTIFY) and swaps its index."""
     settings = settings or Settings()
     own_engine = engine is None
     engine = engine or make_engine(database_url(settings), pool_size=10, max_overflow=20)
 
+    factory = make_sessionmaker(engine)
+    indexes = IndexRegistry(factory, settings)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        import anyio
+
+        try:
+            await anyio.to_thread.run_sync(indexes.refresh)
+        except Exception:
+            log.exception("could not build the grid index at start-up")
+        if listen:
+            indexes.listen(engine)
         yield
+        indexes.stop()
         if own_engine:
             engine.dispose()
 
@@ -35,10 +53,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None) -
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.sessionmaker = make_sessionmaker(engine)
+    app.state.sessionmaker = factory
+    app.state.indexes = indexes
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(grids.router)
+    app.include_router(resolve.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

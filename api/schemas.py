@@ -47,3 +47,70 @@ class Neighbour(BaseModel):
     side: str = Field(description="north, east, south or west of the unit")
     shared_boundary_m: float
     bearing_deg: float
+
+
+class ChainUnit(BaseModel):
+    """A unit of the grid chain."""
+
+    code: str
+    name: str
+    level: int
+    level_key: str
+    level_name: str
+
+
+class CRSOut(BaseModel):
+    """The coordinate system an answer assumed."""
+
+    key: str
+    name: str
+
+
+class H3Out(BaseModel):
+    """The H3 cell of the point."""
+
+    cell: str
+    resolution: int
+
+
+class GenerationRefOut(BaseModel):
+    """The generation an answer used."""
+
+    id: int
+    label: str
+    activated_at: datetime | None
+
+
+class NearestOut(BaseModel):
+    """For a point outside the territory: the nearest grid."""
+
+    code: str
+    name: str
+    distance_m: float
+
+
+class ResolveIn(BaseModel):
+    """One point: lon/lat (geographic CRS) or x/y (projected CRS, metres)."""
+
+    lon: float | None = Field(default=None, description="longitude, or x for projected CRS")
+    lat: float | None = Field(default=None, description="latitude, or y for projected CRS")
+    x: float | None = None
+    y: float | None = None
+    crs: str = Field(default="EPSG:4326", description="EPSG:4326, EPSG:4490, GCJ-02, BD-09, "
+                     "or any EPSG code")
+    at: datetime | None = Field(default=None, description="resolve against the grid as of")
+    generation: int | None = Field(default=None, ge=1)
+
+
+class ResolveOut(BaseModel):
+    """Where a point lies: the grid chain, its H3 cell, the generation and CRS used."""
+
+    inside: bool
+    grid: ChainUnit | None
+    chain: list[ChainUnit]
+    nearest: NearestOut | None = Field(description="outside the territory: the nearest grid")
+    h3: H3Out
+    wgs84: dict[str, float]
+    crs: CRSOut
+    input: dict[str, Any]
+    generation: GenerationRefOut

@@ -6,6 +6,8 @@ import logging
 import os
 import shutil
 import time
+from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -233,6 +235,50 @@ def grids_validate(generation: Annotated[int | None, typer.Option()] = None) -> 
               f"(tolerance {s.topology_tolerance_m2} m²)")
     if found:
         raise typer.Exit(code=1)
+
+
+@app.command("resolve")
+def resolve_cmd(
+    src: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="input CSV")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="OUT.csv or OUT.geojson")],
+    lon_col: Annotated[str, typer.Option(help="column of lon (or x)")] = "lon",
+    lat_col: Annotated[str, typer.Option(help="column of lat (or y)")] = "lat",
+    id_col: Annotated[str, typer.Option(help="column passed through as id")] = "id",
+    crs: Annotated[str, typer.Option(help="CRS of the input points")] = "EPSG:4326",
+    at: Annotated[datetime | None, typer.Option(help="the grid as of this time")] = None,
+    generation: Annotated[int | None, typer.Option(help="a named generation")] = None,
+) -> None:
+    """Resolve every point of a CSV file to its grid chain (bounded memory, any size)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn
+
+    from etl.resolve_file import resolve_file
+    from layers import grids
+    from layers.db import database_url, make_engine, make_sessionmaker
+    from layers.resolver import build_index
+    from spatial.crs import parse_crs
+    from spatial.errors import GridopsError
+
+    s = _settings()
+    try:
+        parse_crs(crs)
+        engine = make_engine(database_url(s, start=True))
+        with make_sessionmaker(engine)() as session:
+            gen = grids.generation_at(session, generation=generation, at=at)
+            idx = build_index(session, gen)
+        engine.dispose()
+        size = src.stat().st_size
+        with Progress("[progress.description]{task.description}", BarColumn(),
+                      DownloadColumn(), TimeRemainingColumn(), console=err) as bar:
+            task = bar.add_task(f"resolving {src.name}", total=size)
+            counts = resolve_file(idx, src, output, lon_col=lon_col, lat_col=lat_col,
+                                  id_col=id_col, crs=crs, settings=s,
+                                  progress=lambda n: bar.advance(task, n))
+            bar.update(task, completed=size)
+    except (GridopsError, ClusterError) as e:
+        raise _fail(getattr(e, "detail", str(e))) from None
+    out.print(f"{counts['points']:,} points: {counts['inside']:,} inside, "
+              f"{counts['outside']:,} outside, {counts['errors']:,} with errors -> {output} "
+              f"(generation {gen.id}, {crs})", highlight=False)
 
 
 def main() -> None:

@@ -45,6 +45,9 @@ class Settings(BaseSettings):
     port: int = 8000
     workers: int = 1
     page_size_max: int = 5000
+    batch_max_points: int = Field(default=1_000_000, description="points per batch request")
+    batch_max_bytes: int = Field(default=256 * 1024 * 1024,
+                                 description="JSON batch body limit, in bytes")
 
     @property
     def cluster_dir(self) -> Path:

@@ -132,8 +132,8 @@ class GridIndex:
         table[uniq] = -(np.arange(len(uniq), dtype=np.int32) + 2)
         packed = PackedPolygons(list(geoms_a))
         stats = BuildStats(
-            grids=len(codes_a), resolution=resolution, interior_cells=int(len(in_cells)),
-            boundary_cells=int(len(uniq)), blocks=int(len(block_keys)), seconds=0.0, nbytes=0)
+            grids=len(codes_a), resolution=resolution, interior_cells=len(in_cells),
+            boundary_cells=len(uniq), blocks=len(block_keys), seconds=0.0, nbytes=0)
         idx = cls(generation=generation, resolution=resolution, codes=codes_a, names=names_a,
                   levels=lv, geoms=geoms_a, packed=packed, block_keys=block_keys, table=table,
                   cand_off=cand_off, cand=b_owner.astype(np.int32), stats=stats,

@@ -28,10 +28,10 @@ def _ring(xs: np.ndarray, ys: np.ndarray, start: int, end: int, px: float, py: f
         side = (x2 - x1) * (py - y1) - (px - x1) * (y2 - y1)
         if x2 == x1 and y2 == y1:
             continue
-        if side == 0.0:
-            if not (max(x1, x2) < px or min(x1, x2) > px
-                    or max(y1, y2) < py or min(y1, y2) > py):
-                return 0
+        on_line = side == 0.0
+        if on_line and not (max(x1, x2) < px or min(x1, x2) > px
+                            or max(y1, y2) < py or min(y1, y2) > py):
+            return 0
         if y1 <= py and py < y2 and side > 0:
             wn += 1
         elif y2 <= py and py < y1 and side < 0:

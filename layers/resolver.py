@@ -1,0 +1,301 @@
+"""Resolve points to the grid chain: the in-memory index per generation, kept current by
+LISTEN/NOTIFY, and the SQL path (ST_Covers, lowest code wins) that batch jobs and tests use."""
+
+from __future__ import annotations
+
+import logging
+import select
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import psycopg2
+import shapely
+from pyproj import Transformer
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+from layers import grids
+from layers.db import sqlalchemy_url
+from layers.models import Generation
+from layers.settings import Settings
+from spatial import h3index
+from spatial.crs import parse_crs, to_wgs84
+from spatial.errors import InvalidCoordinate
+from spatial.index import GridIndex, Level
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenerationRef:
+    """What an answer says about the generation it used."""
+
+    id: int
+    label: str
+    activated_at: datetime | None
+
+
+def finest_level(session: Session, gen_id: int) -> int:
+    """The finest level present in a generation."""
+    lvl = session.scalar(text(f"SELECT max(u.level) FROM grid_unit u WHERE {grids.VALID_IN}"),
+                         {"g": gen_id})
+    if lvl is None:
+        raise grids.NotFound(f"generation {gen_id} has no grid units")
+    return int(lvl)
+
+
+def build_index(session: Session, gen: Generation, resolution: int | None = None) -> GridIndex:
+    """Read a generation from PostGIS and build its index (finest level + parent arrays)."""
+    rows = session.execute(
+        text(f"SELECT u.code, u.name, u.level, u.parent_code, ST_AsBinary(u.geom) AS wkb "
+             f"FROM grid_unit u WHERE {grids.VALID_IN} ORDER BY u.level, u.code"),
+        {"g": gen.id},
+    ).all()
+    if not rows:
+        raise grids.NotFound(f"generation {gen.id} has no grid units")
+    finest = max(r.level for r in rows)
+    fin = [r for r in rows if r.level == finest]
+    parent_of = {r.code: r.parent_code for r in rows}
+    lvls = {lv.rank: lv for lv in grids.levels(session)}
+    levels: list[Level] = []
+    for rank in sorted({r.level for r in rows}):
+        units = [r for r in rows if r.level == rank]
+        pos = {r.code: i for i, r in enumerate(units)}
+        of_finest = np.full(len(fin), -1, dtype=np.int32)
+        for i, r in enumerate(fin):
+            code: str | None = r.code
+            while code is not None and code not in pos:
+                code = parent_of.get(code)
+            if code is not None:
+                of_finest[i] = pos[code]
+        lv = lvls.get(rank)
+        levels.append(Level(rank, lv.key if lv else str(rank), lv.name if lv else str(rank),
+                            np.array([r.code for r in units], dtype=object),
+                            np.array([r.name for r in units], dtype=object), of_finest))
+    geoms = shapely.from_wkb([bytes(r.wkb) for r in fin])
+    kwargs = {"resolution": resolution} if resolution else {}
+    idx = GridIndex.build(gen.id, [r.code for r in fin], [r.name for r in fin], list(geoms),
+                          levels, **kwargs)
+    idx.meta["generation"] = GenerationRef(gen.id, gen.label, gen.activated_at)
+    log.info("index for generation %s: %d grids, %d boundary cells, %.2f s, %.1f MB",
+             gen.id, idx.stats.grids, idx.stats.boundary_cells, idx.stats.seconds,
+             idx.stats.nbytes / 1e6)
+    return idx
+
+
+@lru_cache(maxsize=8)
+def metric_transformer(srid: int) -> Callable[..., Any]:
+    """lon/lat -> metres in the deployment's metric CRS."""
+    return Transformer.from_crs(4326, srid, always_xy=True).transform
+
+
+class IndexRegistry:
+    """The active generation's index plus a few others ("as of"), swapped atomically."""
+
+    def __init__(self, factory: Callable[[], Session], settings: Settings,
+                 keep: int = 3) -> None:
+        self._factory = factory
+        self.settings = settings
+        self._active: GridIndex | None = None
+        self._others: OrderedDict[int, GridIndex] = OrderedDict()
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._listener: threading.Thread | None = None
+        self._stop = threading.Event()
+        self.switched_at: float | None = None
+
+    @property
+    def active(self) -> GridIndex | None:
+        """The index of the active generation (None until a grid is loaded)."""
+        return self._active
+
+    def refresh(self) -> GridIndex | None:
+        """Rebuild for the active generation if it changed; the swap is one assignment."""
+        with self._factory() as session:
+            gen = grids.active_generation(session)
+            if gen is None:
+                return None
+            cur = self._active
+            if cur is not None and cur.generation == gen.id:
+                return cur
+            idx = build_index(session, gen)
+        self._active = idx
+        self.switched_at = time.monotonic()
+        return idx
+
+    def for_generation(self, gen: Generation) -> GridIndex:
+        """The index of any generation (built on first use, a few kept)."""
+        cur = self._active
+        if cur is not None and cur.generation == gen.id:
+            return cur
+        with self._lock:
+            if gen.id in self._others:
+                self._others.move_to_end(gen.id)
+                return self._others[gen.id]
+            with self._factory() as session:
+                idx = build_index(session, gen)
+            self._others[gen.id] = idx
+            while len(self._others) > self._keep:
+                self._others.popitem(last=False)
+            return idx
+
+    # -------------------------------------------------------------- LISTEN/NOTIFY
+
+    def listen(self, engine: Engine) -> None:
+        """Follow activations in a background thread (one per worker process)."""
+        if self._listener is not None:
+            return
+        dsn = sqlalchemy_url(engine.url.render_as_string(hide_password=False)).replace(
+            "postgresql+psycopg2://", "postgresql://")
+        self._stop.clear()
+        self._listener = threading.Thread(target=self._listen_loop, args=(dsn,),
+                                          name="gridops-listen", daemon=True)
+        self._listener.start()
+
+    def stop(self) -> None:
+        """Stop following activations."""
+        self._stop.set()
+        if self._listener is not None:
+            self._listener.join(timeout=2)
+            self._listener = None
+
+    def _listen_loop(self, dsn: str) -> None:
+        while not self._stop.is_set():
+            try:
+                conn = psycopg2.connect(dsn)
+                conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
+                with conn.cursor() as cur:
+                    cur.execute(f"LISTEN {grids.NOTIFY_CHANNEL}")
+                self.refresh()  # catch up with anything activated while we were away
+                while not self._stop.is_set():
+                    if select.select([conn], [], [], 0.2) == ([], [], []):
+                        continue
+                    conn.poll()
+                    if conn.notifies:
+                        conn.notifies.clear()
+                        self.refresh()
+                conn.close()
+            except Exception:
+                log.exception("generation listener failed; retrying in 1 s")
+                self._stop.wait(1.0)
+
+
+def resolve_sql(session: Session, gen_id: int, lon: np.ndarray, lat: np.ndarray,
+                level: int | None = None) -> list[str | None]:
+    """The truth: ST_Covers on the stored geometry, lowest code wins; one code per point."""
+    lvl = level if level is not None else finest_level(session, gen_id)
+    rows = session.execute(
+        text(f"""
+        SELECT p.i, g.code
+          FROM unnest(CAST(:xs AS float8[]), CAST(:ys AS float8[]))
+               WITH ORDINALITY AS p(x, y, i)
+          LEFT JOIN LATERAL (
+              SELECT u.code FROM grid_unit u
+               WHERE u.level = :lvl AND {grids.VALID_IN}
+                 AND ST_Covers(u.geom, ST_SetSRID(ST_MakePoint(p.x, p.y), 4326))
+               ORDER BY u.code LIMIT 1) g ON true
+         ORDER BY p.i"""),
+        {"xs": [float(x) for x in lon], "ys": [float(y) for y in lat], "lvl": lvl, "g": gen_id},
+    ).all()
+    return [r.code for r in rows]
+
+
+@dataclass
+class Resolved:
+    """Vectorised answers for WGS84 points against one index."""
+
+    lon: np.ndarray
+    lat: np.ndarray
+    grid: np.ndarray  # finest grid index, -1 outside
+    cells: np.ndarray  # uint64 H3 cells
+    nearest: np.ndarray  # for points outside: nearest grid index, else -1
+    distance_m: np.ndarray  # for points outside: metres to it, else nan
+
+
+def resolve_points(idx: GridIndex, lon: np.ndarray, lat: np.ndarray,
+                   settings: Settings, *, nearest: bool = True) -> Resolved:
+    """Finest grid, H3 cell and, for points outside the territory, the nearest grid."""
+    lon = np.ascontiguousarray(lon, dtype=np.float64)
+    lat = np.ascontiguousarray(lat, dtype=np.float64)
+    cells = idx.cells(lon, lat)
+    g = idx.lookup(lon, lat, cells)
+    near = np.full(len(g), -1, dtype=np.int32)
+    dist = np.full(len(g), np.nan)
+    out = np.flatnonzero(g < 0)
+    if nearest and out.size:
+        ng, nd = idx.nearest(lon[out], lat[out], metric_transformer(settings.metric_srid))
+        near[out] = ng
+        dist[out] = nd
+    return Resolved(lon, lat, g, cells, near, dist)
+
+
+CHUNK = 100_000
+
+
+def resolve_chunks(idx: GridIndex, xs: Sequence[float], ys: Sequence[float],
+                   errors: dict[int, str], crs: str, settings: Settings
+                   ) -> Iterator[tuple[int, Resolved, np.ndarray, list[str | None]]]:
+    """Resolve in chunks; rows with bad coordinates get an error, not a failed batch."""
+    info = parse_crs(crs)
+    names = ("x", "y") if info.projected else ("lon", "lat")
+    for start in range(0, len(xs), CHUNK):
+        x = np.asarray(xs[start:start + CHUNK], dtype=np.float64)
+        y = np.asarray(ys[start:start + CHUNK], dtype=np.float64)
+        errs: list[str | None] = [errors.get(start + i) for i in range(len(x))]
+        ok = np.isfinite(x) & np.isfinite(y)
+        if not info.projected:
+            ok &= (np.abs(x) <= 180) & (np.abs(y) <= 90)
+        lon = np.full(len(x), np.nan)
+        lat = np.full(len(x), np.nan)
+        try:
+            lon[ok], lat[ok], _ = to_wgs84(x[ok], y[ok], crs, fields=names)
+        except InvalidCoordinate:
+            for i in np.flatnonzero(ok):
+                try:
+                    lo, la, _ = to_wgs84(x[i:i + 1], y[i:i + 1], crs, fields=names)
+                    lon[i], lat[i] = lo[0], la[0]
+                except InvalidCoordinate as e:
+                    ok[i] = False
+                    errs[i] = e.detail
+        for i in np.flatnonzero(~ok):
+            if errs[i] is None:
+                errs[i] = (f"{names[0]}={x[i]!r}, {names[1]}={y[i]!r}: not a valid "
+                           f"{info.key} coordinate")
+        r = resolve_points(idx, np.where(ok, lon, 0.0), np.where(ok, lat, 0.0), settings)
+        r.grid[~ok] = -1
+        r.nearest[~ok] = -1
+        yield start, r, ok, errs
+
+
+def columns(idx: GridIndex) -> list[str]:
+    """Batch output columns: the point, one code column per level, the finest grid's name."""
+    return ["id", "wgs84_lon", "wgs84_lat", "inside", *[lv.key for lv in idx.levels],
+            "grid_name", "h3", "nearest_grid", "distance_m", "error"]
+
+
+def resolve_rows(idx: GridIndex, xs: Sequence[float], ys: Sequence[float], ids: Sequence[Any],
+                 errors: dict[int, str], crs: str, settings: Settings
+                 ) -> Iterator[list[tuple[Any, ...]]]:
+    """Rows of COLUMNS for a batch, a chunk at a time; bad coordinates get an error column."""
+    for start, r, ok, errs in resolve_chunks(idx, xs, ys, errors, crs, settings):
+        g = r.grid
+        cols = [np.where(g >= 0, lv.codes[lv.of_finest[np.maximum(g, 0)]], None)
+                for lv in idx.levels]
+        gname = np.where(g >= 0, idx.names[np.maximum(g, 0)], None)
+        near = np.where(r.nearest >= 0, idx.codes[np.maximum(r.nearest, 0)], None)
+        out = []
+        for i in range(len(g)):
+            out.append((
+                ids[start + i], float(r.lon[i]) if ok[i] else None,
+                float(r.lat[i]) if ok[i] else None, bool(g[i] >= 0) if ok[i] else None,
+                *(c[i] for c in cols), gname[i],
+                h3index.cell_str(r.cells[i]) if ok[i] else None, near[i],
+                round(float(r.distance_m[i]), 2) if r.nearest[i] >= 0 else None, errs[i]))
+        yield out

@@ -1,0 +1,82 @@
+"""A running server (2 workers) picks up a newly activated generation by LISTEN/NOTIFY."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+from shapely import box
+from sqlalchemy.orm import Session
+
+from layers import grids
+from layers.cluster import free_port
+from layers.db import make_engine, upgrade
+from layers.settings import Settings
+from tests.tinycity import X0, Y0, D, replace, tiny_city
+
+# inside community 1, 100 m north of the line between its two grids
+P = (X0 + D / 2, Y0 + D / 2 + 0.001)
+
+
+def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "server exited"
+        try:
+            if httpx.get(url + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("server did not start")
+
+
+def test_activation_reaches_every_worker(scratch_db: str, settings: Settings) -> None:
+    upgrade(scratch_db)
+    eng = make_engine(scratch_db)
+    with Session(eng) as s, s.begin():
+        grids.load_generation(s, tiny_city(), settings, label="v1")
+    port = free_port(0)
+    env = dict(os.environ, GRIDOPS_DATABASE_URL=scratch_db)
+    proc = subprocess.Popen([sys.executable, "-m", "etl.cli", "serve", "--port", str(port),
+                             "--workers", "2"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait(url, proc)
+        with httpx.Client(base_url=url, timeout=5) as c:
+            for _ in range(10):
+                a = c.get("/resolve", params={"lon": P[0], "lat": P[1]}).json()
+                assert a["grid"]["code"] == "319999001001001"
+            # planners move the line 200 m north: P now lies in grid 002
+            moved = replace(tiny_city(), "319999001001001",
+                            geometry=box(X0, Y0 + D / 2 + 0.002, X0 + D, Y0 + D))
+            moved = replace(moved, "319999001001002",
+                            geometry=box(X0, Y0, X0 + D, Y0 + D / 2 + 0.002))
+            with Session(eng) as s, s.begin():
+                g2 = grids.load_generation(s, moved, settings, label="v2").id
+            t0 = time.monotonic()
+            streak, switched = 0, None
+            while time.monotonic() - t0 < 10 and streak < 20:
+                a = c.get("/resolve", params={"lon": P[0], "lat": P[1]}).json()
+                if a["generation"]["id"] == g2:
+                    assert a["grid"]["code"] == "319999001001002"
+                    switched = switched or time.monotonic() - t0
+                    streak += 1
+                else:
+                    assert a["grid"]["code"] == "319999001001001"  # never a half index
+                    streak = 0
+            assert streak >= 20, "both workers must answer with the new generation"
+            elapsed = time.monotonic() - t0
+            print(f"all workers switched within {elapsed:.2f} s")
+            assert elapsed < 3.0
+            # the old generation stays answerable by name
+            old = c.get("/resolve", params={"lon": P[0], "lat": P[1], "generation": 1}).json()
+            assert old["grid"]["code"] == "319999001001001"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        eng.dispose()

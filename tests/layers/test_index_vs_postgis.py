@@ -1,0 +1,104 @@
+"""The fast path (H3 + dense table + PostGIS-arithmetic PIP) equals PostGIS ST_Covers with
+the lowest-code tie rule, on the demo city: random points, vertices, edge midpoints, and
+points 1e-9 degrees either side of edges."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+import shapely
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from layers import grids
+from layers.resolver import build_index, resolve_sql
+from spatial.index import GridIndex
+
+SLOW = settings(max_examples=40, deadline=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@pytest.fixture(scope="module")
+def truth(engine: Engine, demo_loaded: int) -> Iterator[tuple[GridIndex, Session]]:
+    """The demo index and a session for SQL truth."""
+    with Session(engine) as s:
+        gen = grids.generation_at(s, generation=demo_loaded)
+        yield build_index(s, gen), s
+
+
+def _agree(truth: tuple[GridIndex, Session], lon: np.ndarray, lat: np.ndarray) -> None:
+    idx, s = truth
+    g = idx.lookup(lon, lat)
+    fast = [str(idx.codes[i]) if i >= 0 else None for i in g]
+    slow = resolve_sql(s, idx.generation, lon, lat)
+    bad = [(float(x), float(y), f, t) for x, y, f, t in zip(lon, lat, fast, slow, strict=True)
+           if f != t]
+    assert not bad, f"{len(bad)} disagreements, first: {bad[:3]}"
+
+
+def _segments(idx: GridIndex) -> tuple[np.ndarray, np.ndarray]:
+    """All ring segments of the finest grids: (start xy, end xy)."""
+    rings = shapely.get_rings(shapely.get_parts(idx.geoms))
+    coords = [np.asarray(r.coords) for r in rings]
+    a = np.concatenate([c[:-1] for c in coords])
+    b = np.concatenate([c[1:] for c in coords])
+    return a, b
+
+
+def test_random_points_in_and_around_the_territory(truth) -> None:  # type: ignore[no-untyped-def]
+    idx, _ = truth
+    x0, y0, x1, y1 = shapely.total_bounds(idx.geoms)
+    rng = np.random.default_rng(11)
+    n = 20_000
+    lon = rng.uniform(x0 - 0.05, x1 + 0.05, n)
+    lat = rng.uniform(y0 - 0.05, y1 + 0.05, n)
+    _agree(truth, lon, lat)
+
+
+def test_every_vertex_and_edge_midpoint(truth) -> None:  # type: ignore[no-untyped-def]
+    idx, _ = truth
+    a, b = _segments(idx)
+    verts = np.unique(a, axis=0)
+    mids = (a + b) / 2.0
+    pts = np.concatenate([verts, mids])
+    _agree(truth, pts[:, 0], pts[:, 1])
+
+
+def test_points_a_hair_either_side_of_edges(truth) -> None:  # type: ignore[no-untyped-def]
+    idx, _ = truth
+    a, b = _segments(idx)
+    rng = np.random.default_rng(5)
+    pick = rng.choice(len(a), size=min(len(a), 15_000), replace=False)
+    a, b = a[pick], b[pick]
+    t = rng.uniform(0, 1, len(a))[:, None]
+    p = a + (b - a) * t
+    d = b - a
+    normal = np.column_stack([-d[:, 1], d[:, 0]])
+    normal /= np.maximum(np.hypot(normal[:, 0], normal[:, 1]), 1e-300)[:, None]
+    for eps in (1e-9, -1e-9):
+        q = p + normal * eps
+        _agree(truth, q[:, 0], q[:, 1])
+
+
+@SLOW
+@given(data=st.data())
+def test_property_edges_and_random(truth, data) -> None:  # type: ignore[no-untyped-def]
+    idx, _ = truth
+    a, b = _segments(idx)
+    k = data.draw(st.lists(st.integers(0, len(a) - 1), min_size=1, max_size=50))
+    t = np.array(data.draw(st.lists(st.floats(0, 1), min_size=len(k), max_size=len(k))))
+    off = np.array(data.draw(st.lists(st.sampled_from([0.0, 1e-9, -1e-9, 1e-7, -1e-12]),
+                                      min_size=len(k), max_size=len(k))))
+    ka = np.array(k)
+    p = a[ka] + (b[ka] - a[ka]) * t[:, None]
+    p[:, 1] += off
+    x0, y0, x1, y1 = shapely.total_bounds(idx.geoms)
+    rnd = np.array(data.draw(st.lists(st.tuples(st.floats(x0 - 0.02, x1 + 0.02),
+                                                st.floats(y0 - 0.02, y1 + 0.02)),
+                                      min_size=1, max_size=50)))
+    pts = np.concatenate([p, rnd])
+    _agree(truth, pts[:, 0], pts[:, 1])

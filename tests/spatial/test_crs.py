@@ -297,6 +297,20 @@ def test_batch_shapes_are_kept():
     assert to_wgs84(lon, SONGJIANG[1])[1].shape == (5,)
 
 
+def test_geographic_range_is_checked_in_the_crs_unit():
+    # NTF (Paris), EPSG:4807, counts in grads: a quarter turn is 100, not 90.
+    lon, lat, _ = to_wgs84(2.5, 48.0, "EPSG:4807")
+    assert 4.0 < lon[0] < 5.0 and 43.0 < lat[0] < 43.5
+    with pytest.raises(InvalidCoordinate, match=r"^lat = 150\.0 .* \[-100, 100\] grad$"):
+        to_wgs84(2.5, 150.0, "EPSG:4807")
+
+
+@pytest.mark.parametrize("crs", [None, "gcj02", "bd09", "EPSG:4490", "EPSG:4549"])
+def test_empty_batch(crs):
+    lon, lat, _ = to_wgs84(np.array([]), np.array([]), crs)
+    assert lon.shape == lat.shape == (0,)
+
+
 # ---------------------------------------------------------------------- validation
 
 
@@ -478,11 +492,3 @@ def test_large_batch_converges():
     assert np.abs(g_lon - lon).max() <= 1e-10 and np.abs(g_lat - lat).max() <= 1e-10
     b_lon, b_lat = gcj02_to_bd09(*bd09_to_gcj02(lon, lat))
     assert np.abs(b_lon - lon).max() <= 1e-10 and np.abs(b_lat - lat).max() <= 1e-10
-
-
-def test_geographic_range_is_checked_in_the_crs_unit():
-    # NTF (Paris), EPSG:4807, counts in grads: a quarter turn is 100, not 90.
-    lon, lat, _ = to_wgs84(2.5, 48.0, "EPSG:4807")
-    assert 4.0 < lon[0] < 5.0 and 43.0 < lat[0] < 43.5
-    with pytest.raises(InvalidCoordinate, match=r"^lat = 150\.0 .* \[-100, 100\] grad$"):
-        to_wgs84(2.5, 150.0, "EPSG:4807")

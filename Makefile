@@ -20,8 +20,9 @@ lint: setup
 test: setup lint
 	$(BIN)/pytest -q
 
-bench: setup
-	$(BIN)/python -m benchmarks
+bench:
+	@GRIDOPS_EXTRA_APT=wrk scripts/setup.sh
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

@@ -8,7 +8,7 @@ import select
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
@@ -239,16 +239,21 @@ def resolve_points(idx: GridIndex, lon: np.ndarray, lat: np.ndarray,
 CHUNK = 100_000
 
 
-def resolve_chunks(idx: GridIndex, xs: Sequence[float], ys: Sequence[float],
+def resolve_chunks(idx: GridIndex, x_all: np.ndarray, y_all: np.ndarray,
                    errors: dict[int, str], crs: str, settings: Settings
-                   ) -> Iterator[tuple[int, Resolved, np.ndarray, list[str | None]]]:
-    """Resolve in chunks; rows with bad coordinates get an error, not a failed batch."""
+                   ) -> Iterator[tuple[int, Resolved, np.ndarray, np.ndarray]]:
+    """Resolve in chunks; rows with bad coordinates get an error, not a failed batch.
+
+    Yields (start, answers, ok mask, error messages as an object array)."""
     info = parse_crs(crs)
     names = ("x", "y") if info.projected else ("lon", "lat")
-    for start in range(0, len(xs), CHUNK):
-        x = np.asarray(xs[start:start + CHUNK], dtype=np.float64)
-        y = np.asarray(ys[start:start + CHUNK], dtype=np.float64)
-        errs: list[str | None] = [errors.get(start + i) for i in range(len(x))]
+    for start in range(0, len(x_all), CHUNK):
+        x = np.asarray(x_all[start:start + CHUNK], dtype=np.float64)
+        y = np.asarray(y_all[start:start + CHUNK], dtype=np.float64)
+        errs = np.full(len(x), None, dtype=object)
+        for k, msg in errors.items():
+            if start <= k < start + len(x):
+                errs[k - start] = msg
         ok = np.isfinite(x) & np.isfinite(y)
         if not info.projected:
             ok &= (np.abs(x) <= 180) & (np.abs(y) <= 90)
@@ -257,6 +262,7 @@ def resolve_chunks(idx: GridIndex, xs: Sequence[float], ys: Sequence[float],
         try:
             lon[ok], lat[ok], _ = to_wgs84(x[ok], y[ok], crs, fields=names)
         except InvalidCoordinate:
+            # rare: some points lie outside a projected CRS's area; find them one by one
             for i in np.flatnonzero(ok):
                 try:
                     lo, la, _ = to_wgs84(x[i:i + 1], y[i:i + 1], crs, fields=names)
@@ -264,10 +270,9 @@ def resolve_chunks(idx: GridIndex, xs: Sequence[float], ys: Sequence[float],
                 except InvalidCoordinate as e:
                     ok[i] = False
                     errs[i] = e.detail
-        for i in np.flatnonzero(~ok):
-            if errs[i] is None:
-                errs[i] = (f"{names[0]}={x[i]!r}, {names[1]}={y[i]!r}: not a valid "
-                           f"{info.key} coordinate")
+        for i in np.flatnonzero(~ok & (errs == None)):  # noqa: E711 - elementwise
+            errs[i] = (f"row {start + i + 1}: {names[0]}={x[i]!r}, {names[1]}={y[i]!r} is not "
+                       f"a valid {info.key} coordinate")
         r = resolve_points(idx, np.where(ok, lon, 0.0), np.where(ok, lat, 0.0), settings)
         r.grid[~ok] = -1
         r.nearest[~ok] = -1
@@ -280,22 +285,30 @@ def columns(idx: GridIndex) -> list[str]:
             "grid_name", "h3", "nearest_grid", "distance_m", "error"]
 
 
-def resolve_rows(idx: GridIndex, xs: Sequence[float], ys: Sequence[float], ids: Sequence[Any],
-                 errors: dict[int, str], crs: str, settings: Settings
-                 ) -> Iterator[list[tuple[Any, ...]]]:
-    """Rows of COLUMNS for a batch, a chunk at a time; bad coordinates get an error column."""
-    for start, r, ok, errs in resolve_chunks(idx, xs, ys, errors, crs, settings):
+def resolve_columns(idx: GridIndex, x: np.ndarray, y: np.ndarray, ids: np.ndarray | None,
+                    errors: dict[int, str], crs: str, settings: Settings
+                    ) -> Iterator[dict[str, np.ndarray]]:
+    """Batch answers as column arrays (`columns(idx)`), a chunk at a time; vectorised."""
+    for start, r, ok, errs in resolve_chunks(idx, x, y, errors, crs, settings):
+        n = len(r.grid)
         g = r.grid
-        cols = [np.where(g >= 0, lv.codes[lv.of_finest[np.maximum(g, 0)]], None)
-                for lv in idx.levels]
-        gname = np.where(g >= 0, idx.names[np.maximum(g, 0)], None)
-        near = np.where(r.nearest >= 0, idx.codes[np.maximum(r.nearest, 0)], None)
-        out = []
-        for i in range(len(g)):
-            out.append((
-                ids[start + i], float(r.lon[i]) if ok[i] else None,
-                float(r.lat[i]) if ok[i] else None, bool(g[i] >= 0) if ok[i] else None,
-                *(c[i] for c in cols), gname[i],
-                h3index.cell_str(r.cells[i]) if ok[i] else None, near[i],
-                round(float(r.distance_m[i]), 2) if r.nearest[i] >= 0 else None, errs[i]))
+        gi = np.maximum(g, 0)
+        inside = g >= 0
+        none = np.full(n, None, dtype=object)
+        has_near = r.nearest >= 0
+        ident = (np.asarray(ids[start:start + n], dtype=object) if ids is not None
+                 else np.arange(start + 1, start + n + 1))
+        out: dict[str, np.ndarray] = {
+            "id": ident,
+            "wgs84_lon": np.where(ok, r.lon, np.nan),
+            "wgs84_lat": np.where(ok, r.lat, np.nan),
+            "inside": np.where(ok, inside, none),
+        }
+        for lv in idx.levels:
+            out[lv.key] = np.where(inside, lv.codes[lv.of_finest[gi]], none)
+        out["grid_name"] = np.where(inside, idx.names[gi], none)
+        out["h3"] = np.where(ok, np.asarray(h3index.cells_str(r.cells), dtype=object), none)
+        out["nearest_grid"] = np.where(has_near, idx.codes[np.maximum(r.nearest, 0)], none)
+        out["distance_m"] = np.where(has_near, np.round(r.distance_m, 2), np.nan)
+        out["error"] = errs
         yield out

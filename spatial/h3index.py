@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 import h3
 import numpy as np
+from h3ronpy import cells_to_string
 from h3ronpy.vector import ContainmentMode, coordinates_to_cells, wkb_to_cells
 
 EARTH_RADIUS_M = 6_371_008.8
@@ -84,6 +85,13 @@ def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     dp, dl = p2 - p1, math.radians(lon2 - lon1)
     a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
     return 2 * EARTH_RADIUS_M * math.asin(math.sqrt(a))
+
+
+def cells_str(cells: np.ndarray) -> list[str]:
+    """Hexadecimal ids of many cells."""
+    if len(cells) == 0:
+        return []
+    return list(cells_to_string(np.ascontiguousarray(cells, dtype=np.uint64)).to_pylist())
 
 
 def cell_str(cell: int | np.integer) -> str:

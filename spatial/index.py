@@ -193,20 +193,39 @@ class GridIndex:
 
     def nearest(self, lon: np.ndarray, lat: np.ndarray,
                 metric: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest finest grid and distance in metres (in the metric CRS) for each point.
+        """Nearest finest grid and distance in metres (in the metric CRS) for points outside.
 
-        `metric` transforms lon/lat arrays to metric x/y (pyproj Transformer.transform).
+        `metric` maps lon/lat arrays to metric x/y (pyproj Transformer.transform). The nearest
+        grid of an outside point lies on the territory's edge, and its distance is the
+        distance to one of its ring segments, so the tree holds only the segments of the
+        grids that touch the outline (a few thousand short segments, O(1) distance each).
         """
         if self._nearest is None:
-            mgeoms = shapely.transform(self.geoms, lambda xy: np.column_stack(
-                metric(xy[:, 0], xy[:, 1])))
-            self._nearest = (shapely.STRtree(mgeoms), mgeoms)
-        tree, _ = self._nearest
+            self._nearest = self._edge_segments(metric)
+        tree, owner = self._nearest
         x, y = metric(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
         pts = shapely.points(np.column_stack([x, y]))
-        (pi, gi), dist = tree.query_nearest(pts, return_distance=True, all_matches=False)
+        (pi, si), dist = tree.query_nearest(pts, return_distance=True, all_matches=False)
         g = np.full(len(pts), -1, dtype=np.int32)
         d = np.full(len(pts), np.nan)
-        g[pi] = gi
+        g[pi] = owner[si]
         d[pi] = dist
         return g, d
+
+    def _edge_segments(self, metric: Any) -> tuple[shapely.STRtree, np.ndarray]:
+        outline = shapely.boundary(shapely.union_all(self.geoms))
+        edge = shapely.STRtree(self.geoms).query(outline, predicate="intersects")
+        rings = [shapely.get_rings(shapely.get_parts(self.geoms[i])) for i in edge]
+        starts: list[np.ndarray] = []
+        owners: list[np.ndarray] = []
+        for gi, rs in zip(edge, rings, strict=True):
+            for r in rs:
+                c = shapely.get_coordinates(r)
+                starts.append(np.hstack([c[:-1], c[1:]]))
+                owners.append(np.full(len(c) - 1, gi, dtype=np.int32))
+        seg = np.concatenate(starts)
+        x0, y0 = metric(seg[:, 0], seg[:, 1])
+        x1, y1 = metric(seg[:, 2], seg[:, 3])
+        lines = shapely.linestrings(np.stack([np.column_stack([x0, y0]),
+                                              np.column_stack([x1, y1])], axis=1))
+        return shapely.STRtree(lines), np.concatenate(owners)

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import math
+import tempfile
 from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Annotated, Any
@@ -18,7 +16,8 @@ from sqlalchemy.orm import Session
 from api.deps import SessionDep, SettingsDep
 from api.schemas import ResolveIn, ResolveOut
 from layers import grids
-from layers.resolver import IndexRegistry, Resolved, columns, resolve_points, resolve_rows
+from layers.batch_io import Points, encode_csv, encode_json_items, read_csv_points
+from layers.resolver import IndexRegistry, Resolved, columns, resolve_columns, resolve_points
 from layers.settings import Settings
 from spatial import h3index
 from spatial.crs import CRSInfo, parse_crs, to_wgs84
@@ -129,32 +128,8 @@ def resolve_post(request: Request, session: SessionDep, settings: SettingsDep,
 # ---------------------------------------------------------------- batch
 
 
-class _Batch:
-    """Parsed batch input: coordinates, optional ids, and the output format."""
-
-    def __init__(self) -> None:
-        self.xs: list[float] = []
-        self.ys: list[float] = []
-        self.ids: list[Any] = []
-        self.errors: dict[int, str] = {}
-        self.kind = "json"
-
-    def add(self, x: Any, y: Any, ident: Any, limit: int, row: str) -> None:
-        n = len(self.xs)
-        if n >= limit:
-            raise TooManyPoints(f"the batch has more than {limit:,} points; the limit is "
-                                f"{limit:,} per request (split the input)")
-        try:
-            fx, fy = float(x), float(y)
-        except (TypeError, ValueError):
-            self.errors[n] = f"{row}: coordinates are not numbers ({x!r}, {y!r})"
-            fx, fy = math.nan, math.nan
-        self.xs.append(fx)
-        self.ys.append(fy)
-        self.ids.append(ident)
-
-
-async def _read_json(request: Request, limit: int, max_bytes: int) -> _Batch:
+async def _read_json(request: Request, limit: int, max_bytes: int) -> tuple[Points, str]:
+    """A JSON array of [lon, lat] / {"lon", "lat", "id"}, or a FeatureCollection of Points."""
     body = bytearray()
     async for chunk in request.stream():
         body.extend(chunk)
@@ -165,115 +140,123 @@ async def _read_json(request: Request, limit: int, max_bytes: int) -> _Batch:
         data = orjson.loads(bytes(body))
     except orjson.JSONDecodeError as e:
         raise InvalidInput(f"body: not valid JSON ({e})") from None
-    b = _Batch()
+    kind = "json"
     if isinstance(data, dict) and data.get("type") == "FeatureCollection":
-        b.kind = "geojson"
-        for i, f in enumerate(data.get("features") or []):
+        kind = "geojson"
+        feats = data.get("features") or []
+        _check_limit(len(feats), limit)
+        xy, ids = [], []
+        for i, f in enumerate(feats):
             geom = (f or {}).get("geometry") or {}
-            if geom.get("type") != "Point" or len(geom.get("coordinates") or []) < 2:
+            c = geom.get("coordinates") or []
+            if geom.get("type") != "Point" or len(c) < 2:
                 raise InvalidInput(f"features[{i}]: geometry must be a Point, got "
                                    f"{geom.get('type')!r}")
-            c = geom["coordinates"]
-            b.add(c[0], c[1], f.get("id", (f.get("properties") or {}).get("id")), limit,
-                  f"features[{i}]")
-        return b
+            xy.append(c[:2])
+            ids.append(f.get("id", (f.get("properties") or {}).get("id")))
+        return _points(xy, ids), kind
     if isinstance(data, dict) and "points" in data:
         data = data["points"]
     if not isinstance(data, list):
         raise InvalidInput("body: expected a JSON array of points, {\"points\": [...]}, or a "
                            "GeoJSON FeatureCollection")
+    _check_limit(len(data), limit)
+    if all(isinstance(p, list) for p in data):
+        bad = next((i for i, p in enumerate(data) if len(p) < 2), None)
+        if bad is not None:
+            raise InvalidInput(f"[{bad}]: a point is [lon, lat]")
+        return _points([p[:2] for p in data], None), kind
+    xy, ids = [], []
     for i, p in enumerate(data):
-        if isinstance(p, list | tuple) and len(p) >= 2:
-            b.add(p[0], p[1], None, limit, f"[{i}]")
-        elif isinstance(p, dict):
-            x = p.get("lon", p.get("x"))
-            y = p.get("lat", p.get("y"))
-            if x is None or y is None:
-                raise InvalidInput(f"[{i}]: needs lon and lat (or x and y)")
-            b.add(x, y, p.get("id"), limit, f"[{i}]")
-        else:
+        if not isinstance(p, dict):
             raise InvalidInput(f"[{i}]: a point is [lon, lat] or {{\"lon\":..,\"lat\":..}}")
-    return b
+        x, y = p.get("lon", p.get("x")), p.get("lat", p.get("y"))
+        if x is None or y is None:
+            raise InvalidInput(f"[{i}]: needs lon and lat (or x and y)")
+        xy.append([x, y])
+        ids.append(p.get("id"))
+    return _points(xy, ids), kind
 
 
-async def _read_csv(request: Request, limit: int, lon_col: str, lat_col: str,
-                    id_col: str) -> _Batch:
-    b = _Batch()
-    b.kind = "csv"
-    header: list[str] | None = None
-    ix = iy = iid = -1
-    pending = b""
-    line_no = 0
-
-    def take(lines: list[str]) -> None:
-        nonlocal header, ix, iy, iid, line_no
-        for rec in csv.reader(lines):
-            line_no += 1
-            if header is None:
-                header = [h.strip() for h in rec]
-                for want, alt in ((lon_col, "x"), (lat_col, "y")):
-                    if want not in header and alt not in header:
-                        raise InvalidInput(f"CSV header: no column {want!r}; columns are "
-                                           f"{header} (choose with lon_col/lat_col)")
-                ix = header.index(lon_col) if lon_col in header else header.index("x")
-                iy = header.index(lat_col) if lat_col in header else header.index("y")
-                iid = header.index(id_col) if id_col in header else -1
-                continue
-            if not rec:
-                continue
-            if len(rec) <= max(ix, iy):
-                raise InvalidInput(f"CSV line {line_no}: {len(rec)} fields, expected "
-                                   f"{len(header)}")
-            b.add(rec[ix], rec[iy], rec[iid] if iid >= 0 else None, limit,
-                  f"line {line_no}")
-
-    async for chunk in request.stream():
-        pending += chunk
-        cut = pending.rfind(b"\n")
-        if cut < 0:
-            continue
-        block, pending = pending[: cut + 1], pending[cut + 1:]
-        take(block.decode("utf-8-sig" if line_no == 0 else "utf-8").splitlines())
-    if pending.strip():
-        take(pending.decode("utf-8").splitlines())
-    if header is None:
-        raise InvalidInput("CSV: empty body, expected a header line with lon,lat columns")
-    return b
+def _points(xy: list[Any], ids: list[Any] | None) -> Points:
+    """Coordinates to float arrays; non-numbers become NaN with a per-row error."""
+    errors: dict[int, str] = {}
+    try:
+        arr = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    except (TypeError, ValueError):
+        arr = np.full((len(xy), 2), np.nan)
+        for i, (x, y) in enumerate(xy):
+            try:
+                arr[i] = (float(x), float(y))
+            except (TypeError, ValueError):
+                errors[i] = f"[{i}]: coordinates are not numbers ({x!r}, {y!r})"
+    return Points(arr[:, 0].copy(), arr[:, 1].copy(),
+                  np.asarray(ids, dtype=object) if ids is not None else None, errors)
 
 
-def _stream(idx: GridIndex, b: _Batch, crs: str, settings: Settings) -> Iterator[bytes]:
+def _check_limit(n: int, limit: int) -> None:
+    if n > limit:
+        raise TooManyPoints(f"the batch has {n:,} points; the limit is {limit:,} per request "
+                            "(split the input)")
+
+
+async def _read_csv(request: Request, limit: int, max_bytes: int, lon_col: str, lat_col: str,
+                    id_col: str) -> Points:
+    """CSV streamed to a spooled file (memory-bounded), then parsed in chunks."""
+    with tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024) as spool:
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise TooManyPoints(f"the request body is over {max_bytes:,} bytes")
+            spool.write(chunk)
+        spool.seek(0)
+        parts: list[Points] = []
+        n = 0
+        for pts in read_csv_points(spool, lon_col, lat_col, id_col):
+            parts.append(pts)
+            n += len(pts)
+            if n > limit:
+                raise TooManyPoints(f"the batch has more than {limit:,} points; the limit is "
+                                    f"{limit:,} per request (split the input)")
+    if not parts:
+        return Points(np.empty(0), np.empty(0), None, {})
+    errors: dict[int, str] = {}
+    off = 0
+    for p in parts:
+        errors.update({off + k: v for k, v in p.errors.items()})
+        off += len(p)
+    has_ids = all(p.ids is not None for p in parts)
+    return Points(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
+                  np.concatenate([p.ids for p in parts if p.ids is not None]) if has_ids else None,
+                  errors)
+
+
+def _stream(idx: GridIndex, pts: Points, kind: str, crs: str,
+            settings: Settings) -> Iterator[bytes]:
+    """The answer, a chunk at a time, in the family of the input format."""
     ref = idx.meta["generation"]
-    if b.kind == "csv":
-        buf = io.StringIO()
-        w = csv.writer(buf)
-        w.writerow(columns(idx))
-        yield buf.getvalue().encode()
-        for rows in resolve_rows(idx, b.xs, b.ys, b.ids, b.errors, crs, settings):
-            buf = io.StringIO()
-            csv.writer(buf).writerows(rows)
-            yield buf.getvalue().encode()
+    ids = pts.ids if pts.ids is not None else np.arange(len(pts))
+    chunks = resolve_columns(idx, pts.x, pts.y, ids, pts.errors, crs, settings)
+    if kind == "csv":
+        first = True
+        for cols in chunks:
+            yield encode_csv(cols, header=first)
+            first = False
+        if first:
+            yield (",".join(columns(idx)) + "\n").encode()
         return
     head = {"generation": {"id": ref.id, "label": ref.label},
-            "crs": parse_crs(crs).key, "h3_resolution": idx.resolution, "count": len(b.xs)}
-    if b.kind == "geojson":
+            "crs": parse_crs(crs).key, "h3_resolution": idx.resolution, "count": len(pts)}
+    if kind == "geojson":
         yield b'{"type":"FeatureCollection",' + orjson.dumps(head)[1:-1] + b',"features":['
     else:
         yield orjson.dumps(head)[:-1] + b',"results":['
     first = True
-    cols = columns(idx)
-    for rows in resolve_rows(idx, b.xs, b.ys, b.ids, b.errors, crs, settings):
-        parts = []
-        for row in rows:
-            props = dict(zip(cols, row, strict=True))
-            if b.kind == "geojson":
-                geom = ({"type": "Point", "coordinates": [row[1], row[2]]}
-                        if row[1] is not None else None)
-                item = {"type": "Feature", "id": row[0], "geometry": geom, "properties": props}
-            else:
-                item = props
-            parts.append(orjson.dumps(item))
-        if parts:
-            yield (b"" if first else b",") + b",".join(parts)
+    for cols in chunks:
+        items = encode_json_items(cols, geojson=kind == "geojson")
+        if items:
+            yield (b"" if first else b",") + b",".join(items)
             first = False
     yield b"]}"
 
@@ -294,19 +277,20 @@ async def resolve_batch(
     limit = settings.batch_max_points
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
     if ctype in ("text/csv", "application/csv"):
-        b = await _read_csv(request, limit, lon_col, lat_col, id_col)
-        media = "text/csv; charset=utf-8"
+        pts = await _read_csv(request, limit, settings.batch_max_bytes, lon_col, lat_col,
+                              id_col)
+        kind, media = "csv", "text/csv; charset=utf-8"
     elif ctype in ("application/json", "application/geo+json"):
-        b = await _read_json(request, limit, settings.batch_max_bytes)
-        media = "application/geo+json" if b.kind == "geojson" else "application/json"
+        pts, kind = await _read_json(request, limit, settings.batch_max_bytes)
+        media = "application/geo+json" if kind == "geojson" else "application/json"
     else:
         raise InvalidInput(f"content-type {ctype!r} is not supported: send application/json, "
                            "application/geo+json or text/csv")
     idx = _index(request, session, at, generation)
     ref = idx.meta["generation"]
     headers = {"X-Gridops-Generation": str(ref.id), "X-Gridops-CRS": parse_crs(crs).key,
-               "X-Gridops-Count": str(len(b.xs))}
-    return StreamingResponse(_astream(_stream(idx, b, crs, settings)), media_type=media,
+               "X-Gridops-Count": str(len(pts))}
+    return StreamingResponse(_astream(_stream(idx, pts, kind, crs, settings)), media_type=media,
                              headers=headers)
 
 

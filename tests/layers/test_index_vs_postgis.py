@@ -102,3 +102,23 @@ def test_property_edges_and_random(truth, data) -> None:  # type: ignore[no-unty
                                       min_size=1, max_size=50)))
     pts = np.concatenate([p, rnd])
     _agree(truth, pts[:, 0], pts[:, 1])
+
+
+@SLOW
+@given(data=st.data())
+def test_property_points_given_in_every_crs(truth, data) -> None:  # type: ignore[no-untyped-def]
+    """A point reported in any supported CRS resolves, after normalisation, exactly as
+    PostGIS resolves the normalised WGS84 point, and to the grid of the original point."""
+    from spatial.crs import from_wgs84, to_wgs84
+
+    idx, _ = truth
+    x0, y0, x1, y1 = shapely.total_bounds(idx.geoms)
+    crs = data.draw(st.sampled_from(["EPSG:4326", "EPSG:4490", "GCJ-02", "BD-09",
+                                     "EPSG:4549", "EPSG:3857", "EPSG:32651"]))
+    pts = np.array(data.draw(st.lists(st.tuples(st.floats(x0, x1), st.floats(y0, y1)),
+                                      min_size=1, max_size=40)))
+    x, y = from_wgs84(pts[:, 0], pts[:, 1], crs)
+    lon, lat, info = to_wgs84(x, y, crs)
+    assert info.key == crs
+    assert np.allclose(lon, pts[:, 0], atol=1e-8) and np.allclose(lat, pts[:, 1], atol=1e-8)
+    _agree(truth, lon, lat)

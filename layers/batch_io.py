@@ -70,10 +70,18 @@ def encode_csv(cols: dict[str, np.ndarray], header: bool) -> bytes:
     return buf.getvalue().encode("utf-8")
 
 
+def _nulls(c: np.ndarray) -> np.ndarray:
+    """Float NaN -> None, for JSON."""
+    if c.dtype.kind != "f":
+        return c
+    o = c.astype(object)
+    o[np.isnan(c)] = None
+    return o
+
+
 def _records(cols: dict[str, np.ndarray]) -> list[dict[str, Any]]:
     names = list(cols)
-    lists = [np.where(np.isnan(c), None, c).tolist() if c.dtype.kind == "f" else c.tolist()
-             for c in cols.values()]
+    lists = [_nulls(c).tolist() for c in cols.values()]
     return [dict(zip(names, row, strict=True)) for row in zip(*lists, strict=True)]
 
 

@@ -22,10 +22,12 @@ class Target:
 
     def check(self, value: float | None) -> tuple[str, str]:
         """(PASS|MISS|n/a, how far from the bound) for a value."""
-        if value is None or not math.isfinite(value) or self.bound == 0:
+        if value is None or not math.isfinite(value):
             return "n/a", ""
-        ratio = value / self.bound
         ok = value >= self.bound if self.op == ">=" else value <= self.bound
+        if self.bound == 0:
+            return ("PASS" if ok else "MISS"), ""
+        ratio = value / self.bound
         if self.op == ">=":
             how = f"{ratio:.2f}x target" if ok else f"{(1 - ratio) * 100:.0f}% short"
         else:

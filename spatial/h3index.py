@@ -11,6 +11,7 @@ import math
 from collections.abc import Sequence
 
 import h3
+import h3.api.basic_int as h3_int
 import numpy as np
 from h3ronpy import cells_to_string
 from h3ronpy.vector import ContainmentMode, coordinates_to_cells, wkb_to_cells
@@ -29,6 +30,19 @@ def cells_for_points(lon: np.ndarray, lat: np.ndarray, res: int) -> np.ndarray:
     if lat64.size == 0:
         return np.empty(0, dtype=np.uint64)
     return np.asarray(coordinates_to_cells(lat64, lon64, res).to_numpy(), dtype=np.uint64)
+
+
+def cell_for_point(lon: float, lat: float, res: int) -> int:
+    """The H3 cell (as an integer) of one lon/lat point (h3-py's C binding: no array cost)."""
+    return int(h3_int.latlng_to_cell(lat, lon, res))
+
+
+def digits_offset_one(cell: int, from_res: int, to_res: int) -> int:
+    """digits_offset for one cell."""
+    off = 0
+    for r in range(from_res + 1, to_res + 1):
+        off = off * 7 + ((cell >> (_DIGIT_BITS * (_MAX_RES - r))) & 7)
+    return off
 
 
 def cells_with_centre_in(wkb: Sequence[bytes], res: int) -> tuple[np.ndarray, np.ndarray]:

@@ -80,6 +80,10 @@ class GridIndex:
     stats: BuildStats
     meta: dict[str, Any] = field(default_factory=dict)
     _nearest: Any = None
+    _block_of: dict[int, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._block_of = {int(k): i for i, k in enumerate(self.block_keys)}
 
     # ------------------------------------------------------------------ build
 
@@ -138,7 +142,10 @@ class GridIndex:
                   levels=lv, geoms=geoms_a, packed=packed, block_keys=block_keys, table=table,
                   cand_off=cand_off, cand=b_owner.astype(np.int32), stats=stats,
                   meta={"radius_m": radius_m, "prefix_res": prefix_res})
-        idx.lookup(np.array([bounds[0]]), np.array([bounds[1]]))  # compile the exact test
+        # compile the exact tests now rather than on the first request
+        idx.lookup(np.array([bounds[0]]), np.array([bounds[1]]))
+        if len(uniq):
+            idx.packed.first_covering_one(bounds[0], bounds[1], 0, cand_off, idx.cand)
         stats.seconds = time.perf_counter() - t0
         stats.nbytes = idx.nbytes
         return idx
@@ -178,9 +185,18 @@ class GridIndex:
         return out
 
     def lookup_one(self, lon: float, lat: float) -> tuple[int, int]:
-        """(grid index or -1, H3 cell) of one point."""
-        cells = self.cells(np.array([lon]), np.array([lat]))
-        return int(self.lookup(np.array([lon]), np.array([lat]), cells)[0]), int(cells[0])
+        """(grid index or -1, H3 cell) of one point: the same table and exact test as
+        lookup(), without array overheads (a few microseconds)."""
+        res = self.resolution
+        pres = self.meta["prefix_res"]
+        cell = h3index.cell_for_point(lon, lat, res)
+        blk = self._block_of.get(cell >> (3 * (15 - pres)))
+        if blk is None:
+            return -1, cell
+        v = int(self.table[blk * 7**BLOCK_DIGITS + h3index.digits_offset_one(cell, pres, res)])
+        if v >= -1:
+            return v, cell
+        return self.packed.first_covering_one(lon, lat, -v - 2, self.cand_off, self.cand), cell
 
     def chain(self, g: int) -> list[dict[str, Any]]:
         """The grid and its ancestors at every level, coarse to fine."""

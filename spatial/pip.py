@@ -83,6 +83,18 @@ def first_covering(px: np.ndarray, py: np.ndarray, lists: np.ndarray, cand_off: 
     return out
 
 
+@njit(cache=True, nogil=True)
+def first_covering_one(px: float, py: float, k: int, cand_off: np.ndarray, cand: np.ndarray,
+                       grid_poly: np.ndarray, poly_ring: np.ndarray, ring_coord: np.ndarray,
+                       xs: np.ndarray, ys: np.ndarray) -> int:
+    """The first grid of candidate list k that covers one point, else -1."""
+    for j in range(cand_off[k], cand_off[k + 1]):
+        g = cand[j]
+        if covers_one(g, px, py, grid_poly, poly_ring, ring_coord, xs, ys):
+            return g
+    return -1
+
+
 class PackedPolygons:
     """Multipolygons packed into flat arrays: grid -> polygons -> rings -> coordinates."""
 
@@ -120,6 +132,12 @@ class PackedPolygons:
         """Does multipolygon g cover the point (PostGIS ST_Covers semantics)?"""
         return bool(covers_one(g, x, y, self.grid_poly, self.poly_ring, self.ring_coord,
                                self.xs, self.ys))
+
+    def first_covering_one(self, x: float, y: float, k: int, cand_off: np.ndarray,
+                           cand: np.ndarray) -> int:
+        """The first grid of candidate list k covering one point (-1: none)."""
+        return int(first_covering_one(x, y, k, cand_off, cand, self.grid_poly, self.poly_ring,
+                                      self.ring_coord, self.xs, self.ys))
 
     def first_covering(self, x: np.ndarray, y: np.ndarray, lists: np.ndarray,
                        cand_off: np.ndarray, cand: np.ndarray) -> np.ndarray:

@@ -7,17 +7,17 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
+import anyio
 import numpy as np
 import orjson
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import StreamingResponse
-from sqlalchemy.orm import Session
+from fastapi.responses import Response, StreamingResponse
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import SettingsDep
 from api.schemas import ResolveIn, ResolveOut
 from layers import grids
 from layers.batch_io import Points, encode_csv, encode_json_items, read_csv_points
-from layers.resolver import IndexRegistry, Resolved, columns, resolve_columns, resolve_points
+from layers.resolver import IndexRegistry, columns, metric_transformer, resolve_columns
 from layers.settings import Settings
 from spatial import h3index
 from spatial.crs import CRSInfo, parse_crs, to_wgs84
@@ -45,8 +45,7 @@ def _registry(request: Request) -> IndexRegistry:
     return reg
 
 
-def _index(request: Request, session: Session, at: datetime | None,
-           generation: int | None) -> GridIndex:
+def _index_for(request: Request, at: datetime | None, generation: int | None) -> GridIndex:
     """The index for the generation a request names (default: the active one)."""
     reg = _registry(request)
     if at is None and generation is None:
@@ -54,38 +53,49 @@ def _index(request: Request, session: Session, at: datetime | None,
         if idx is None:
             raise ServiceUnavailable("no active generation: load a grid first (gridops demo)")
         return idx
-    gen = grids.generation_at(session, generation=generation, at=at)
+    with request.app.state.sessionmaker() as session:
+        gen = grids.generation_at(session, generation=generation, at=at)
     return reg.for_generation(gen)
 
 
-def _chain(idx: GridIndex, g: int) -> list[dict[str, Any]]:
-    return idx.chain(g) if g >= 0 else []
+async def _index(request: Request, at: datetime | None, generation: int | None) -> GridIndex:
+    """_index_for without blocking the event loop when a build or a query is needed."""
+    reg = _registry(request)
+    if at is None and generation is None and reg.active is not None:
+        return reg.active
+    return await anyio.to_thread.run_sync(_index_for, request, at, generation)
 
 
-def _answer(idx: GridIndex, r: Resolved, i: int, info: CRSInfo,
-            raw: dict[str, Any]) -> dict[str, Any]:
-    g = int(r.grid[i])
-    chain = _chain(idx, g)
+def _answer_one(idx: GridIndex, lon: float, lat: float, info: CRSInfo,
+                raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    g, cell = idx.lookup_one(lon, lat)
+    chain = idx.chain(g) if g >= 0 else []
     ref = idx.meta["generation"]
     nearest = None
-    if g < 0 and r.nearest[i] >= 0:
-        n = int(r.nearest[i])
-        nearest = {"code": str(idx.codes[n]), "name": str(idx.names[n]),
-                   "distance_m": round(float(r.distance_m[i]), 2)}
+    if g < 0:
+        ng, nd = idx.nearest(np.array([lon]), np.array([lat]),
+                             metric_transformer(settings.metric_srid))
+        if ng[0] >= 0:
+            n = int(ng[0])
+            nearest = {"code": str(idx.codes[n]), "name": str(idx.names[n]),
+                       "distance_m": round(float(nd[0]), 2)}
     return {
         "inside": g >= 0,
         "grid": chain[-1] if chain else None,
         "chain": chain,
         "nearest": nearest,
-        "h3": {"cell": h3index.cell_str(r.cells[i]), "resolution": idx.resolution},
-        "wgs84": {"lon": float(r.lon[i]), "lat": float(r.lat[i])},
+        "h3": {"cell": h3index.cell_str(cell), "resolution": idx.resolution},
+        "wgs84": {"lon": lon, "lat": lat},
         "crs": {"key": info.key, "name": info.name},
         "input": raw,
-        "generation": {"id": ref.id, "label": ref.label, "activated_at": ref.activated_at},
+        "generation": {"id": ref.id, "label": ref.label,
+                       "activated_at": ref.activated_at.isoformat() if ref.activated_at
+                       else None},
     }
 
 
-def _one(request: Request, session: Session, settings: Settings, body: ResolveIn) -> dict:
+async def _one(request: Request, body: ResolveIn) -> Response:
+    settings: Settings = request.app.state.settings
     info = parse_crs(body.crs)
     names = ("x", "y") if info.projected else ("lon", "lat")
     first = body.x if body.x is not None else body.lon
@@ -95,15 +105,15 @@ def _one(request: Request, session: Session, settings: Settings, body: ResolveIn
         raise InvalidInput(f"{missing}: required (give lon and lat, or x and y for a "
                            f"projected CRS)")
     lon, lat, info = to_wgs84(np.array([first]), np.array([second]), body.crs, fields=names)
-    idx = _index(request, session, body.at, body.generation)
-    r = resolve_points(idx, lon, lat, settings)
+    idx = await _index(request, body.at, body.generation)
     raw = {names[0]: first, names[1]: second, "crs": body.crs}
-    return _answer(idx, r, 0, info, raw)
+    answer = _answer_one(idx, float(lon[0]), float(lat[0]), info, raw, settings)
+    return Response(orjson.dumps(answer), media_type="application/json")
 
 
 @router.get("/resolve", response_model=ResolveOut)
-def resolve_get(
-    request: Request, session: SessionDep, settings: SettingsDep,
+async def resolve_get(
+    request: Request,
     lon: Annotated[float | None, Query(description="longitude (or x in metres)")] = None,
     lat: Annotated[float | None, Query(description="latitude (or y in metres)")] = None,
     x: Annotated[float | None, Query()] = None,
@@ -112,17 +122,16 @@ def resolve_get(
                                           "EPSG:4549, ...")] = "EPSG:4326",
     at: Annotated[datetime | None, Query(description="the grid as of this time")] = None,
     generation: Annotated[int | None, Query(ge=1)] = None,
-) -> dict:
-    """Resolve one point to its grid at every level."""
+) -> Response:
+    """Resolve one point to its grid at every level (in memory: microseconds)."""
     body = ResolveIn(lon=lon, lat=lat, x=x, y=y, crs=crs, at=at, generation=generation)
-    return _one(request, session, settings, body)
+    return await _one(request, body)
 
 
 @router.post("/resolve", response_model=ResolveOut)
-def resolve_post(request: Request, session: SessionDep, settings: SettingsDep,
-                 body: ResolveIn) -> dict:
+async def resolve_post(request: Request, body: ResolveIn) -> Response:
     """Resolve one point (JSON body) to its grid at every level."""
-    return _one(request, session, settings, body)
+    return await _one(request, body)
 
 
 # ---------------------------------------------------------------- batch
@@ -263,7 +272,7 @@ def _stream(idx: GridIndex, pts: Points, kind: str, crs: str,
 
 @router.post("/resolve/batch")
 async def resolve_batch(
-    request: Request, settings: SettingsDep, session: SessionDep,
+    request: Request, settings: SettingsDep,
     crs: Annotated[str, Query(description="CRS of every point")] = "EPSG:4326",
     at: Annotated[datetime | None, Query()] = None,
     generation: Annotated[int | None, Query(ge=1)] = None,
@@ -286,7 +295,7 @@ async def resolve_batch(
     else:
         raise InvalidInput(f"content-type {ctype!r} is not supported: send application/json, "
                            "application/geo+json or text/csv")
-    idx = _index(request, session, at, generation)
+    idx = await _index(request, at, generation)
     ref = idx.meta["generation"]
     headers = {"X-Gridops-Generation": str(ref.id), "X-Gridops-CRS": parse_crs(crs).key,
                "X-Gridops-Count": str(len(pts))}
@@ -295,8 +304,6 @@ async def resolve_batch(
 
 
 async def _astream(it: Iterator[bytes]) -> AsyncIterator[bytes]:
-    import anyio
-
     while True:
         chunk = await anyio.to_thread.run_sync(next, it, None)
         if chunk is None:

@@ -11,9 +11,13 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
-from api.routers import grids, health, resolve
+from api.routers import grids, health, layers, lookup, resolve
 from layers.db import database_url, make_engine, make_sessionmaker
+from layers.grids import NOTIFY_CHANNEL
+from layers.listener import Listener
+from layers.ownership import OwnershipRegistry
 from layers.resolver import IndexRegistry
+from layers.responsibility import LAYERS_CHANNEL
 from layers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,11 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
 
     factory = make_sessionmaker(engine)
     indexes = IndexRegistry(factory, settings)
+    owners = OwnershipRegistry(factory, settings)
+
+    def _on_generation() -> None:
+        indexes.refresh()
+        owners.refresh()  # grid leaders come with the grid
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -38,10 +47,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
             await anyio.to_thread.run_sync(indexes.refresh)
         except Exception:
             log.exception("could not build the grid index at start-up")
+        listener = Listener(engine, {NOTIFY_CHANNEL: _on_generation,
+                                     LAYERS_CHANNEL: owners.refresh})
         if listen:
-            indexes.listen(engine)
+            listener.start()
         yield
-        indexes.stop()
+        listener.stop()
         if own_engine:
             engine.dispose()
 
@@ -55,10 +66,13 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     app.state.engine = engine
     app.state.sessionmaker = factory
     app.state.indexes = indexes
+    app.state.owners = owners
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(grids.router)
     app.include_router(resolve.router)
+    app.include_router(layers.router)
+    app.include_router(lookup.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

@@ -26,8 +26,15 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
+def get_write_session(request: Request) -> Iterator[Session]:
+    """A session whose one transaction commits when the endpoint succeeds (unit of work)."""
+    with request.app.state.sessionmaker() as session, session.begin():
+        yield session
+
+
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
+WriteSessionDep = Annotated[Session, Depends(get_write_session)]
 
 
 def get_generation(

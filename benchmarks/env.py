@@ -97,6 +97,16 @@ def load_grid(engine: Engine, specs: list[UnitSpec], settings: Settings, label: 
     return Loaded(gen_id, time.perf_counter() - t0)
 
 
+def analyze(engine: Engine) -> float:
+    """ANALYZE the grid tables (autovacuum would, a while after a load); seconds."""
+    t0 = time.perf_counter()
+    with engine.connect() as c:
+        c.execute(text("ANALYZE grid_unit"))
+        c.execute(text("ANALYZE grid_piece"))
+        c.commit()
+    return time.perf_counter() - t0
+
+
 def validation_seconds(engine: Engine, gen_id: int, settings: Settings) -> dict[str, float]:
     """Seconds of each invariant check on an already loaded generation (read-only)."""
     out: dict[str, float] = {}

@@ -46,6 +46,7 @@ class Batch:
 
     lookup: Timing
     lookup_runs: int
+    cells: Timing  # the H3 step alone (idx.cells), part of lookup
     grid: np.ndarray
     resolve: Timing
     resolve_runs: int
@@ -57,6 +58,7 @@ def batch(idx: GridIndex, lon: np.ndarray, lat: np.ndarray, settings: Settings,
           repeats: int = 3) -> Batch:
     """`idx.lookup` on every point (best of n), then the full `resolve_points`."""
     lookup_t, grid, runs = best_of(lambda: idx.lookup(lon, lat), repeats)
+    cells_t, _, _ = best_of(lambda: idx.cells(lon, lat), repeats)
     out = np.flatnonzero(grid < 0)
     first = 0.0
     if out.size:  # the first outside point builds the nearest-grid tree: time it apart
@@ -66,7 +68,7 @@ def batch(idx: GridIndex, lon: np.ndarray, lat: np.ndarray, settings: Settings,
     resolve_t, res, rruns = best_of(lambda: resolve_points(idx, lon, lat, settings), repeats)
     if not np.array_equal(res.grid, grid):
         raise AssertionError("resolve_points and lookup disagree")
-    return Batch(lookup_t, runs, grid, resolve_t, rruns, first, int(out.size))
+    return Batch(lookup_t, runs, cells_t, grid, resolve_t, rruns, first, int(out.size))
 
 
 @dataclass

@@ -13,6 +13,11 @@ from typing import Any
 import numpy as np
 import psycopg2
 from psycopg2.extensions import connection as PgConnection
+from sqlalchemy.orm import Session
+
+from layers import grids
+from layers.db import make_engine
+from layers.resolver import resolve_sql
 
 from .report import log
 
@@ -33,18 +38,19 @@ SELECT p.id, min(u.code) FROM {pts} p
 # polygon-outer: each (sub)polygon probes the points' GiST index, so PostGIS's
 # per-polygon point-in-polygon cache is built once and reused for all its points
 TUNED: list[tuple[str, list[str], str]] = [
-    ("lateral over grid_piece (<=128 vertices)", [], """
+    ("lateral over grid_piece (<=128 vertices), jit off", ["SET LOCAL jit = off"], """
 SELECT count(DISTINCT x.id) FROM grid_piece gp
   JOIN grid_unit u ON u.id = gp.unit_id AND u.level = %(lvl)s
  CROSS JOIN LATERAL (SELECT p.id FROM {pts} p
                       WHERE p.geom && gp.geom AND ST_Covers(gp.geom, p.geom)) x"""),
-    ("lateral over grid_unit", [], """
+    ("lateral over grid_unit, jit off", ["SET LOCAL jit = off"], """
 SELECT count(DISTINCT x.id) FROM grid_unit u
  CROSS JOIN LATERAL (SELECT p.id FROM {pts} p
                       WHERE p.geom && u.geom AND ST_Covers(u.geom, p.geom)) x
  WHERE u.level = %(lvl)s"""),
-    ("join grid_piece, hash/merge joins off",
-     ["SET LOCAL enable_hashjoin = off", "SET LOCAL enable_mergejoin = off"], """
+    ("join grid_piece, hash/merge joins off, jit off",
+     ["SET LOCAL enable_hashjoin = off", "SET LOCAL enable_mergejoin = off",
+      "SET LOCAL jit = off"], """
 SELECT count(DISTINCT p.id) FROM grid_piece gp
   JOIN grid_unit u ON u.id = gp.unit_id AND u.level = %(lvl)s
   JOIN {pts} p ON ST_Covers(gp.geom, p.geom)"""),
@@ -196,6 +202,21 @@ def sample_codes(conn: PgConnection, lvl: int) -> tuple[dict[int, str], float]:
     return {int(i): str(c) for i, c in rows}, dt
 
 
+def time_resolve_sql(url: str, lon: np.ndarray, lat: np.ndarray
+                     ) -> tuple[float, list[str | None]]:
+    """`layers.resolver.resolve_sql` (the product's SQL path) on points: seconds, codes."""
+    engine = make_engine(url)
+    try:
+        with Session(engine) as s:
+            gen = grids.active_generation(s)
+            assert gen is not None
+            t0 = time.perf_counter()
+            codes = resolve_sql(s, gen.id, lon, lat)
+            return time.perf_counter() - t0, codes
+    finally:
+        engine.dispose()
+
+
 @dataclass
 class Baselines:
     """Everything measured in PostGIS for one grid set."""
@@ -207,6 +228,9 @@ class Baselines:
     default: SqlRun
     default_scaled_from: int | None  # measured on this many points, rate applied to all
     tuned: list[SqlRun]
+    resolve_sql_n: int = 0  # layers.resolver.resolve_sql on the first points of the sample
+    resolve_sql_s: float | None = None
+    resolve_sql_differ: int | None = None  # its codes against the default plan's
 
     @property
     def best_tuned(self) -> SqlRun | None:
@@ -216,7 +240,8 @@ class Baselines:
 
 
 def measure(url: str, lon: np.ndarray, lat: np.ndarray, *, sample_n: int = 20_000,
-            max_default_s: float = 300.0, subset_target_s: float = 60.0) -> Baselines:
+            max_default_s: float = 300.0, subset_target_s: float = 60.0,
+            resolve_sql_budget_s: float = 10.0) -> Baselines:
     """Load the points, then time the default-plan join and the tuned polygon-outer ones."""
     n = len(lon)
     with connect(url) as conn:
@@ -245,4 +270,14 @@ def measure(url: str, lon: np.ndarray, lat: np.ndarray, *, sample_n: int = 20_00
         tuned = [run(conn, name, sql.format(pts=POINTS), params, n, sets=sets, repeats=2,
                      timeout_s=min(max_default_s, 1.5 * ref + 10))
                  for name, sets, sql in TUNED]
-    return Baselines(load_s, k, sample_s, codes, default, scaled_from, tuned)
+    out = Baselines(load_s, k, sample_s, codes, default, scaled_from, tuned)
+    # a pilot first: per point, this path can cost milliseconds on a large grid
+    m = min(k, 200)
+    secs, rcodes = time_resolve_sql(url, lon[:m], lat[:m])
+    want = min(k, max(m, int(m / secs * resolve_sql_budget_s))) if secs > 0 else k
+    if want > m:
+        m = want
+        secs, rcodes = time_resolve_sql(url, lon[:m], lat[:m])
+    out.resolve_sql_n, out.resolve_sql_s = m, secs
+    out.resolve_sql_differ = sum(c != codes.get(i) for i, c in enumerate(rcodes))
+    return out

@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -85,16 +85,14 @@ def _wait_ready(base: str, proc: subprocess.Popen[bytes], logfile: Path, workers
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the server we started, SIGKILL to its process group if it lingers."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # the session we created: our workers only
-    except ProcessLookupError:
-        pass
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    with suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=20)
+        return
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # the session we started: its workers only
     proc.wait(timeout=10)
 
 

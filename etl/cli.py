@@ -92,7 +92,7 @@ def demo(
                                             help="serve after loading")] = True,
 ) -> None:
     """Start the database, load the Songjiang demo city once, and serve the API."""
-    from etl.demo import load_demo
+    from etl.demo import load_demo_all
     from layers.db import make_engine, make_sessionmaker, session_scope
 
     s = _settings()
@@ -104,13 +104,15 @@ def demo(
         engine = make_engine(url)
         t0 = time.perf_counter()
         with session_scope(make_sessionmaker(engine)) as session:
-            gen = load_demo(session, s)
+            gen, reports = load_demo_all(session, s)
         engine.dispose()
-        if gen is None:
+        if gen is None and reports is None:
             out.print("demo city already loaded")
         else:
-            out.print(f"demo city loaded as generation {gen.id} in "
-                      f"{time.perf_counter() - t0:.1f} s")
+            what = [f"grid generation {gen.id}"] if gen else []
+            what += [f"{v['created']:,} {k}" for k, v in (reports or {}).items()]
+            out.print(f"demo city loaded ({', '.join(what)}) in "
+                      f"{time.perf_counter() - t0:.1f} s", highlight=False)
         if serve_api:
             _serve(s, url, host or s.host, port or s.port, workers or s.workers)
     finally:
@@ -279,6 +281,51 @@ def resolve_cmd(
     out.print(f"{counts['points']:,} points: {counts['inside']:,} inside, "
               f"{counts['outside']:,} outside, {counts['errors']:,} with errors -> {output} "
               f"(generation {gen.id}, {crs})", highlight=False)
+
+
+@app.command("alignment")
+def alignment_cmd(
+    department: Annotated[str | None, typer.Argument(help="department code; omit to rank "
+                                                     "every department with zones")] = None,
+    whole_share: Annotated[float, typer.Option(help="share that counts as wholly inside")]
+    = 0.99,
+    sliver_m2: Annotated[float, typer.Option(help="pieces smaller than this are slivers")]
+    = 100.0,
+) -> None:
+    """How well a department's zones line up with the grid (多格合一)."""
+    from datetime import UTC
+
+    from rich.table import Table
+
+    from layers import grids
+    from layers.db import database_url, make_engine, make_sessionmaker
+    from layers.lookup import alignment, zone_departments
+    from spatial.errors import GridopsError
+
+    s = _settings()
+    engine = make_engine(database_url(s, start=True))
+    now = datetime.now(UTC)
+    try:
+        with make_sessionmaker(engine)() as session:
+            gen = grids.generation_at(session)
+            depts = [department] if department else zone_departments(session, now)
+            results = [alignment(session, d, s, gen.id, now, whole_share=whole_share,
+                                 sliver_m2=sliver_m2) for d in depts]
+    except GridopsError as e:
+        raise _fail(e.detail) from None
+    table = Table("rank", "department", "zones", "grids whole", "grids split", "uncovered",
+                  "slivers", "score", title=f"alignment with grid generation {gen.id}")
+    results.sort(key=lambda a: -a["score"])
+    for i, a in enumerate(results, start=1):
+        table.add_row(str(i), a["department"], str(a["zones"]), str(a["grids_whole"]),
+                      str(a["grids_split"]), str(a["grids_uncovered"]), str(len(a["slivers"])),
+                      f"{a['score']:.1%}")
+    out.print(table)
+    if department and results:
+        worst = sorted(results[0]["by_grid"], key=lambda g: max(z["share"] for z in g["zones"]))
+        for g in worst[:10]:
+            shares = ", ".join(f"{z['zone']} {z['share']:.0%}" for z in g["zones"])
+            out.print(f"  {g['grid']} {g['name']}: {shares}", highlight=False)
 
 
 def main() -> None:

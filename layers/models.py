@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
 from geoalchemy2 import Geometry
@@ -18,10 +18,11 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    Time,
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 SRID = 4326
@@ -109,3 +110,204 @@ class GridPiece(Base):
     geom: Mapped[Any] = mapped_column(
         Geometry("POLYGON", srid=SRID, spatial_index=True), nullable=False
     )
+
+
+# ------------------------------------------------------------------ who is responsible
+# Layers are versioned in time: a row is valid from valid_from until valid_to (null = now);
+# an edit ends the current row and adds a new one, so the past can always be asked.
+
+
+class Versioned:
+    """valid_from / valid_to columns shared by every versioned layer."""
+
+    valid_from: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), nullable=False
+    )
+    valid_to: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Department(Versioned, Base):
+    """A linkage unit (联动单位): a bureau, a company or a street/town office."""
+
+    __tablename__ = "department"
+    __table_args__ = (
+        Index("department_code_current", "code", unique=True,
+              postgresql_where=text("valid_to IS NULL")),
+        CheckConstraint("tier BETWEEN 1 AND 3", name="department_tier"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    name_en: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    tier: Mapped[int] = mapped_column(SmallInteger)
+    parent_code: Mapped[str | None] = mapped_column(String(32))
+    contact_name: Mapped[str | None] = mapped_column(String(100))
+    contact_phone: Mapped[str | None] = mapped_column(String(32))
+    territory_code: Mapped[str | None] = mapped_column(String(32))
+    attributes: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb"))
+
+
+class Category(Versioned, Base):
+    """A class of the component/event taxonomy and how its owner is found."""
+
+    __tablename__ = "category"
+    __table_args__ = (
+        Index("category_code_current", "code", unique=True,
+              postgresql_where=text("valid_to IS NULL")),
+        CheckConstraint("kind IN ('component', 'event')", name="category_kind"),
+        CheckConstraint("owner_rule IN ('asset', 'area', 'category', 'specialist')",
+                        name="category_owner_rule"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    major_code: Mapped[str] = mapped_column(String(8))
+    major_name: Mapped[str] = mapped_column(String(100))
+    major_name_en: Mapped[str] = mapped_column(String(100), default="", server_default="")
+    name: Mapped[str] = mapped_column(String(200))
+    name_en: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    default_department: Mapped[str] = mapped_column(String(32))
+    deadline_hours: Mapped[int] = mapped_column(Integer)
+    owner_rule: Mapped[str] = mapped_column(String(16))
+    asset_kind: Mapped[str | None] = mapped_column(String(64))
+    area_kinds: Mapped[list[str]] = mapped_column(ARRAY(String(64)), default=list,
+                                                  server_default=text("'{}'"))
+    snap_radius_m: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+
+
+class Asset(Versioned, Base):
+    """A component (部件) in public space with its three departments."""
+
+    __tablename__ = "asset"
+    __table_args__ = (
+        Index("asset_code_current", "code", unique=True,
+              postgresql_where=text("valid_to IS NULL")),
+        Index("asset_kind_current", "kind", postgresql_where=text("valid_to IS NULL")),
+        CheckConstraint("code ~ '^[0-9]{16}$'", name="asset_code_16_digits"),
+        CheckConstraint("state IN ('intact', 'damaged', 'missing', 'occupied')",
+                        name="asset_state"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    code: Mapped[str] = mapped_column(String(16))
+    category_code: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    geom: Mapped[Any] = mapped_column(Geometry("GEOMETRY", srid=SRID, spatial_index=True),
+                                      nullable=False)
+    supervising_department: Mapped[str] = mapped_column(String(32))
+    owner_department: Mapped[str] = mapped_column(String(32))
+    maintainer_department: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default="intact", server_default="intact")
+    grid_code: Mapped[str | None] = mapped_column(String(32), index=True)
+    source: Mapped[str] = mapped_column(String(32), default="manual", server_default="manual")
+    attributes: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb"))
+
+
+class OwnershipArea(Versioned, Base):
+    """An area whose owner maintains what lies in it (road red line, compound, park...)."""
+
+    __tablename__ = "ownership_area"
+    __table_args__ = (
+        Index("ownership_area_code_current", "code", unique=True,
+              postgresql_where=text("valid_to IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    code: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    owner_department: Mapped[str] = mapped_column(String(32))
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    applies_to: Mapped[list[str]] = mapped_column(ARRAY(String(16)), default=list,
+                                                  server_default=text("'{}'"))
+    geom: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=True),
+                                      nullable=False)
+    attributes: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb"))
+
+
+class DepartmentZone(Versioned, Base):
+    """A zone of a department's own zoning (police beats...), which need not match the grid."""
+
+    __tablename__ = "department_zone"
+    __table_args__ = (
+        Index("department_zone_code_current", "layer", "code", unique=True,
+              postgresql_where=text("valid_to IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    department_code: Mapped[str] = mapped_column(String(32), index=True)
+    layer: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200), default="", server_default="")
+    geom: Mapped[Any] = mapped_column(Geometry("MULTIPOLYGON", srid=SRID, spatial_index=True),
+                                      nullable=False)
+
+
+class PatrolTeam(Versioned, Base):
+    """A patrol team (巡管队) of a department or street office."""
+
+    __tablename__ = "patrol_team"
+    __table_args__ = (
+        Index("patrol_team_code_current", "code", unique=True,
+              postgresql_where=text("valid_to IS NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(200))
+    department_code: Mapped[str] = mapped_column(String(32))
+    members: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, default=list, server_default=text("'[]'::jsonb"))
+
+
+class PatrolAssignment(Versioned, Base):
+    """Which team covers which grid on which shift."""
+
+    __tablename__ = "patrol_assignment"
+    __table_args__ = (
+        CheckConstraint("shift IN ('day', 'night')", name="patrol_assignment_shift"),
+        Index("patrol_assignment_grid", "grid_code"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    team_code: Mapped[str] = mapped_column(String(32))
+    grid_code: Mapped[str] = mapped_column(String(32))
+    shift: Mapped[str] = mapped_column(String(16))
+    weekdays: Mapped[list[int]] = mapped_column(ARRAY(SmallInteger))
+    start_time: Mapped[time] = mapped_column(Time)
+    end_time: Mapped[time] = mapped_column(Time)
+
+
+class GridRole(Versioned, Base):
+    """A person in a grid's 1 + X + Y: auxiliaries, supervisors, department specialists."""
+
+    __tablename__ = "grid_role"
+    __table_args__ = (Index("grid_role_grid", "grid_code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    grid_code: Mapped[str] = mapped_column(String(32))
+    role: Mapped[str] = mapped_column(String(32))
+    name: Mapped[str] = mapped_column(String(100))
+    phone: Mapped[str | None] = mapped_column(String(32))
+    department_code: Mapped[str | None] = mapped_column(String(32))
+
+
+class LayerEvent(Base):
+    """Who changed which layer row, when and why (the layers' audit log)."""
+
+    __tablename__ = "layer_event"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    layer: Mapped[str] = mapped_column(String(32))
+    code: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(16))
+    actor: Mapped[str] = mapped_column(String(100), default="system", server_default="system")
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    detail: Mapped[dict[str, Any]] = mapped_column(
+        JSONB, default=dict, server_default=text("'{}'::jsonb"))

@@ -4,7 +4,6 @@ LISTEN/NOTIFY, and the SQL path (ST_Covers, lowest code wins) that batch jobs an
 from __future__ import annotations
 
 import logging
-import select
 import threading
 import time
 from collections import OrderedDict
@@ -15,14 +14,12 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-import psycopg2
 import shapely
 from pyproj import Transformer
-from sqlalchemy import Engine, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from layers import grids
-from layers.db import sqlalchemy_url
 from layers.models import Generation
 from layers.settings import Settings
 from spatial import h3index
@@ -107,8 +104,6 @@ class IndexRegistry:
         self._others: OrderedDict[int, GridIndex] = OrderedDict()
         self._keep = keep
         self._lock = threading.Lock()
-        self._listener: threading.Thread | None = None
-        self._stop = threading.Event()
         self.switched_at: float | None = None
 
     @property
@@ -145,46 +140,6 @@ class IndexRegistry:
             while len(self._others) > self._keep:
                 self._others.popitem(last=False)
             return idx
-
-    # -------------------------------------------------------------- LISTEN/NOTIFY
-
-    def listen(self, engine: Engine) -> None:
-        """Follow activations in a background thread (one per worker process)."""
-        if self._listener is not None:
-            return
-        dsn = sqlalchemy_url(engine.url.render_as_string(hide_password=False)).replace(
-            "postgresql+psycopg2://", "postgresql://")
-        self._stop.clear()
-        self._listener = threading.Thread(target=self._listen_loop, args=(dsn,),
-                                          name="gridops-listen", daemon=True)
-        self._listener.start()
-
-    def stop(self) -> None:
-        """Stop following activations."""
-        self._stop.set()
-        if self._listener is not None:
-            self._listener.join(timeout=2)
-            self._listener = None
-
-    def _listen_loop(self, dsn: str) -> None:
-        while not self._stop.is_set():
-            try:
-                conn = psycopg2.connect(dsn)
-                conn.set_isolation_level(psycopg2.extensions.ISOLATION_LEVEL_AUTOCOMMIT)
-                with conn.cursor() as cur:
-                    cur.execute(f"LISTEN {grids.NOTIFY_CHANNEL}")
-                self.refresh()  # catch up with anything activated while we were away
-                while not self._stop.is_set():
-                    if select.select([conn], [], [], 0.2) == ([], [], []):
-                        continue
-                    conn.poll()
-                    if conn.notifies:
-                        conn.notifies.clear()
-                        self.refresh()
-                conn.close()
-            except Exception:
-                log.exception("generation listener failed; retrying in 1 s")
-                self._stop.wait(1.0)
 
 
 def resolve_sql(session: Session, gen_id: int, lon: np.ndarray, lat: np.ndarray,

@@ -41,11 +41,18 @@ class Settings(BaseSettings):
     topology_tolerance_m2: float = Field(
         default=1.0, description="gap/overlap area tolerated by the grid invariants, in m²"
     )
+    timezone: str = Field(default="Asia/Shanghai",
+                          description="local time of shifts and daily figures")
+    dispute_margin_m: float = Field(
+        default=1.0, description="two assets of different owners closer than this to each "
+        "other's distance make the owner disputed")
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1
     page_size_max: int = 5000
     batch_max_points: int = Field(default=1_000_000, description="points per batch request")
+    upload_max_bytes: int = Field(default=64 * 1024 * 1024,
+                                  description="layer uploads and imports, in bytes")
     batch_max_bytes: int = Field(default=256 * 1024 * 1024,
                                  description="JSON batch body limit, in bytes")
 

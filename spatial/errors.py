@@ -43,6 +43,13 @@ class InvalidGeometry(InvalidInput):
     code = "invalid_geometry"
 
 
+class TooLarge(GridopsError):
+    """An upload or batch over its configured limit."""
+
+    status = 413
+    code = "too_large"
+
+
 class Conflict(GridopsError):
     """The request conflicts with what is stored."""
 

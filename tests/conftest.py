@@ -80,10 +80,19 @@ def session(connection: Connection) -> Iterator[Session]:
 def client(settings: Settings, engine: Engine, session: Session) -> Iterator[TestClient]:
     """The API on the test's session."""
     from api.app import create_app
-    from api.deps import get_session
+    from api.deps import get_session, get_write_session
+
+    def write() -> Iterator[Session]:
+        try:
+            yield session
+        except Exception:
+            session.rollback()
+            raise
+        session.commit()  # releases a savepoint inside the test's transaction
 
     app = create_app(settings, engine=engine)
     app.dependency_overrides[get_session] = lambda: session
+    app.dependency_overrides[get_write_session] = write
     with TestClient(app) as c:
         yield c
 

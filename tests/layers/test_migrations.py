@@ -6,7 +6,9 @@ from sqlalchemy import inspect, text
 
 from layers.db import downgrade, make_engine, upgrade
 
-TABLES = {"grid_level", "generation", "grid_unit", "grid_piece"}
+TABLES = {"grid_level", "generation", "grid_unit", "grid_piece", "department", "category",
+          "asset", "ownership_area", "department_zone", "patrol_team", "patrol_assignment",
+          "grid_role", "layer_event"}
 
 
 def _tables(url: str) -> set[str]:

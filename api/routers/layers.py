@@ -1,0 +1,242 @@
+"""CRUD for every responsibility layer (GeoJSON in and out) and bulk import with a reason
+for every refused row. Edits make a new version; deletes retire; history is kept."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from api.deps import SessionDep, SettingsDep, WriteSessionDep
+from api.geojson import GeoJSONResponse
+from api.routers.grids import parse_bbox
+from layers import responsibility as resp
+from spatial.errors import InvalidInput, TooLarge
+
+router = APIRouter(tags=["layers"])
+
+FILTERS: dict[str, tuple[str, ...]] = {
+    "departments": ("tier", "parent_code"),
+    "categories": ("kind", "major_code", "owner_rule", "default_department"),
+    "assets": ("kind", "category_code", "owner_department", "maintainer_department",
+               "state", "grid_code"),
+    "areas": ("kind", "owner_department"),
+    "zones": ("layer", "department_code"),
+    "teams": ("department_code",),
+    "assignments": ("grid_code", "team_code", "shift"),
+    "roles": ("grid_code", "role", "department_code"),
+}
+INT_FIELDS = {"tier"}
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return Response(orjson.dumps(obj, default=str), status_code=status,
+                    media_type="application/json")
+
+
+def _feature(session: Any, d: resp.LayerDef, row: Any, geo: dict[int, Any] | None = None
+             ) -> dict[str, Any]:
+    props = resp.as_dict(d, row)
+    if not d.geometry:
+        return props
+    geo = geo if geo is not None else resp.geojson_of(session, d, [row])
+    return {"type": "Feature", "id": "/".join(str(props[k]) for k in d.key),
+            "geometry": geo.get(row.id), "properties": props}
+
+
+def _split(d: resp.LayerDef, key: str) -> list[str]:
+    parts = key.split("/")
+    if len(parts) != len(d.key):
+        raise InvalidInput(f"{d.name}: the path names {'/'.join(d.key)}, got {key!r}")
+    return parts
+
+
+async def _body(request: Request, limit: int) -> bytes:
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            raise TooLarge(f"the upload is over {limit:,} bytes; split it")
+    return bytes(body)
+
+
+def _props_geometry(d: resp.LayerDef, payload: Any) -> tuple[dict[str, Any], Any]:
+    """A Feature -> (properties, geometry); a plain object -> (itself, None)."""
+    if not isinstance(payload, dict):
+        raise InvalidInput("body: expected a JSON object (or a GeoJSON Feature)")
+    if payload.get("type") == "Feature":
+        return dict(payload.get("properties") or {}), payload.get("geometry")
+    return payload, None
+
+
+def _rows_from_upload(d: resp.LayerDef, raw: bytes, ctype: str
+                      ) -> Iterator[tuple[int, dict[str, Any], Any]]:
+    """(line, fields, geometry) from a GeoJSON FeatureCollection or a CSV upload."""
+    if ctype in ("text/csv", "application/csv"):
+        text = raw.decode("utf-8-sig")
+        reader = csv.DictReader(io.StringIO(text))
+        for i, rec in enumerate(reader, start=2):
+            fields: dict[str, Any] = {k: v for k, v in rec.items() if k and v not in ("", None)}
+            geom = None
+            if d.geometry:
+                if "lon" in fields and "lat" in fields:
+                    try:
+                        geom = {"type": "Point", "coordinates": [float(fields.pop("lon")),
+                                                                 float(fields.pop("lat"))]}
+                    except ValueError:
+                        geom = {"type": "Point", "coordinates": "not numbers"}
+                elif "geometry" in fields:
+                    geom = _wkt_geojson(fields.pop("geometry"))
+            for k in ("area_kinds", "applies_to", "weekdays"):
+                if k in fields and isinstance(fields[k], str):
+                    fields[k] = [x for x in fields[k].split("|") if x]
+            for k in ("members", "attributes"):
+                if k in fields and isinstance(fields[k], str):
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        fields[k] = orjson.loads(fields[k])
+            yield i, fields, geom
+        return
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise InvalidInput(f"body: not valid JSON ({e})") from None
+    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
+        for i, f in enumerate(data.get("features") or [], start=1):
+            if not isinstance(f, dict):
+                yield i, {}, None
+                continue
+            yield i, dict(f.get("properties") or {}), f.get("geometry")
+        return
+    if isinstance(data, list):
+        for i, item in enumerate(data, start=1):
+            props, geom = _props_geometry(d, item) if isinstance(item, dict) else ({}, None)
+            yield i, props, geom
+        return
+    raise InvalidInput("body: expected a GeoJSON FeatureCollection, a JSON array or CSV")
+
+
+def _wkt_geojson(wkt: str) -> Any:
+    import shapely
+
+    try:
+        return orjson.loads(shapely.to_geojson(shapely.from_wkt(wkt)))
+    except shapely.errors.GEOSException as e:
+        return {"type": "Invalid", "coordinates": str(e)}
+
+
+@router.get("/layers")
+def list_layers() -> dict[str, Any]:
+    """The responsibility layers and how they are keyed."""
+    return {n: {"title": d.title, "key": list(d.key), "geometry": list(d.geometry),
+                "filters": list(FILTERS[n])} for n, d in resp.LAYERS.items()}
+
+
+@router.get("/layers/{name}")
+def list_layer(
+    name: str, request: Request, session: SessionDep, settings: SettingsDep,
+    at: Annotated[datetime | None, Query(description="rows valid at this time")] = None,
+    bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat")] = None,
+    limit: Annotated[int, Query(ge=1)] = 1000,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Response:
+    """Rows of a layer valid at a time: GeoJSON for spatial layers, else a JSON list.
+    Filter by any field listed in GET /layers (e.g. ?owner_department=SW-GS)."""
+    d = resp.layer(name)
+    if limit > settings.page_size_max:
+        raise InvalidInput(f"limit: at most {settings.page_size_max} per page, got {limit}")
+    filters: dict[str, Any] = {}
+    for k in FILTERS[name]:
+        v = request.query_params.get(k)
+        if v is not None:
+            filters[k] = int(v) if k in INT_FIELDS and v.isdigit() else v
+    unknown = set(request.query_params) - {*FILTERS[name], "at", "bbox", "limit", "offset"}
+    if unknown:
+        raise InvalidInput(f"unknown filter(s) {sorted(unknown)} for {name}; filters are "
+                           f"{list(FILTERS[name])}")
+    box = parse_bbox(bbox) if bbox else None
+    rows, total = resp.list_rows(session, d, at=at, bbox=box, filters=filters, limit=limit,
+                                 offset=offset)
+    head = {"numberMatched": total, "numberReturned": len(rows), "layer": name}
+    if d.geometry:
+        geo = resp.geojson_of(session, d, rows)
+        return GeoJSONResponse({"type": "FeatureCollection", **head,
+                                "features": [_feature(session, d, r, geo) for r in rows]})
+    return _json({**head, "items": [resp.as_dict(d, r) for r in rows]})
+
+
+@router.post("/layers/{name}/import")
+async def import_layer(name: str, request: Request, session: WriteSessionDep,
+                       settings: SettingsDep) -> Response:
+    """Bulk import: a GeoJSON FeatureCollection, a JSON array, or CSV (lon,lat columns or a
+    WKT `geometry` column). Every refused row is reported with its line and reason; the
+    valid rows are created."""
+    d = resp.layer(name)
+    raw = await _body(request, settings.upload_max_bytes)
+    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
+    report = resp.import_rows(session, d, _rows_from_upload(d, raw, ctype),
+                              actor=_actor(request))
+    return _json(report.as_dict(), status=200)
+
+
+@router.post("/layers/{name}")
+async def create_row(name: str, request: Request, session: WriteSessionDep,
+                     settings: SettingsDep) -> Response:
+    """Create a row: a GeoJSON Feature for spatial layers, else a JSON object."""
+    d = resp.layer(name)
+    props, geom = _props_geometry(d, _parse(await _body(request, settings.upload_max_bytes)))
+    row = resp.create(session, d, props, geom, actor=_actor(request))
+    return _json(_feature(session, d, row), status=201)
+
+
+@router.get("/layers/{name}/{key:path}/history")
+def row_history(name: str, key: str, session: SessionDep) -> Response:
+    """Every version of a row, oldest first."""
+    d = resp.layer(name)
+    rows = resp.history(session, d, _split(d, key))
+    geo = resp.geojson_of(session, d, rows)
+    return _json({"layer": name, "key": key,
+                  "versions": [_feature(session, d, r, geo) for r in rows]})
+
+
+@router.get("/layers/{name}/{key:path}")
+def get_row(name: str, key: str, session: SessionDep,
+            at: Annotated[datetime | None, Query()] = None) -> Response:
+    """One row as valid now or at a time."""
+    d = resp.layer(name)
+    return _json(_feature(session, d, resp.get(session, d, _split(d, key), at)))
+
+
+@router.put("/layers/{name}/{key:path}")
+async def update_row(name: str, key: str, request: Request, session: WriteSessionDep,
+                     settings: SettingsDep) -> Response:
+    """Change a row: the current version ends, a new one starts (give only what changes)."""
+    d = resp.layer(name)
+    props, geom = _props_geometry(d, _parse(await _body(request, settings.upload_max_bytes)))
+    row = resp.update(session, d, _split(d, key), props, geom, actor=_actor(request))
+    return _json(_feature(session, d, row))
+
+
+@router.delete("/layers/{name}/{key:path}")
+def retire_row(name: str, key: str, request: Request, session: WriteSessionDep) -> Response:
+    """Retire a row now (its history stays)."""
+    d = resp.layer(name)
+    row = resp.retire(session, d, _split(d, key), actor=_actor(request))
+    return _json({"retired": key, "valid_to": row.valid_to})
+
+
+def _parse(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise InvalidInput(f"body: not valid JSON ({e})") from None
+
+
+def _actor(request: Request) -> str:
+    return request.headers.get("x-gridops-actor", "api")[:100]

@@ -1,0 +1,130 @@
+"""Who is responsible here: owner resolution with its reasons, everything at a spot (the
+dispute lookup), and the 多格合一 alignment of departments' zones with the grid."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import anyio
+import numpy as np
+import orjson
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from api.deps import SessionDep, SettingsDep
+from api.routers.resolve import _index
+from layers import grids
+from layers.lookup import alignment, layers_at, zone_departments
+from layers.ownership import OwnershipRegistry, candidate_categories, resolve_owner
+from layers.settings import Settings
+from spatial import h3index
+from spatial.crs import parse_crs, to_wgs84
+from spatial.errors import InvalidInput
+from spatial.index import GridIndex
+
+router = APIRouter(tags=["responsibility"])
+
+Lon = Annotated[float, Query(description="longitude (or x in metres for projected CRS)")]
+Lat = Annotated[float, Query(description="latitude (or y in metres)")]
+Crs = Annotated[str, Query(description="EPSG:4326, EPSG:4490, GCJ-02, BD-09, EPSG:...")]
+At = Annotated[datetime | None, Query(description="as of this time (default now)")]
+
+
+def _json(obj: Any) -> Response:
+    return Response(orjson.dumps(obj, default=str), media_type="application/json")
+
+
+def _point(lon: float, lat: float, crs: str) -> tuple[float, float, dict[str, str]]:
+    info = parse_crs(crs)
+    names = ("x", "y") if info.projected else ("lon", "lat")
+    x, y, info = to_wgs84(np.array([lon]), np.array([lat]), crs, fields=names)
+    return float(x[0]), float(y[0]), {"key": info.key, "name": info.name}
+
+
+def _chain(idx: GridIndex, lon: float, lat: float) -> tuple[list[dict[str, Any]], int]:
+    g, cell = idx.lookup_one(lon, lat)
+    return (idx.chain(g) if g >= 0 else []), cell
+
+
+def _owners(request: Request) -> OwnershipRegistry:
+    reg: OwnershipRegistry = request.app.state.owners
+    return reg
+
+
+@router.get("/owner")
+async def owner(request: Request, lon: Lon, lat: Lat,
+                category: Annotated[str, Query(description="category code, e.g. C0101")],
+                crs: Crs = "EPSG:4326", at: At = None) -> Response:
+    """The responsible department for a category at a point, with the patrol on duty, the
+    grid leader and the trail of every rule tried (in memory)."""
+    settings: Settings = request.app.state.settings
+    x, y, info = _point(lon, lat, crs)
+    idx = await _index(request, at, None)
+    chain, cell = _chain(idx, x, y)
+    reg = _owners(request)
+    snap = reg.current if at is None else await anyio.to_thread.run_sync(reg.at, at, x, y)
+    answer = resolve_owner(snap, x, y, category, chain, settings, when=at)
+    return _json({"wgs84": {"lon": x, "lat": y}, "crs": info, "inside": bool(chain),
+                  "chain": chain, "h3": h3index.cell_str(cell), **answer})
+
+
+@router.get("/lookup")
+def lookup(request: Request, session: SessionDep, settings: SettingsDep, lon: Lon, lat: Lat,
+           crs: Crs = "EPSG:4326",
+           radius: Annotated[float, Query(gt=0, le=500, description="metres")] = 30.0,
+           at: At = None,
+           category: Annotated[str | None, Query(description="one category; default: every "
+                                                 "category with a candidate here")] = None,
+           ) -> Response:
+    """Everything at a spot, for settling a dispute: the grid chain, department zones and
+    ownership areas covering it, assets within the radius with owners and distances, and
+    the owner resolution (for the category, or every category with a candidate here)."""
+    x, y, info = _point(lon, lat, crs)
+    when = at or datetime.now(UTC)
+    reg_idx = request.app.state.indexes
+    idx = reg_idx.active if at is None else reg_idx.for_generation(
+        grids.generation_at(session, at=at))
+    if idx is None:
+        raise InvalidInput("no active grid: load one first")
+    chain, cell = _chain(idx, x, y)
+    found = layers_at(session, x, y, radius, when)
+    reg = _owners(request)
+    snap = reg.current if at is None else reg.at(at, x, y)
+    cats = [category] if category else candidate_categories(snap, x, y)
+    owners = [resolve_owner(snap, x, y, c, chain, settings, when=at) for c in cats]
+    return _json({
+        "wgs84": {"lon": x, "lat": y}, "crs": info, "radius_m": radius, "at": when,
+        "inside": bool(chain), "chain": chain, "h3": h3index.cell_str(cell),
+        "generation": idx.generation, **found, "owners": owners,
+    })
+
+
+@router.get("/alignment")
+def alignment_ranking(request: Request, session: SessionDep, settings: SettingsDep,
+                      at: At = None) -> Response:
+    """Every department with a zone layer, ranked by its alignment score (多格合一)."""
+    when = at or datetime.now(UTC)
+    gen = grids.generation_at(session, at=at) if at else grids.generation_at(session)
+    ranking = []
+    for dept in zone_departments(session, when):
+        a = alignment(session, dept, settings, gen.id, when)
+        ranking.append({k: a[k] for k in ("department", "zones", "grids", "grids_whole",
+                                          "grids_split", "grids_uncovered", "score")}
+                       | {"slivers": len(a["slivers"])})
+    ranking.sort(key=lambda r: (-r["score"], r["department"]))
+    for i, r in enumerate(ranking, start=1):
+        r["rank"] = i
+    return _json({"generation": gen.id, "at": when, "ranking": ranking})
+
+
+@router.get("/alignment/{department}")
+def alignment_one(department: str, session: SessionDep, settings: SettingsDep, at: At = None,
+                  whole_share: Annotated[float, Query(gt=0.5, le=1)] = 0.99,
+                  sliver_m2: Annotated[float, Query(ge=0)] = 100.0) -> Response:
+    """For each grid: the department's zones covering it and their area shares; grids split
+    between zones; slivers under a threshold; the score (share of grids wholly in a zone)."""
+    when = at or datetime.now(UTC)
+    gen = grids.generation_at(session, at=at) if at else grids.generation_at(session)
+    return _json(alignment(session, department, settings, gen.id, when,
+                           whole_share=whole_share, sliver_m2=sliver_m2))

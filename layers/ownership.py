@@ -1,0 +1,462 @@
+"""Who is responsible at a point, for a category, at a time: the owner-resolution rules.
+
+Rules, in order (each one recorded in the answer's trail with its candidates and why it won
+or lost):
+1. asset: the nearest asset of the category's kind within its snap radius; two of
+   different owners whose distances differ by less than the dispute margin = disputed;
+2. area: the ownership area of highest priority covering the point that applies to the
+   category; two of different owners at the top priority = disputed;
+3. category: the category's default department;
+4. specialist: the grid's specialist (Y of 1 + X + Y) for that department;
+5. territorial (属地兜底): where nothing applies or the owner is disputed, the street/town
+   office of the spot takes it first, with ``disputed: true`` and the candidates.
+Which of rules 1-2 a category uses follows its ``owner_rule``; the others are recorded as
+skipped. The patrol team on duty and the grid leader come with every answer.
+
+Everything is in memory (a Snapshot of the layers valid at one time): KD-trees per asset
+kind in metres, an STRtree of areas. The current snapshot is kept by the server; a question
+about another time builds a small snapshot of the rows near the point valid then, and the
+same rules answer it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time as _time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import shapely
+from pyproj import Transformer
+from scipy.spatial import cKDTree
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from layers.settings import Settings
+from spatial.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+NEIGHBOURS = 4  # assets fetched per query: enough to see a dispute
+
+
+def valid_at(alias: str) -> str:
+    """SQL condition: the row of a versioned layer is valid at :at."""
+    return (f"{alias}.valid_from <= :at AND ({alias}.valid_to IS NULL "
+            f"OR {alias}.valid_to > :at)")
+
+
+@dataclass
+class AssetSet:
+    """Assets of one kind: a KD-tree over their metric coordinates."""
+
+    tree: cKDTree
+    rows: list[dict[str, Any]]
+
+
+@dataclass
+class Snapshot:
+    """The responsibility layers valid at one time, ready for microsecond questions."""
+
+    at: datetime
+    departments: dict[str, dict[str, Any]]
+    categories: dict[str, dict[str, Any]]
+    street_office: dict[str, str]
+    assets: dict[str, AssetSet]
+    areas: list[dict[str, Any]]
+    area_tree: shapely.STRtree | None
+    area_geoms: np.ndarray
+    specialists: dict[str, dict[str, dict[str, Any]]]
+    leaders: dict[str, dict[str, Any]]
+    shifts: dict[str, list[dict[str, Any]]]
+    teams: dict[str, dict[str, Any]]
+    metric: Any
+    built_seconds: float = 0.0
+    counts: dict[str, int] = field(default_factory=dict)
+
+    # -------------------------------------------------------------- loading
+
+    @classmethod
+    def load(cls, session: Session, settings: Settings, at: datetime | None = None,
+             near: tuple[float, float, float] | None = None, generation: int | None = None
+             ) -> Snapshot:
+        """Read the layers valid at `at` (default now); `near` = (lon, lat, metres) limits
+        assets and areas to a neighbourhood (for questions about another time)."""
+        t0 = _time.perf_counter()
+        at = at or session.execute(text("SELECT clock_timestamp()")).scalar_one()
+        p: dict[str, Any] = {"at": at}
+        metric = Transformer.from_crs(4326, settings.metric_srid, always_xy=True).transform
+        depts = {r["code"]: dict(r) for r in session.execute(text(
+            f"SELECT code, name, name_en, tier, parent_code, contact_name, contact_phone, "
+            f"territory_code FROM department d WHERE {valid_at('d')}"), p).mappings()}
+        cats = {r["code"]: dict(r) for r in session.execute(text(
+            f"SELECT code, kind, major_code, major_name, name, name_en, default_department, "
+            f"deadline_hours, owner_rule, asset_kind, area_kinds, snap_radius_m "
+            f"FROM category c WHERE {valid_at('c')}"), p).mappings()}
+        street_office = {d["territory_code"]: code for code, d in depts.items()
+                         if d["territory_code"]}
+        where_near = ""
+        if near is not None:
+            p.update(lon=near[0], lat=near[1], r=near[2])
+            where_near = (" AND ST_DWithin(a.geom::geography, "
+                          "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, :r)")
+        rows = session.execute(text(
+            f"SELECT a.code, a.kind, a.category_code, a.name, a.owner_department, "
+            f"a.maintainer_department, a.supervising_department, a.state, a.grid_code, "
+            f"ST_X(ST_ClosestPoint(a.geom, ST_Centroid(a.geom))) AS lon, "
+            f"ST_Y(ST_ClosestPoint(a.geom, ST_Centroid(a.geom))) AS lat "
+            f"FROM asset a WHERE {valid_at('a')}{where_near} ORDER BY a.kind, a.code"),
+            p).mappings().all()
+        by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in rows:
+            by_kind[r["kind"]].append(dict(r))
+        assets: dict[str, AssetSet] = {}
+        for kind, items in by_kind.items():
+            lon = np.fromiter((a["lon"] for a in items), float, len(items))
+            lat = np.fromiter((a["lat"] for a in items), float, len(items))
+            x, y = metric(lon, lat)
+            assets[kind] = AssetSet(cKDTree(np.column_stack([x, y])), items)
+        area_near = ""
+        if near is not None:
+            area_near = (" AND ST_DWithin(o.geom::geography, "
+                         "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, :r)")
+        arows = session.execute(text(
+            f"SELECT o.code, o.kind, o.name, o.owner_department, o.priority, o.applies_to, "
+            f"ST_AsBinary(o.geom) AS wkb FROM ownership_area o "
+            f"WHERE {valid_at('o')}{area_near} ORDER BY o.code"), p).mappings().all()
+        areas = [{k: v for k, v in r.items() if k != "wkb"} for r in arows]
+        geoms = shapely.from_wkb([bytes(r["wkb"]) for r in arows]) if arows else np.empty(0)
+        if len(geoms):
+            shapely.prepare(geoms)
+        specialists: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+        for r in session.execute(text(
+                f"SELECT grid_code, name, phone, department_code FROM grid_role g "
+                f"WHERE role = 'specialist' AND {valid_at('g')}"), p).mappings():
+            specialists[r["grid_code"]][r["department_code"]] = {
+                "name": r["name"], "phone": r["phone"], "department": r["department_code"]}
+        gen_cond = ("u.generation_low <= :g AND (u.generation_high IS NULL OR "
+                    "u.generation_high >= :g)") if generation else "u.generation_high IS NULL"
+        if generation:
+            p["g"] = generation
+        leaders = {r["code"]: {"name": r["leader_name"], "phone": r["leader_phone"]}
+                   for r in session.execute(text(
+                       f"SELECT code, leader_name, leader_phone FROM grid_unit u "
+                       f"WHERE leader_name IS NOT NULL AND {gen_cond}"), p).mappings()}
+        shifts: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for r in session.execute(text(
+                f"SELECT team_code, grid_code, shift, weekdays, start_time, end_time "
+                f"FROM patrol_assignment s WHERE {valid_at('s')}"), p).mappings():
+            shifts[r["grid_code"]].append(dict(r))
+        teams = {r["code"]: dict(r) for r in session.execute(text(
+            f"SELECT code, name, department_code, members FROM patrol_team t "
+            f"WHERE {valid_at('t')}"), p).mappings()}
+        snap = cls(at=at, departments=depts, categories=cats, street_office=street_office,
+                   assets=assets, areas=areas,
+                   area_tree=shapely.STRtree(geoms) if len(geoms) else None,
+                   area_geoms=geoms, specialists=dict(specialists), leaders=leaders,
+                   shifts=dict(shifts), teams=teams, metric=metric)
+        snap.built_seconds = _time.perf_counter() - t0
+        snap.counts = {"departments": len(depts), "categories": len(cats),
+                       "assets": len(rows), "areas": len(areas), "teams": len(teams)}
+        return snap
+
+    # -------------------------------------------------------------- questions
+
+    def department(self, code: str | None) -> dict[str, Any] | None:
+        """A department as answers show it."""
+        if code is None:
+            return None
+        d = self.departments.get(code)
+        if d is None:
+            return {"code": code, "name": None, "tier": None, "known": False}
+        return {"code": code, "name": d["name"], "name_en": d["name_en"], "tier": d["tier"],
+                "contact_phone": d["contact_phone"]}
+
+    def category(self, code: str) -> dict[str, Any]:
+        """A category by code; 422 naming the unknown code."""
+        c = self.categories.get(code)
+        if c is None:
+            raise InvalidInput(f"category: unknown category {code!r} "
+                               f"({len(self.categories)} categories are defined; see "
+                               "GET /categories)")
+        return c
+
+    def assets_near(self, kind: str, x: float, y: float, radius: float,
+                    k: int = NEIGHBOURS) -> list[tuple[dict[str, Any], float]]:
+        """Assets of a kind within radius metres of a metric point, nearest first."""
+        s = self.assets.get(kind)
+        if s is None or radius <= 0:
+            return []
+        kk = min(k, len(s.rows))
+        d, i = s.tree.query([x, y], k=kk, distance_upper_bound=radius)
+        d, i = np.atleast_1d(d), np.atleast_1d(i)
+        return [(s.rows[int(j)], float(dd)) for dd, j in zip(d, i, strict=True)
+                if np.isfinite(dd)]
+
+    def areas_covering(self, lon: float, lat: float) -> list[dict[str, Any]]:
+        """Ownership areas covering the point, highest priority first."""
+        if self.area_tree is None:
+            return []
+        idx = self.area_tree.query(shapely.Point(lon, lat), predicate="intersects")
+        found = [self.areas[int(i)] for i in idx]
+        return sorted(found, key=lambda a: (-a["priority"], a["code"]))
+
+    def on_duty(self, grid_code: str | None, when: datetime, tz: ZoneInfo
+                ) -> list[dict[str, Any]]:
+        """Patrol teams assigned to the grid whose shift covers the local time."""
+        if grid_code is None:
+            return []
+        local = when.astimezone(tz)
+        wd, now_t = local.isoweekday(), local.time()
+        yesterday = 7 if wd == 1 else wd - 1
+        out = []
+        for s in self.shifts.get(grid_code, []):
+            if _covers(s["start_time"], s["end_time"], now_t, wd, yesterday, s["weekdays"]):
+                team = self.teams.get(s["team_code"], {})
+                out.append({"team": s["team_code"], "name": team.get("name"),
+                            "department": team.get("department_code"), "shift": s["shift"],
+                            "from": s["start_time"].isoformat(timespec="minutes"),
+                            "to": s["end_time"].isoformat(timespec="minutes"),
+                            "members": team.get("members", [])})
+        return out
+
+
+def _covers(start: time, end: time, now: time, wd: int, yesterday: int,
+            weekdays: list[int]) -> bool:
+    """Does a shift (possibly wrapping past midnight) cover a local time?"""
+    if start <= end:
+        return wd in weekdays and start <= now < end
+    return (wd in weekdays and now >= start) or (yesterday in weekdays and now < end)
+
+
+def _applies(area: dict[str, Any], cat: dict[str, Any]) -> bool:
+    kinds = cat["area_kinds"] or []
+    if kinds and area["kind"] not in kinds:
+        return False
+    targets = area["applies_to"] or []
+    return not targets or any(cat["code"].startswith(t) for t in targets)
+
+
+def resolve_owner(snap: Snapshot, lon: float, lat: float, category_code: str,
+                  chain: list[dict[str, Any]], settings: Settings,
+                  when: datetime | None = None) -> dict[str, Any]:
+    """The owner of a point for a category, with every rule tried and why it won or lost."""
+    cat = snap.category(category_code)
+    when = when or snap.at
+    tz = ZoneInfo(settings.timezone)
+    grid = chain[-1]["code"] if chain else None
+    street = next((u["code"] for u in chain if u.get("level") == 2), None)
+    trail: list[dict[str, Any]] = []
+    owner: str | None = None
+    rule: str | None = None
+    disputed = False
+    candidates: list[dict[str, Any]] = []
+    asset_out: dict[str, Any] | None = None
+    area_out: dict[str, Any] | None = None
+    uses = {"asset": ("asset", "area"), "area": ("area",), "category": (),
+            "specialist": ()}[cat["owner_rule"]]
+
+    # 1. asset
+    if "asset" not in uses or not cat["asset_kind"]:
+        trail.append({"rule": "asset", "outcome": "skipped", "candidates": [],
+                      "reason": f"category {cat['code']} is not owned through an asset "
+                                f"(owner_rule {cat['owner_rule']})"})
+    else:
+        x, y = snap.metric(lon, lat)
+        near = snap.assets_near(cat["asset_kind"], float(x), float(y), cat["snap_radius_m"])
+        cands = [_asset(a, d) for a, d in near]
+        if not near:
+            trail.append({"rule": "asset", "outcome": "lost", "candidates": [],
+                          "reason": f"no {cat['asset_kind']} within "
+                                    f"{cat['snap_radius_m']:g} m"})
+        else:
+            best, d0 = near[0]
+            rivals = [(a, d) for a, d in near[1:] if d - d0 < settings.dispute_margin_m
+                      and a["owner_department"] != best["owner_department"]]
+            if rivals:
+                disputed = True
+                candidates = [{"department": snap.department(a["owner_department"]),
+                               "via": "asset", "asset": a["code"], "distance_m": round(d, 2)}
+                              for a, d in [(best, d0), *rivals]]
+                trail.append({"rule": "asset", "outcome": "disputed", "candidates": cands,
+                              "reason": f"{len(rivals) + 1} {cat['asset_kind']} of different "
+                                        f"owners within {settings.dispute_margin_m:g} m of "
+                                        "each other's distance"})
+            else:
+                owner, rule, asset_out = best["owner_department"], "asset", cands[0]
+                trail.append({"rule": "asset", "outcome": "won", "candidates": cands,
+                              "reason": f"nearest {cat['asset_kind']} {best['code']} at "
+                                        f"{d0:.1f} m (radius {cat['snap_radius_m']:g} m)"})
+
+    # 2. area
+    if owner is None and not disputed:
+        if "area" not in uses:
+            trail.append({"rule": "area", "outcome": "skipped", "candidates": [],
+                          "reason": f"category {cat['code']} is not owned through an area"})
+        else:
+            covering = snap.areas_covering(lon, lat)
+            fits = [a for a in covering if _applies(a, cat)]
+            cands = [_area(a, _applies(a, cat)) for a in covering]
+            if not fits:
+                why = (f"{len(covering)} area(s) cover the point but none applies to "
+                       f"{cat['code']}" if covering else "no ownership area covers the point")
+                trail.append({"rule": "area", "outcome": "lost", "candidates": cands,
+                              "reason": why})
+            else:
+                top = fits[0]["priority"]
+                tied = [a for a in fits if a["priority"] == top]
+                owners = {a["owner_department"] for a in tied}
+                if len(owners) > 1:
+                    disputed = True
+                    candidates = [{"department": snap.department(a["owner_department"]),
+                                   "via": "area", "area": a["code"], "kind": a["kind"]}
+                                  for a in tied]
+                    trail.append({"rule": "area", "outcome": "disputed", "candidates": cands,
+                                  "reason": f"{len(tied)} areas of different owners share "
+                                            f"the top priority {top}"})
+                else:
+                    owner, rule, area_out = fits[0]["owner_department"], "area", cands[
+                        covering.index(fits[0])]
+                    trail.append({"rule": "area", "outcome": "won", "candidates": cands,
+                                  "reason": f"{fits[0]['kind']} {fits[0]['code']} "
+                                            f"(priority {top}) covers the point"})
+
+    else:
+        trail.append(_decided("area", owner))
+
+    # 3. category default, 4. the grid's specialist for that department
+    spec_for = snap.specialists.get(grid or "", {})
+    if owner is None and not disputed:
+        default = cat["default_department"]
+        if cat["owner_rule"] == "specialist":
+            trail.append({"rule": "category", "outcome": "skipped", "candidates": [],
+                          "reason": "this category goes to the grid's specialist"})
+        elif default and default in snap.departments:
+            owner, rule = default, "category"
+            trail.append({"rule": "category", "outcome": "won",
+                          "candidates": [{"department": snap.department(default)}],
+                          "reason": f"default department of {cat['code']}"})
+        else:
+            trail.append({"rule": "category", "outcome": "lost", "candidates": [],
+                          "reason": f"default department {default!r} is not active"})
+    else:
+        trail.append(_decided("category", owner))
+    specialist = spec_for.get(owner or cat["default_department"])
+    if owner is None and not disputed:
+        if specialist is not None:
+            owner, rule = specialist["department"], "specialist"
+            trail.append({"rule": "specialist", "outcome": "won",
+                          "candidates": [specialist],
+                          "reason": f"the grid's specialist for {specialist['department']}"})
+        else:
+            trail.append({"rule": "specialist", "outcome": "lost", "candidates": [],
+                          "reason": f"grid {grid} has no specialist for "
+                                    f"{cat['default_department']}" if grid
+                                    else "the point lies in no grid"})
+    else:
+        trail.append(_decided("specialist", owner))
+
+    # 5. territorial first-fix
+    if owner is None or disputed:
+        office = snap.street_office.get(street or "")
+        if disputed and office:
+            candidates.append({"department": snap.department(office), "via": "territorial"})
+        owner, rule = office, "territorial"
+        disputed = True
+        trail.append({"rule": "territorial", "outcome": "won" if office else "lost",
+                      "candidates": [{"department": snap.department(office)}] if office else [],
+                      "reason": (f"属地兜底: the street/town office of {street} takes it first"
+                                 if office else "the point lies in no street/town")})
+    else:
+        trail.append({"rule": "territorial", "outcome": "skipped", "candidates": [],
+                      "reason": "an owner was found"})
+    return {
+        "category": {"code": cat["code"], "name": cat["name"], "name_en": cat["name_en"],
+                     "kind": cat["kind"], "owner_rule": cat["owner_rule"],
+                     "deadline_hours": cat["deadline_hours"]},
+        "owner": snap.department(owner),
+        "decided_by": rule,
+        "disputed": disputed,
+        "candidates": candidates,
+        "asset": asset_out,
+        "area": area_out,
+        "specialist": spec_for.get(owner or "") if owner else None,
+        "grid_leader": snap.leaders.get(grid or ""),
+        "patrol": snap.on_duty(grid, when, tz),
+        "at": when.isoformat(),
+        "trail": trail,
+    }
+
+
+def _decided(rule: str, owner: str | None) -> dict[str, Any]:
+    """A rule not tried because an earlier one decided or found a dispute."""
+    return {"rule": rule, "outcome": "skipped", "candidates": [],
+            "reason": "an earlier rule decided" if owner else "the owner is disputed"}
+
+
+def _asset(a: dict[str, Any], d: float) -> dict[str, Any]:
+    return {"code": a["code"], "kind": a["kind"], "name": a["name"], "distance_m": round(d, 2),
+            "owner": a["owner_department"], "maintainer": a["maintainer_department"],
+            "supervising": a["supervising_department"], "state": a["state"]}
+
+
+def _area(a: dict[str, Any], applies: bool) -> dict[str, Any]:
+    return {"code": a["code"], "kind": a["kind"], "name": a["name"],
+            "owner": a["owner_department"], "priority": a["priority"], "applies": applies}
+
+
+def candidate_categories(snap: Snapshot, lon: float, lat: float) -> list[str]:
+    """Categories that have a candidate at the spot: an asset of their kind within their snap
+    radius, or an area that covers the point and applies to them."""
+    x, y = snap.metric(lon, lat)
+    covering = snap.areas_covering(lon, lat)
+    out = []
+    for code, cat in sorted(snap.categories.items()):
+        rule = cat["owner_rule"]
+        by_asset = rule == "asset" and bool(cat["asset_kind"]) and bool(snap.assets_near(
+            cat["asset_kind"], float(x), float(y), cat["snap_radius_m"], k=1))
+        by_area = rule in ("asset", "area") and any(_applies(a, cat) for a in covering)
+        if by_asset or by_area:
+            out.append(code)
+    return out
+
+
+class OwnershipRegistry:
+    """The current snapshot (rebuilt when a layer or the grid changes) and small snapshots
+    for questions about other times."""
+
+    def __init__(self, factory: Any, settings: Settings) -> None:
+        self._factory = factory
+        self.settings = settings
+        self._current: Snapshot | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def current(self) -> Snapshot:
+        """The snapshot of now (built on first use)."""
+        snap = self._current
+        if snap is None:
+            return self.refresh()
+        return snap
+
+    def refresh(self) -> Snapshot:
+        """Rebuild the current snapshot; the swap is one assignment."""
+        with self._lock, self._factory() as session:
+            snap = Snapshot.load(session, self.settings)
+        self._current = snap
+        log.info("ownership snapshot: %s in %.2f s", snap.counts, snap.built_seconds)
+        return snap
+
+    def at(self, when: datetime | None, lon: float, lat: float) -> Snapshot:
+        """The snapshot for a time: the current one, or a small one near the point."""
+        if when is None:
+            return self.current
+        radius = max([c["snap_radius_m"] for c in self.current.categories.values()] + [0.0])
+        with self._factory() as session:
+            return Snapshot.load(session, self.settings, at=when,
+                                 near=(lon, lat, radius + 50.0))

@@ -1,0 +1,405 @@
+"""The responsibility layers as versioned rows: create, edit (a new version), retire, read
+as of a time, history, and bulk import with a reason for every refused row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+import shapely
+from pydantic import ValidationError
+from shapely.geometry import shape
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.orm import Session
+
+from layers.layer_schemas import (
+    AreaIn,
+    AssetIn,
+    AssignmentIn,
+    CategoryIn,
+    DepartmentIn,
+    LayerRow,
+    RoleIn,
+    TeamIn,
+    ZoneIn,
+)
+from layers.models import (
+    Asset,
+    Base,
+    Category,
+    Department,
+    DepartmentZone,
+    GridRole,
+    LayerEvent,
+    OwnershipArea,
+    PatrolAssignment,
+    PatrolTeam,
+)
+from spatial.errors import Conflict, InvalidGeometry, InvalidInput, NotFound
+
+LAYERS_CHANNEL = "gridops_layers"
+
+
+@dataclass(frozen=True)
+class LayerDef:
+    """How one layer is stored, keyed, validated and shown."""
+
+    name: str
+    model: type[Base]
+    schema: type[LayerRow]
+    key: tuple[str, ...]
+    geometry: tuple[str, ...] = ()  # allowed geometry types; () = no geometry
+    departments: tuple[str, ...] = ()  # fields that must name an active department
+    title: str = ""
+
+
+LAYERS: dict[str, LayerDef] = {d.name: d for d in [
+    LayerDef("departments", Department, DepartmentIn, ("code",), (), ("parent_code",),
+             "linkage units (联动单位)"),
+    LayerDef("categories", Category, CategoryIn, ("code",), (), ("default_department",),
+             "the component/event taxonomy"),
+    LayerDef("assets", Asset, AssetIn, ("code",), ("Point", "LineString", "Polygon"),
+             ("supervising_department", "owner_department", "maintainer_department"),
+             "components (部件)"),
+    LayerDef("areas", OwnershipArea, AreaIn, ("code",), ("Polygon", "MultiPolygon"),
+             ("owner_department",), "ownership areas"),
+    LayerDef("zones", DepartmentZone, ZoneIn, ("layer", "code"), ("Polygon", "MultiPolygon"),
+             ("department_code",), "department zones (多网)"),
+    LayerDef("teams", PatrolTeam, TeamIn, ("code",), (), ("department_code",),
+             "patrol teams"),
+    LayerDef("assignments", PatrolAssignment, AssignmentIn, ("team_code", "grid_code", "shift"),
+             (), (), "patrol shifts on grids"),
+    LayerDef("roles", GridRole, RoleIn, ("grid_code", "role", "name"), (),
+             ("department_code",), "grid roles (1 + X + Y)"),
+]}
+
+
+def layer(name: str) -> LayerDef:
+    """A layer by its URL name; 404 naming the known ones."""
+    d = LAYERS.get(name)
+    if d is None:
+        raise NotFound(f"no layer {name!r}; layers are {', '.join(LAYERS)}")
+    return d
+
+
+def _now(session: Session) -> datetime:
+    return session.execute(select(func.clock_timestamp())).scalar_one()
+
+
+def _current(d: LayerDef, at: datetime | None = None) -> Any:
+    m = d.model
+    if at is None:
+        return m.valid_to.is_(None)  # type: ignore[attr-defined]
+    return (m.valid_from <= at) & (m.valid_to.is_(None) | (m.valid_to > at))  # type: ignore[attr-defined]
+
+
+def _key_filter(d: LayerDef, key: Sequence[str]) -> Any:
+    if len(key) != len(d.key):
+        raise InvalidInput(f"{d.name}: a key is {'/'.join(d.key)}")
+    cond = None
+    for k, v in zip(d.key, key, strict=True):
+        c = getattr(d.model, k) == v
+        cond = c if cond is None else cond & c
+    return cond
+
+
+def geometry_from_geojson(d: LayerDef, geom: Any, where: str) -> Any:
+    """GeoJSON geometry -> a valid shapely geometry of an allowed type, in lon/lat."""
+    if not d.geometry:
+        if geom is not None:
+            raise InvalidGeometry(f"{where}: {d.name} have no geometry")
+        return None
+    if not isinstance(geom, dict):
+        raise InvalidGeometry(f"{where}: a GeoJSON geometry is required "
+                              f"({' or '.join(d.geometry)})")
+    try:
+        g = shape(geom)
+    except (KeyError, ValueError, TypeError, AttributeError) as e:
+        raise InvalidGeometry(f"{where}: not a GeoJSON geometry ({e})") from None
+    if g.geom_type not in d.geometry:
+        raise InvalidGeometry(f"{where}: geometry must be {' or '.join(d.geometry)}, "
+                              f"got {g.geom_type}")
+    if g.is_empty:
+        raise InvalidGeometry(f"{where}: geometry is empty")
+    x0, y0, x1, y1 = g.bounds
+    if not (-180 <= x0 <= x1 <= 180 and -90 <= y0 <= y1 <= 90) or not all(
+            map(lambda v: v == v, (x0, y0, x1, y1))):
+        raise InvalidGeometry(f"{where}: coordinates are not lon/lat (bounds {x0:g} {y0:g} "
+                              f"{x1:g} {y1:g}); send EPSG:4326")
+    if not g.is_valid:
+        raise InvalidGeometry(f"{where}: invalid geometry: {shapely.is_valid_reason(g)}")
+    if "MultiPolygon" in d.geometry and g.geom_type == "Polygon":
+        g = shapely.MultiPolygon([g])
+    return g
+
+
+@dataclass
+class Refs:
+    """What rows may refer to, read once per operation."""
+
+    departments: set[str]
+    categories: dict[str, str]  # code -> kind
+    teams: set[str]
+    grids: set[str]
+
+
+def load_refs(session: Session) -> Refs:
+    """Active departments, categories, teams and current grid codes."""
+    return Refs(
+        departments=set(session.scalars(select(Department.code).where(
+            Department.valid_to.is_(None)))),
+        categories=dict(session.execute(select(Category.code, Category.kind).where(
+            Category.valid_to.is_(None))).all()),
+        teams=set(session.scalars(select(PatrolTeam.code).where(PatrolTeam.valid_to.is_(None)))),
+        grids=set(session.scalars(text("SELECT code FROM grid_unit WHERE generation_high "
+                                       "IS NULL"))),
+    )
+
+
+def check_row(d: LayerDef, data: dict[str, Any], refs: Refs, where: str) -> dict[str, Any]:
+    """Validate one row's fields and references; returns the clean values."""
+    try:
+        row = d.schema.model_validate(data).model_dump()
+    except ValidationError as e:
+        msgs = "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'row'}: {err['msg']}"
+                         for err in e.errors())
+        raise InvalidInput(f"{where}: {msgs}") from None
+    for f in d.departments:
+        v = row.get(f)
+        if v is not None and v not in refs.departments and not (
+                d.name == "departments" and f == "parent_code" and v == row.get("code")):
+            raise InvalidInput(f"{where}: {f} {v!r} is not an active department")
+    if d.name == "assets":
+        kind = refs.categories.get(row["category_code"])
+        if kind is None:
+            raise InvalidInput(f"{where}: category {row['category_code']!r} is unknown")
+        if kind != "component":
+            raise InvalidInput(f"{where}: category {row['category_code']} is an event, "
+                               "assets belong to component categories")
+        if row["code"][6:10] != row["category_code"][1:]:
+            raise InvalidInput(f"{where}: code {row['code']} does not carry the major/minor "
+                               f"digits of {row['category_code']} at positions 7-10")
+    if d.name in ("assignments", "roles") and row["grid_code"] not in refs.grids:
+        raise InvalidInput(f"{where}: grid {row['grid_code']!r} is not a current grid")
+    if d.name == "assignments" and row["team_code"] not in refs.teams:
+        raise InvalidInput(f"{where}: team {row['team_code']!r} is not an active team")
+    if d.name == "roles" and row["role"] == "specialist" and not row["department_code"]:
+        raise InvalidInput(f"{where}: a specialist names the department_code they serve")
+    return row
+
+
+def _insert(session: Session, d: LayerDef, rows: Sequence[dict[str, Any]],
+            geoms: Sequence[Any], now: datetime) -> list[int]:
+    """Insert many rows in one statement (insertmanyvalues); assets get their grid."""
+    if not rows:
+        return []
+    values = []
+    for row, g in zip(rows, geoms, strict=True):
+        v = dict(row, valid_from=now)
+        if d.geometry:
+            v["geom"] = f"SRID=4326;{g.wkt}"
+        values.append(v)
+    ids = list(session.scalars(insert(d.model).returning(d.model.id), values))  # type: ignore[attr-defined]
+    if d.name == "assets":
+        locate_assets(session, ids)
+    return ids
+
+
+def locate_assets(session: Session, ids: Sequence[int]) -> None:
+    """Resolve each asset to the finest current grid it stands in (ST_Covers, lowest code)."""
+    session.execute(text("""
+        UPDATE asset a SET grid_code = (
+            SELECT u.code FROM grid_unit u
+             WHERE u.generation_high IS NULL
+               AND u.level = (SELECT max(level) FROM grid_unit WHERE generation_high IS NULL)
+               AND ST_Covers(u.geom, ST_PointOnSurface(a.geom))
+             ORDER BY u.code LIMIT 1)
+         WHERE a.id = ANY(:ids)"""), {"ids": list(ids)})
+
+
+def _event(session: Session, d: LayerDef, code: str, action: str, actor: str,
+           detail: dict[str, Any] | None = None) -> None:
+    session.add(LayerEvent(layer=d.name, code=code, action=action, actor=actor,
+                           detail=detail or {}))
+
+
+def _code(d: LayerDef, row: dict[str, Any]) -> str:
+    return "/".join(str(row[k]) for k in d.key)
+
+
+def _notify(session: Session) -> None:
+    session.execute(text("SELECT pg_notify(:ch, '')"), {"ch": LAYERS_CHANNEL})
+
+
+def create(session: Session, d: LayerDef, data: dict[str, Any], geometry: Any = None, *,
+           actor: str = "system") -> Any:
+    """Add a row; 409 if its key is already current."""
+    refs = load_refs(session)
+    row = check_row(d, data, refs, d.name)
+    g = geometry_from_geojson(d, geometry, "geometry")
+    key = [str(row[k]) for k in d.key]
+    if session.scalar(select(d.model.id).where(  # type: ignore[attr-defined]
+            _key_filter(d, key), _current(d))) is not None:
+        raise Conflict(f"{d.name}: {'/'.join(key)} already exists; PUT to change it")
+    (rid,) = _insert(session, d, [row], [g], _now(session))
+    _event(session, d, _code(d, row), "create", actor)
+    _notify(session)
+    return session.get(d.model, rid)
+
+
+def update(session: Session, d: LayerDef, key: Sequence[str], data: dict[str, Any],
+           geometry: Any = None, *, actor: str = "system") -> Any:
+    """A new version of a row: the current one ends now, the new one starts now."""
+    cur = get(session, d, key)
+    old = {c.key: getattr(cur, c.key) for c in d.model.__table__.columns
+           if c.key in d.schema.model_fields}
+    merged = {**old, **data}
+    refs = load_refs(session)
+    row = check_row(d, merged, refs, d.name)
+    if [str(row[k]) for k in d.key] != list(key):
+        raise InvalidInput(f"{d.name}: the key {'/'.join(d.key)} cannot change; "
+                           "retire the row and create another")
+    g = (geometry_from_geojson(d, geometry, "geometry") if geometry is not None
+         else (shapely.from_wkb(bytes(session.scalar(text(
+             f"SELECT ST_AsBinary(geom) FROM {d.model.__tablename__} WHERE id = :i"),
+             {"i": cur.id}))) if d.geometry else None))
+    now = _now(session)
+    cur.valid_to = now
+    session.flush()
+    (rid,) = _insert(session, d, [row], [g], now)
+    changed = sorted(k for k in data if old.get(k) != row.get(k))
+    _event(session, d, _code(d, row), "update", actor,
+           {"changed": changed, "geometry": geometry is not None})
+    _notify(session)
+    return session.get(d.model, rid)
+
+
+def retire(session: Session, d: LayerDef, key: Sequence[str], *, actor: str = "system") -> Any:
+    """End a row now; its history stays."""
+    cur = get(session, d, key)
+    cur.valid_to = _now(session)
+    _event(session, d, "/".join(key), "retire", actor)
+    _notify(session)
+    return cur
+
+
+def get(session: Session, d: LayerDef, key: Sequence[str], at: datetime | None = None) -> Any:
+    """The row valid at a time (default: the current one); 404 if none."""
+    row = session.scalar(select(d.model).where(_key_filter(d, key), _current(d, at)))
+    if row is None:
+        when = f" at {at.isoformat()}" if at else ""
+        raise NotFound(f"{d.name}: {'/'.join(key)} does not exist{when}")
+    return row
+
+
+def history(session: Session, d: LayerDef, key: Sequence[str]) -> list[Any]:
+    """Every version of a row, oldest first."""
+    rows = list(session.scalars(select(d.model).where(_key_filter(d, key)).order_by(
+        d.model.valid_from)))  # type: ignore[attr-defined]
+    if not rows:
+        raise NotFound(f"{d.name}: {'/'.join(key)} never existed")
+    return rows
+
+
+def list_rows(session: Session, d: LayerDef, *, at: datetime | None = None,
+              bbox: tuple[float, float, float, float] | None = None,
+              filters: dict[str, Any] | None = None, limit: int = 1000, offset: int = 0
+              ) -> tuple[list[Any], int]:
+    """A page of rows valid at a time, optionally in a bbox and filtered by fields."""
+    q = select(d.model).where(_current(d, at))
+    for k, v in (filters or {}).items():
+        if v is not None:
+            q = q.where(getattr(d.model, k) == v)
+    if bbox is not None and d.geometry:
+        q = q.where(d.model.geom.intersects(  # type: ignore[attr-defined]
+            func.ST_MakeEnvelope(*bbox, 4326)))
+    total = session.scalar(select(func.count()).select_from(q.subquery())) or 0
+    order = [getattr(d.model, k) for k in d.key]
+    rows = list(session.scalars(q.order_by(*order).limit(limit).offset(offset)))
+    return rows, int(total)
+
+
+def geojson_of(session: Session, d: LayerDef, rows: Sequence[Any]) -> dict[int, Any]:
+    """GeoJSON geometries of rows by id (one query)."""
+    if not d.geometry or not rows:
+        return {}
+    res = session.execute(text(
+        f"SELECT id, ST_AsGeoJSON(geom, 7) AS g FROM {d.model.__tablename__} "
+        f"WHERE id = ANY(:ids)"), {"ids": [r.id for r in rows]})
+    return {r.id: orjson.Fragment(r.g) for r in res}
+
+
+def as_dict(d: LayerDef, row: Any) -> dict[str, Any]:
+    """A row's fields as the API shows them."""
+    out = {k: getattr(row, k) for k in d.schema.model_fields}
+    for k in ("start_time", "end_time"):
+        if k in out and out[k] is not None:
+            out[k] = out[k].isoformat(timespec="minutes")
+    out["valid_from"] = row.valid_from
+    out["valid_to"] = row.valid_to
+    if d.name == "assets":
+        out["grid_code"] = row.grid_code
+    return out
+
+
+@dataclass
+class ImportReport:
+    """What a bulk import did: counts and every refused row with its line and reason."""
+
+    read: int = 0
+    created: int = 0
+    refused: list[dict[str, Any]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form."""
+        return {"read": self.read, "created": self.created, "refused_count": len(self.refused),
+                "refused": self.refused[:1000]}
+
+
+def import_rows(session: Session, d: LayerDef,
+                rows: Iterable[tuple[int, dict[str, Any], Any]], *,
+                actor: str = "import", batch: int = 5000) -> ImportReport:
+    """Validate and insert many rows: (line, fields, GeoJSON geometry or None). A row that
+    fails validation, repeats a key, or names an unknown department is refused with its line
+    and reason; the others are created."""
+    refs = load_refs(session)
+    existing = {tuple(str(x) for x in r) for r in session.execute(
+        select(*[getattr(d.model, k) for k in d.key]).where(_current(d)))}
+    report = ImportReport()
+    seen: set[tuple[str, ...]] = set()
+    ok_rows: list[dict[str, Any]] = []
+    ok_geoms: list[Any] = []
+    now = _now(session)
+    for line, data, geom in rows:
+        report.read += 1
+        where = f"line {line}"
+        try:
+            row = check_row(d, data, refs, where)
+            g = geometry_from_geojson(d, geom, where)
+            key = tuple(str(row[k]) for k in d.key)
+            if key in existing or key in seen:
+                raise Conflict(f"{where}: {'/'.join(key)} already exists")
+        except (InvalidInput, Conflict) as e:
+            report.refused.append({"line": line, "reason": e.detail})
+            continue
+        seen.add(key)
+        ok_rows.append(row)
+        ok_geoms.append(g)
+        if d.name == "departments":
+            refs.departments.add(row["code"])
+        if d.name == "teams":
+            refs.teams.add(row["code"])
+        if d.name == "categories":
+            refs.categories[row["code"]] = row["kind"]
+        if len(ok_rows) >= batch:
+            report.created += len(_insert(session, d, ok_rows, ok_geoms, now))
+            ok_rows, ok_geoms = [], []
+    if ok_rows:
+        report.created += len(_insert(session, d, ok_rows, ok_geoms, now))
+    _event(session, d, "*", "import", actor,
+           {"read": report.read, "created": report.created, "refused": len(report.refused)})
+    _notify(session)
+    return report

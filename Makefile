@@ -23,6 +23,7 @@ test: setup lint
 bench:
 	@GRIDOPS_EXTRA_APT=wrk scripts/setup.sh
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.owner
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

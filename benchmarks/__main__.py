@@ -8,6 +8,7 @@ import datetime as dt
 import gc
 import os
 import platform
+import re
 import signal
 import sys
 import time
@@ -132,6 +133,14 @@ def _cpu_model() -> str:
 # ------------------------------------------------------------------ one grid set
 
 
+def _parallel(plan: str) -> str:
+    """A remark when PostgreSQL ran the query on parallel workers (gridops: one core)."""
+    m = re.search(r"\((\d+) workers\)", plan)
+    if not m:
+        return ""
+    return f"; {m.group(1)} parallel workers + leader, so more than one core (gridops: one)"
+
+
 def bench_grid_set(rep: Report, sec: str, goals: Goals, idx: GridIndex, settings: Settings,
                    n: int, db_url: str | None) -> None:
     """Batch, single lookups, the PostGIS and Python baselines and agreement on one grid."""
@@ -175,11 +184,11 @@ def bench_grid_set(rep: Report, sec: str, goals: Goals, idx: GridIndex, settings
             dnote += (f" on the first {pg.default_scaled_from:,} points (all {n:,} would take "
                       f"> 5 min), rate applied to all")
         rep.add(sec, "PostGIS ST_Covers join, default plan", d.rate, "points/s",
-                note=f"{dnote}; count(DISTINCT point); plan: {d.plan}")
+                note=f"{dnote}; count(DISTINCT point){_parallel(d.plan)}; plan: {d.plan}")
         t = pg.best_tuned
         if t is not None:
             rep.add(sec, "PostGIS polygon-outer join, tuned (best)", t.rate, "points/s",
-                    note=f"{t.name}: {t.seconds:.2f} s; plan: {t.plan}")
+                    note=f"{t.name}: {t.seconds:.2f} s{_parallel(t.plan)}; plan: {t.plan}")
         for x in pg.tuned:
             if x is not t:
                 rep.note(f"{sec}: tuned candidate '{x.name}': "

@@ -61,7 +61,7 @@ def _serve(settings: Settings, url: str, host: str, port: int, workers: int) -> 
     out.print(f"serving http://{host}:{port} (OpenAPI at http://{host}:{port}/docs); "
               "Ctrl-C stops", highlight=False)
     uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
-                log_level="info")
+                log_level="info", access_log=settings.access_log)
 
 
 @app.command()

@@ -48,8 +48,10 @@ def finest_level(session: Session, gen_id: int) -> int:
     return int(lvl)
 
 
-def build_index(session: Session, gen: Generation, resolution: int | None = None) -> GridIndex:
+def build_index(session: Session, gen: Generation, resolution: int | None = None,
+                settings: Settings | None = None) -> GridIndex:
     """Read a generation from PostGIS and build its index (finest level + parent arrays)."""
+    settings = settings or Settings()
     rows = session.execute(
         text(f"SELECT u.code, u.name, u.level, u.parent_code, ST_AsBinary(u.geom) AS wkb "
              f"FROM grid_unit u WHERE {grids.VALID_IN} ORDER BY u.level, u.code"),
@@ -81,6 +83,8 @@ def build_index(session: Session, gen: Generation, resolution: int | None = None
     idx = GridIndex.build(gen.id, [r.code for r in fin], [r.name for r in fin], list(geoms),
                           levels, **kwargs)
     idx.meta["generation"] = GenerationRef(gen.id, gen.label, gen.activated_at)
+    # the nearest-grid tree for outside points, now rather than on the first such request
+    idx.nearest(np.array([0.0]), np.array([0.0]), metric_transformer(settings.metric_srid))
     log.info("index for generation %s: %d grids, %d boundary cells, %.2f s, %.1f MB",
              gen.id, idx.stats.grids, idx.stats.boundary_cells, idx.stats.seconds,
              idx.stats.nbytes / 1e6)
@@ -120,7 +124,7 @@ class IndexRegistry:
             cur = self._active
             if cur is not None and cur.generation == gen.id:
                 return cur
-            idx = build_index(session, gen)
+            idx = build_index(session, gen, settings=self.settings)
         self._active = idx
         self.switched_at = time.monotonic()
         return idx
@@ -135,7 +139,7 @@ class IndexRegistry:
                 self._others.move_to_end(gen.id)
                 return self._others[gen.id]
             with self._factory() as session:
-                idx = build_index(session, gen)
+                idx = build_index(session, gen, settings=self.settings)
             self._others[gen.id] = idx
             while len(self._others) > self._keep:
                 self._others.popitem(last=False)

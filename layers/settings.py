@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     dispute_margin_m: float = Field(
         default=1.0, description="two assets of different owners closer than this to each "
         "other's distance make the owner disputed")
+    access_log: bool = Field(default=False, description="log every HTTP request (costs "
+                             "about a third of the single-resolve throughput)")
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1

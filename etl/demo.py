@@ -46,6 +46,13 @@ def _rows(items: Iterable[Any], geometry: bool = False
         yield i, fields, geom
 
 
+def _renamed(rows: Iterator[tuple[int, dict[str, Any], Any]], **names: str
+             ) -> Iterator[tuple[int, dict[str, Any], Any]]:
+    """Rename spec fields to the layer's column names."""
+    for i, f, g in rows:
+        yield i, {names.get(k, k): v for k, v in f.items()}, g
+
+
 def _parents_first(depts: list[Any]) -> list[Any]:
     """Departments ordered so that every parent comes before its children."""
     by_code = {d.code: d for d in depts}
@@ -77,12 +84,14 @@ def load_demo_layers(session: Session, units: list[UnitSpec] | None = None
     rt = [
         ("departments", _rows(_parents_first(demo.departments))),
         ("categories", _rows(demo.categories)),
-        ("assets", _rows(demo.assets, geometry=True)),
+        ("assets", ((i, f | {"kind": f["attributes"]["kind"]}, g)
+                    for i, f, g in _rows(demo.assets, geometry=True))),
         ("areas", _rows(demo.areas, geometry=True)),
-        ("zones", _rows(demo.zones, geometry=True)),
+        ("zones", _renamed(_rows(demo.zones, geometry=True), department="department_code")),
         ("teams", _rows([_team(t) for t in demo.teams])),
-        ("assignments", _rows(demo.assignments)),
-        ("roles", _rows(demo.roles)),
+        ("assignments", _renamed(_rows(demo.assignments), start="start_time",
+                                 end="end_time")),
+        ("roles", _renamed(_rows(demo.roles), department="department_code")),
     ]
     for name, rows in rt:
         rep = resp.import_rows(session, resp.layer(name), rows, actor="demo")

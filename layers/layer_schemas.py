@@ -37,7 +37,7 @@ class CategoryIn(LayerRow):
 
     code: str = Field(pattern=r"^[CE][0-9]{4}$")
     kind: Literal["component", "event"]
-    major_code: str = Field(pattern=r"^[0-9]{2}$")
+    major_code: str = Field(pattern=r"^[CE]?[0-9]{2}$")
     major_name: str
     major_name_en: str = ""
     name: str

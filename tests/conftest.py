@@ -113,3 +113,60 @@ def scratch_db(pg_cluster: Cluster) -> Iterator[str]:
         with admin.connect() as c:
             c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def full_engine(pg_cluster: Cluster, settings: Settings) -> Iterator[Engine]:
+    """A database of its own with the whole demo city: grid and responsibility layers."""
+    from etl.demo import load_demo_all
+
+    admin = make_engine(pg_cluster.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text("DROP DATABASE IF EXISTS gridops_full"))
+        c.execute(text("CREATE DATABASE gridops_full"))
+    admin.dispose()
+    url = pg_cluster.url().rsplit("/", 1)[0] + "/gridops_full"
+    upgrade(url)
+    eng = make_engine(url)
+    with Session(eng) as s, s.begin():
+        load_demo_all(s, settings.model_copy(update={"database_url": url}))
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture()
+def full_session(full_engine: Engine) -> Iterator[Session]:
+    """A session on the full demo database, rolled back after the test."""
+    with full_engine.connect() as conn:
+        trans = conn.begin()
+        with Session(bind=conn, join_transaction_mode="create_savepoint") as s:
+            yield s
+        trans.rollback()
+
+
+@pytest.fixture()
+def full_client(settings: Settings, full_engine: Engine, full_session: Session
+                ) -> Iterator[TestClient]:
+    """The API on the full demo database (reads and the owner snapshot via the test's
+    transaction)."""
+    from contextlib import nullcontext
+
+    from api.app import create_app
+    from api.deps import get_session, get_write_session
+    from layers.ownership import OwnershipRegistry
+
+    def write() -> Iterator[Session]:
+        nested = full_session.begin_nested()
+        try:
+            yield full_session
+        except Exception:
+            nested.rollback()
+            raise
+        nested.commit()
+
+    app = create_app(settings, engine=full_engine, listen=False)
+    app.dependency_overrides[get_session] = lambda: full_session
+    app.dependency_overrides[get_write_session] = write
+    with TestClient(app) as c:
+        app.state.owners = OwnershipRegistry(lambda: nullcontext(full_session), settings)
+        yield c

@@ -402,11 +402,12 @@ def _grid_seeds(
     return centres
 
 
-def _leaders(rng: np.random.Generator, n: int) -> list[tuple[str, str]]:
+def people(rng: np.random.Generator, n: int, one_char_share: float = 0.3
+           ) -> list[tuple[str, str]]:
     """Return ``n`` deterministic Chinese names and 11-digit mobile numbers."""
     surname = rng.integers(len(SURNAMES), size=n)
     given = rng.integers(len(GIVEN_CHARS), size=(n, 2))
-    two = rng.random(n) >= 0.3
+    two = rng.random(n) >= one_char_share
     prefix = rng.integers(len(MOBILE_PREFIXES), size=n)
     digits = rng.integers(100_000_000, size=n)
     out: list[tuple[str, str]] = []
@@ -737,7 +738,7 @@ def build_city(
         kind = {"kind": _community_kind(cname)}
         units.append(UnitSpec(ccode, cname, 3, scode, geom, attributes=kind))
     grid_ll = lonlat[1 + n_s + n_c :]
-    leaders = _leaders(np.random.default_rng([seed, 4]), n_grids)
+    leaders = people(np.random.default_rng([seed, 4]), n_grids)
     for k, g in enumerate(np.lexsort((grid_serial, grid_comm))):
         ccode, cname, _ = communities[int(grid_comm[g])]
         serial = int(grid_serial[g])

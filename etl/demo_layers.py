@@ -16,7 +16,7 @@ from shapely import affinity, ops
 from shapely.geometry import LineString, MultiPolygon, Point, Polygon, box
 from shapely.geometry.base import BaseGeometry
 
-from etl.demo_city import GIVEN_CHARS, MOBILE_PREFIXES, NAME_SYLLABLES, SURNAMES, UnitSpec
+from etl.demo_city import NAME_SYLLABLES, UnitSpec, people
 from etl.taxonomy import CategorySpec, DepartmentSpec, load_categories, load_departments
 
 FloatArray = npt.NDArray[np.float64]
@@ -401,20 +401,7 @@ def _city(units: Sequence[UnitSpec], rng: np.random.Generator) -> _City:
 
 def _people(rng: np.random.Generator, n: int) -> list[tuple[str, str]]:
     """Return ``n`` Chinese names with 11-digit mobile numbers."""
-    surname = rng.integers(len(SURNAMES), size=n)
-    given = rng.integers(len(GIVEN_CHARS), size=(n, 2))
-    two = rng.random(n) >= 0.35
-    prefix = rng.integers(len(MOBILE_PREFIXES), size=n)
-    digits = rng.integers(100_000_000, size=n)
-    return [
-        (
-            SURNAMES[surname[i]]
-            + GIVEN_CHARS[given[i, 0]]
-            + (GIVEN_CHARS[given[i, 1]] if two[i] else ""),
-            f"{MOBILE_PREFIXES[prefix[i]]}{digits[i]:08d}",
-        )
-        for i in range(n)
-    ]
+    return people(rng, n, one_char_share=0.35)
 
 
 def _place_names(rng: np.random.Generator, n: int, taken: Sequence[str] = ()) -> list[str]:

@@ -50,6 +50,13 @@ class TooLarge(GridopsError):
     code = "too_large"
 
 
+class Unavailable(GridopsError):
+    """The service cannot answer yet (no grid loaded, database down)."""
+
+    status = 503
+    code = "unavailable"
+
+
 class Conflict(GridopsError):
     """The request conflicts with what is stored."""
 

@@ -21,24 +21,10 @@ from layers.resolver import IndexRegistry, columns, metric_transformer, resolve_
 from layers.settings import Settings
 from spatial import h3index
 from spatial.crs import CRSInfo, parse_crs, to_wgs84
-from spatial.errors import GridopsError, InvalidInput
+from spatial.errors import InvalidInput, TooLarge, Unavailable
 from spatial.index import GridIndex
 
 router = APIRouter(tags=["resolve"])
-
-class TooManyPoints(GridopsError):
-    """A batch over the configured limit."""
-
-    status = 413
-    code = "batch_too_large"
-
-
-class ServiceUnavailable(GridopsError):
-    """Nothing to resolve against yet."""
-
-    status = 503
-    code = "no_grid"
-
 
 def _registry(request: Request) -> IndexRegistry:
     reg: IndexRegistry = request.app.state.indexes
@@ -51,7 +37,7 @@ def _index_for(request: Request, at: datetime | None, generation: int | None) ->
     if at is None and generation is None:
         idx = reg.active or reg.refresh()
         if idx is None:
-            raise ServiceUnavailable("no active generation: load a grid first (gridops demo)")
+            raise Unavailable("no active generation: load a grid first (gridops demo)")
         return idx
     with request.app.state.sessionmaker() as session:
         gen = grids.generation_at(session, generation=generation, at=at)
@@ -143,7 +129,7 @@ async def _read_json(request: Request, limit: int, max_bytes: int) -> tuple[Poin
     async for chunk in request.stream():
         body.extend(chunk)
         if len(body) > max_bytes:
-            raise TooManyPoints(f"the request body is over {max_bytes:,} bytes; send at most "
+            raise TooLarge(f"the request body is over {max_bytes:,} bytes; send at most "
                                 f"{limit:,} points, as CSV for the largest batches")
     try:
         data = orjson.loads(bytes(body))
@@ -205,7 +191,7 @@ def _points(xy: list[Any], ids: list[Any] | None) -> Points:
 
 def _check_limit(n: int, limit: int) -> None:
     if n > limit:
-        raise TooManyPoints(f"the batch has {n:,} points; the limit is {limit:,} per request "
+        raise TooLarge(f"the batch has {n:,} points; the limit is {limit:,} per request "
                             "(split the input)")
 
 
@@ -217,7 +203,7 @@ async def _read_csv(request: Request, limit: int, max_bytes: int, lon_col: str, 
         async for chunk in request.stream():
             size += len(chunk)
             if size > max_bytes:
-                raise TooManyPoints(f"the request body is over {max_bytes:,} bytes")
+                raise TooLarge(f"the request body is over {max_bytes:,} bytes")
             spool.write(chunk)
         spool.seek(0)
         parts: list[Points] = []
@@ -226,7 +212,7 @@ async def _read_csv(request: Request, limit: int, max_bytes: int, lon_col: str, 
             parts.append(pts)
             n += len(pts)
             if n > limit:
-                raise TooManyPoints(f"the batch has more than {limit:,} points; the limit is "
+                raise TooLarge(f"the batch has more than {limit:,} points; the limit is "
                                     f"{limit:,} per request (split the input)")
     if not parts:
         return Points(np.empty(0), np.empty(0), None, {})

@@ -9,9 +9,12 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
-from layers import grids
+from layers import auth, grids
+from layers.auth import Unauthorized
+from layers.cases import Actor
 from layers.models import Generation
 from layers.settings import Settings
+from layers.workflow import ADMIN, PUBLIC, Forbidden
 
 
 def get_settings(request: Request) -> Settings:
@@ -49,3 +52,28 @@ def get_generation(
 
 
 GenerationDep = Annotated[Generation, Depends(get_generation)]
+
+
+def current_user(request: Request, session: SessionDep) -> Actor:
+    """The caller: a bearer token's role (and department), or the public without one."""
+    header = request.headers.get("authorization", "")
+    if not header:
+        return Actor("public", PUBLIC)
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret:
+        raise Unauthorized("use 'Authorization: Bearer <token>'")
+    tok = auth.verify(session, secret.strip())
+    request.state.user_name = tok.name  # for the audit logs
+    return Actor(tok.name, tok.role, tok.department_code)
+
+
+CurrentUser = Annotated[Actor, Depends(current_user)]
+
+
+def require(user: Actor, *roles: str) -> Actor:
+    """The caller if its role is one of roles (admin always); else 401/403."""
+    if user.role in (*roles, ADMIN):
+        return user
+    if user.role == PUBLIC:
+        raise Unauthorized("this needs a token: 'Authorization: Bearer <token>'")
+    raise Forbidden(f"a {user.role} may not do this (needs {', '.join(roles) or 'admin'})")

@@ -311,3 +311,86 @@ class LayerEvent(Base):
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     detail: Mapped[dict[str, Any]] = mapped_column(
         JSONB, default=dict, server_default=text("'{}'::jsonb"))
+
+
+# ------------------------------------------------------------------ the case loop
+
+
+class Case(Base):
+    """A reported problem and where it stands; its past lives in case_event."""
+
+    __tablename__ = "case"
+    __table_args__ = (
+        Index("case_status", "status"),
+        Index("case_owner_status", "owner_department", "status"),
+        Index("case_grid", "grid_code"),
+        Index("case_created", "created_at"),
+        Index("case_open_category", "category_code", "created_at",
+              postgresql_where=text("status NOT IN ('closed', 'evaluated', 'rejected', "
+                                    "'cancelled', 'merged')")),
+        CheckConstraint("version >= 1", name="case_version"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    ref: Mapped[str] = mapped_column(String(32), unique=True)
+    channel: Mapped[str] = mapped_column(String(32))
+    category_code: Mapped[str] = mapped_column(String(16))
+    description: Mapped[str] = mapped_column(Text, default="", server_default="")
+    status: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    geom: Mapped[Any] = mapped_column(Geometry("POINT", srid=SRID, spatial_index=True),
+                                      nullable=False)
+    input_crs: Mapped[str] = mapped_column(String(32))
+    inside: Mapped[bool] = mapped_column(Boolean)
+    grid_code: Mapped[str | None] = mapped_column(String(32))
+    street_code: Mapped[str | None] = mapped_column(String(32))
+    h3_cell: Mapped[str | None] = mapped_column(String(16))
+    generation_id: Mapped[int | None] = mapped_column(Integer)
+    owner_department: Mapped[str | None] = mapped_column(String(32))
+    resolution: Mapped[dict[str, Any]] = mapped_column(JSONB)
+    deadline_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    escalation: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    reporter_name: Mapped[str | None] = mapped_column(String(100))
+    reporter_phone: Mapped[str | None] = mapped_column(String(32))
+    reporters: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+    duplicate_of: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("case.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(100), unique=True)
+    satisfaction: Mapped[int | None] = mapped_column(SmallInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CaseEvent(Base):
+    """One state change or action on a case: who, in which role, when, from, to, why."""
+
+    __tablename__ = "case_event"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    case_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("case.id"), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    actor: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(32))
+    action: Mapped[str] = mapped_column(String(32))
+    from_status: Mapped[str | None] = mapped_column(String(16))
+    to_status: Mapped[str | None] = mapped_column(String(16))
+    note: Mapped[str] = mapped_column(Text, default="", server_default="")
+    data: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict,
+                                                 server_default=text("'{}'::jsonb"))
+
+
+class ApiToken(Base):
+    """A bearer token (stored hashed) with its role and, for handlers, its department."""
+
+    __tablename__ = "api_token"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(32))
+    department_code: Mapped[str | None] = mapped_column(String(32))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

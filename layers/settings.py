@@ -46,6 +46,8 @@ class Settings(BaseSettings):
     dispute_margin_m: float = Field(
         default=1.0, description="two assets of different owners closer than this to each "
         "other's distance make the owner disputed")
+    duplicate_radius_m: float = Field(default=30.0, description="same category this close...")
+    duplicate_window_h: float = Field(default=72.0, description="...and this recent = same case")
     access_log: bool = Field(default=False, description="log every HTTP request (costs "
                              "about a third of the single-resolve throughput)")
     host: str = "127.0.0.1"

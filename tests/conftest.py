@@ -91,10 +91,13 @@ def client(settings: Settings, engine: Engine, session: Session) -> Iterator[Tes
             raise
         nested.commit()
 
+    from layers.auth import create_token
+
+    _, secret = create_token(session, "test-admin", "admin")
     app = create_app(settings, engine=engine)
     app.dependency_overrides[get_session] = lambda: session
     app.dependency_overrides[get_write_session] = write
-    with TestClient(app) as c:
+    with TestClient(app, headers={"authorization": f"Bearer {secret}"}) as c:
         yield c
 
 

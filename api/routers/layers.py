@@ -14,10 +14,11 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from api.deps import SessionDep, SettingsDep, WriteSessionDep
+from api.deps import CurrentUser, SessionDep, SettingsDep, WriteSessionDep, require
 from api.geojson import GeoJSONResponse
 from api.routers.grids import parse_bbox
 from layers import responsibility as resp
+from layers.workflow import CENTRE, PLANNER
 from spatial.errors import InvalidInput, TooLarge
 
 router = APIRouter(tags=["layers"])
@@ -173,11 +174,12 @@ def list_layer(
 
 @router.post("/layers/{name}/import")
 async def import_layer(name: str, request: Request, session: WriteSessionDep,
-                       settings: SettingsDep) -> Response:
+                       settings: SettingsDep, user: CurrentUser) -> Response:
     """Bulk import: a GeoJSON FeatureCollection, a JSON array, or CSV (lon,lat columns or a
     WKT `geometry` column). Every refused row is reported with its line and reason; the
     valid rows are created."""
     d = resp.layer(name)
+    require(user, PLANNER, CENTRE)
     raw = await _body(request, settings.upload_max_bytes)
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
     report = resp.import_rows(session, d, _rows_from_upload(d, raw, ctype),
@@ -187,9 +189,10 @@ async def import_layer(name: str, request: Request, session: WriteSessionDep,
 
 @router.post("/layers/{name}")
 async def create_row(name: str, request: Request, session: WriteSessionDep,
-                     settings: SettingsDep) -> Response:
+                     settings: SettingsDep, user: CurrentUser) -> Response:
     """Create a row: a GeoJSON Feature for spatial layers, else a JSON object."""
     d = resp.layer(name)
+    require(user, PLANNER, CENTRE)
     props, geom = _props_geometry(d, _parse(await _body(request, settings.upload_max_bytes)))
     row = resp.create(session, d, props, geom, actor=_actor(request))
     return _json(_feature(session, d, row), status=201)
@@ -215,18 +218,21 @@ def get_row(name: str, key: str, session: SessionDep,
 
 @router.put("/layers/{name}/{key:path}")
 async def update_row(name: str, key: str, request: Request, session: WriteSessionDep,
-                     settings: SettingsDep) -> Response:
+                     settings: SettingsDep, user: CurrentUser) -> Response:
     """Change a row: the current version ends, a new one starts (give only what changes)."""
     d = resp.layer(name)
+    require(user, PLANNER, CENTRE)
     props, geom = _props_geometry(d, _parse(await _body(request, settings.upload_max_bytes)))
     row = resp.update(session, d, _split(d, key), props, geom, actor=_actor(request))
     return _json(_feature(session, d, row))
 
 
 @router.delete("/layers/{name}/{key:path}")
-def retire_row(name: str, key: str, request: Request, session: WriteSessionDep) -> Response:
+def retire_row(name: str, key: str, request: Request, session: WriteSessionDep,
+               user: CurrentUser) -> Response:
     """Retire a row now (its history stays)."""
     d = resp.layer(name)
+    require(user, PLANNER, CENTRE)
     row = resp.retire(session, d, _split(d, key), actor=_actor(request))
     return _json({"retired": key, "valid_to": row.valid_to})
 
@@ -239,4 +245,4 @@ def _parse(raw: bytes) -> Any:
 
 
 def _actor(request: Request) -> str:
-    return request.headers.get("x-gridops-actor", "api")[:100]
+    return str(request.state.user_name) if hasattr(request.state, "user_name") else "api"

@@ -6,20 +6,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import anyio
-import numpy as np
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from api.deps import SessionDep, SettingsDep
-from api.routers.resolve import _index
+from api.resolution import resolve_report, to_point
 from layers import grids
 from layers.lookup import alignment, layers_at, zone_departments
 from layers.ownership import OwnershipRegistry, candidate_categories, resolve_owner
-from layers.settings import Settings
 from spatial import h3index
-from spatial.crs import parse_crs, to_wgs84
 from spatial.errors import InvalidInput
 from spatial.index import GridIndex
 
@@ -33,13 +29,6 @@ At = Annotated[datetime | None, Query(description="as of this time (default now)
 
 def _json(obj: Any) -> Response:
     return Response(orjson.dumps(obj, default=str), media_type="application/json")
-
-
-def _point(lon: float, lat: float, crs: str) -> tuple[float, float, dict[str, str]]:
-    info = parse_crs(crs)
-    names = ("x", "y") if info.projected else ("lon", "lat")
-    x, y, info = to_wgs84(np.array([lon]), np.array([lat]), crs, fields=names)
-    return float(x[0]), float(y[0]), {"key": info.key, "name": info.name}
 
 
 def _chain(idx: GridIndex, lon: float, lat: float) -> tuple[list[dict[str, Any]], int]:
@@ -58,15 +47,11 @@ async def owner(request: Request, lon: Lon, lat: Lat,
                 crs: Crs = "EPSG:4326", at: At = None) -> Response:
     """The responsible department for a category at a point, with the patrol on duty, the
     grid leader and the trail of every rule tried (in memory)."""
-    settings: Settings = request.app.state.settings
-    x, y, info = _point(lon, lat, crs)
-    idx = await _index(request, at, None)
-    chain, cell = _chain(idx, x, y)
-    reg = _owners(request)
-    snap = reg.current if at is None else await anyio.to_thread.run_sync(reg.at, at, x, y)
-    answer = resolve_owner(snap, x, y, category, chain, settings, when=at)
-    return _json({"wgs84": {"lon": x, "lat": y}, "crs": info, "inside": bool(chain),
-                  "chain": chain, "h3": h3index.cell_str(cell), **answer})
+    x, y, info = to_point(lon, lat, crs)
+    r = await resolve_report(request, x, y, category, at)
+    return _json({"wgs84": {"lon": x, "lat": y}, "crs": info, "inside": bool(r["chain"]),
+                  "chain": r["chain"], "h3": r["h3"], "generation": r["generation"],
+                  **r["owner"]})
 
 
 @router.get("/lookup")
@@ -80,7 +65,7 @@ def lookup(request: Request, session: SessionDep, settings: SettingsDep, lon: Lo
     """Everything at a spot, for settling a dispute: the grid chain, department zones and
     ownership areas covering it, assets within the radius with owners and distances, and
     the owner resolution (for the category, or every category with a candidate here)."""
-    x, y, info = _point(lon, lat, crs)
+    x, y, info = to_point(lon, lat, crs)
     when = at or datetime.now(UTC)
     reg_idx = request.app.state.indexes
     idx = reg_idx.active if at is None else reg_idx.for_generation(

@@ -140,3 +140,19 @@ def test_alignment_of_a_misaligned_zone_layer(client: TestClient, spots) -> None
     assert rank[0]["department"] == "CGZF" and rank[0]["rank"] == 1
     assert client.get("/alignment/PSB").status_code == 404
     assert district["properties"]["code"] == "310117"
+
+
+def test_writes_need_a_token_with_a_role(client: TestClient, session: Session) -> None:
+    from layers.auth import create_token
+
+    body = {"code": "RQ2", "name": "燃气", "tier": 3}
+    r = client.post("/layers/departments", json=body, headers={"authorization": ""})
+    assert r.status_code == 401
+    r = client.post("/layers/departments", json=body,
+                    headers={"authorization": "Bearer nope"})
+    assert r.status_code == 401 and "unknown or revoked" in r.json()["detail"]
+    _, patrol = create_token(session, "p", "patrol")
+    r = client.post("/layers/departments", json=body,
+                    headers={"authorization": f"Bearer {patrol}"})
+    assert r.status_code == 403
+    assert client.get("/layers/departments", headers={"authorization": ""}).status_code == 200

@@ -8,7 +8,7 @@ from layers.db import downgrade, make_engine, upgrade
 
 TABLES = {"grid_level", "generation", "grid_unit", "grid_piece", "department", "category",
           "asset", "ownership_area", "department_zone", "patrol_team", "patrol_assignment",
-          "grid_role", "layer_event"}
+          "grid_role", "layer_event", "case", "case_event", "api_token"}
 
 
 def _tables(url: str) -> set[str]:

@@ -1,0 +1,231 @@
+"""Cases: one intake for every channel (resolved at once, the answer kept with the case),
+duplicates linked rather than dispatched twice, every action an appended event, optimistic
+locking so two concurrent actions cannot both win."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from sqlalchemy import func, select, text, update
+from sqlalchemy.orm import Session
+
+from layers.models import Case, CaseEvent
+from layers.settings import Settings
+from layers.workflow import OPEN, SYSTEM, allowed, step
+from spatial.errors import Conflict, InvalidInput, NotFound
+
+CHANNELS = ("hotline_12345", "hotline_12319", "hotline_962121", "hotline_110", "patrol_app",
+            "camera", "web", "letter", "media", "open311")
+
+
+class StaleVersion(Conflict):
+    """Somebody else changed the case first."""
+
+    code = "stale_version"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who acts: a name, a role, and for department handlers their department."""
+
+    name: str
+    role: str
+    department: str | None = None
+
+
+@dataclass(frozen=True)
+class Intake:
+    """A report as it arrives, already normalised to WGS84 and resolved."""
+
+    channel: str
+    category: str
+    lon: float
+    lat: float
+    input_crs: str
+    description: str
+    reporter_name: str | None
+    reporter_phone: str | None
+    idempotency_key: str | None
+    resolution: dict[str, Any]  # chain, h3, generation, owner answer with its trail
+
+
+def new_ref(session: Session, at: datetime) -> str:
+    """A public reference: year and a random part that says nothing about the reporter."""
+    for _ in range(10):
+        ref = f"SJ{at:%Y}-{secrets.token_hex(4).upper()}"
+        if session.scalar(select(Case.id).where(Case.ref == ref)) is None:
+            return ref
+    raise Conflict("could not draw a free case reference; try again")
+
+
+def _event(session: Session, case: Case, actor: Actor, action: str, before: str | None,
+           after: str | None, note: str = "", data: dict[str, Any] | None = None) -> None:
+    session.add(CaseEvent(case_id=case.id, actor=actor.name, role=actor.role, action=action,
+                          from_status=before, to_status=after, note=note, data=data or {}))
+
+
+def find_duplicate(session: Session, it: Intake, settings: Settings) -> Case | None:
+    """An open case of the same category within the radius and time window, or on the same
+    asset: the new report joins it instead of becoming a second dispatch."""
+    asset = ((it.resolution.get("owner") or {}).get("asset") or {}).get("code")
+    row = session.execute(text("""
+        SELECT c.id FROM "case" c
+         WHERE c.category_code = :cat AND c.duplicate_of IS NULL
+           AND c.status = ANY(:open)
+           AND c.created_at >= clock_timestamp() - CAST(:h AS float8) * interval '1 hour'
+           AND (ST_DWithin(c.geom::geography,
+                           ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, :r)
+                OR (CAST(:asset AS text) IS NOT NULL
+                    AND c.resolution->'owner'->'asset'->>'code' = :asset))
+         ORDER BY ST_Distance(c.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)), c.id
+         LIMIT 1 FOR UPDATE"""),
+        {"cat": it.category, "open": list(OPEN), "h": settings.duplicate_window_h,
+         "lon": it.lon, "lat": it.lat, "r": settings.duplicate_radius_m, "asset": asset},
+    ).first()
+    return session.get(Case, row.id) if row else None
+
+
+def intake(session: Session, it: Intake, actor: Actor, settings: Settings) -> tuple[Case, bool]:
+    """Store a report (never dropped: outside every grid it is kept and flagged). Returns
+    (case, created); a repeated idempotency key returns the first case unchanged."""
+    if it.channel not in CHANNELS:
+        raise InvalidInput(f"channel: {it.channel!r} is not one of {', '.join(CHANNELS)}")
+    if it.idempotency_key:
+        prior = session.scalar(select(Case).where(Case.idempotency_key == it.idempotency_key))
+        if prior is not None:
+            return prior, False
+    now = session.execute(select(func.clock_timestamp())).scalar_one()
+    chain = it.resolution.get("chain") or []
+    owner = it.resolution.get("owner") or {}
+    dup = find_duplicate(session, it, settings)
+    case = Case(
+        ref=new_ref(session, now), channel=it.channel, category_code=it.category,
+        description=it.description, status="collected", version=1,
+        geom=f"SRID=4326;POINT({it.lon!r} {it.lat!r})", input_crs=it.input_crs,
+        inside=bool(chain), grid_code=chain[-1]["code"] if chain else None,
+        street_code=next((u["code"] for u in chain if u["level"] == 2), None),
+        h3_cell=it.resolution.get("h3"), generation_id=it.resolution.get("generation"),
+        owner_department=(owner.get("owner") or {}).get("code"),
+        resolution=orjson.loads(orjson.dumps(it.resolution, default=str)),
+        reporter_name=it.reporter_name, reporter_phone=it.reporter_phone,
+        idempotency_key=it.idempotency_key, created_at=now, updated_at=now,
+    )
+    session.add(case)
+    session.flush()
+    _event(session, case, actor, "report", None, "collected", it.description[:200],
+           {"channel": it.channel, "inside": case.inside,
+            "owner": case.owner_department, "disputed": owner.get("disputed")})
+    if not case.inside:
+        _event(session, case, Actor("system", SYSTEM), "flag", "collected", "collected",
+               "outside every grid: kept for the centre", {"nearest": it.resolution.get(
+                   "nearest")})
+    if dup is not None:
+        case.duplicate_of = dup.id
+        case.status = "merged"
+        dup.reporters += 1
+        dup.updated_at = now
+        _event(session, case, Actor("system", SYSTEM), "merge", "collected", "merged",
+               f"same problem as {dup.ref}", {"into": dup.ref})
+        _event(session, dup, Actor("system", SYSTEM), "reporter_added", dup.status,
+               dup.status, f"{case.ref} reports the same problem",
+               {"from": case.ref, "reporters": dup.reporters})
+    session.flush()
+    return case, True
+
+
+def get(session: Session, ref: str) -> Case:
+    """A case by its public reference; 404 if none."""
+    case = session.scalar(select(Case).where(Case.ref == ref))
+    if case is None:
+        raise NotFound(f"no case {ref!r}")
+    return case
+
+
+def _previous_open(session: Session, case: Case) -> str | None:
+    """The state a suspended case came from."""
+    return session.scalar(select(CaseEvent.from_status).where(
+        CaseEvent.case_id == case.id, CaseEvent.to_status == "suspended").order_by(
+        CaseEvent.id.desc()).limit(1))
+
+
+def act(session: Session, case: Case, action: str, actor: Actor, *, version: int | None,
+        note: str = "", data: dict[str, Any] | None = None,
+        settings: Settings | None = None) -> Case:
+    """Take an action: check it is legal for the state and the role, apply it with an
+    optimistic lock (a stale version is a 409), and append its event."""
+    data = dict(data or {})
+    if actor.role == "department" and case.owner_department != actor.department:
+        raise NotFound(f"no case {case.ref!r} for department {actor.department}")
+    before = case.status
+    prev = _previous_open(session, case) if before == "suspended" else None
+    after = step(before, action, actor.role, prev)
+    now = session.execute(select(func.clock_timestamp())).scalar_one()
+    values: dict[str, Any] = {"status": after, "version": case.version + 1, "updated_at": now}
+    if action == "dispatch":
+        dept = data.get("department") or case.owner_department
+        if not dept:
+            raise InvalidInput("department: nobody to dispatch to; name a department")
+        hours = data.get("deadline_hours") or (case.resolution.get("owner") or {}).get(
+            "category", {}).get("deadline_hours") or 24
+        values.update(owner_department=dept, deadline_at=now + timedelta(hours=float(hours)))
+        data.update(department=dept, deadline_at=values["deadline_at"].isoformat())
+    elif action == "bounce":
+        if not note.strip():
+            raise InvalidInput("note: a bounce ('not ours') needs a reason")
+    elif action == "extend":
+        hours = data.get("hours")
+        if not isinstance(hours, int | float) or hours <= 0:
+            raise InvalidInput("hours: an extension names a positive number of hours")
+        base = case.deadline_at or now
+        values["deadline_at"] = base + timedelta(hours=float(hours))
+        data["deadline_at"] = values["deadline_at"].isoformat()
+    elif action == "evaluate":
+        score = data.get("satisfaction")
+        if score not in (1, 2, 3, 4, 5):
+            raise InvalidInput("satisfaction: 1 (very unhappy) to 5 (very satisfied)")
+        values["satisfaction"] = score
+    if after == "closed":
+        values["closed_at"] = now
+    if after == "in_progress" and before == "feedback":
+        values["closed_at"] = None
+    res = session.execute(
+        update(Case).where(Case.id == case.id, Case.version == (version or case.version))
+        .values(**values))
+    if res.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(case)
+        raise StaleVersion(f"case {case.ref} is at version {case.version}, not {version}: "
+                           "somebody changed it first; reload and retry",
+                           extra={"version": case.version, "status": case.status})
+    _event(session, case, actor, action, before, after, note, data)
+    session.flush()
+    session.refresh(case)
+    return case
+
+
+def events(session: Session, case: Case) -> list[CaseEvent]:
+    """The case's history, oldest first."""
+    return list(session.scalars(select(CaseEvent).where(CaseEvent.case_id == case.id)
+                                .order_by(CaseEvent.id)))
+
+
+def view(case: Case, *, private: bool) -> dict[str, Any]:
+    """A case as the API shows it; reporter contact only when private is allowed."""
+    out = {
+        "ref": case.ref, "channel": case.channel, "category": case.category_code,
+        "description": case.description, "status": case.status, "version": case.version,
+        "inside": case.inside, "grid": case.grid_code, "street": case.street_code,
+        "h3": case.h3_cell, "generation": case.generation_id,
+        "department": case.owner_department, "deadline_at": case.deadline_at,
+        "escalation": case.escalation, "reporters": case.reporters,
+        "duplicate_of": case.duplicate_of, "satisfaction": case.satisfaction,
+        "created_at": case.created_at, "updated_at": case.updated_at,
+        "closed_at": case.closed_at, "resolution": case.resolution,
+        "allowed": allowed(case.status),
+    }
+    if private:
+        out["reporter"] = {"name": case.reporter_name, "phone": case.reporter_phone}
+    return out

@@ -1,0 +1,152 @@
+"""The case loop over HTTP on the demo city: intake, idempotency, duplicates, outside
+reports, the full loop, bounces, illegal and stale actions, who sees what."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from layers.auth import create_token
+from layers.models import Case
+
+P = (121.2277, 31.0322)
+
+
+@pytest.fixture()
+def tokens(full_session: Session) -> Iterator[dict[str, dict[str, str]]]:
+    def h(role: str, dept: str | None = None) -> dict[str, str]:
+        _, secret = create_token(full_session, f"test-{role}-{dept}", role, dept)
+        return {"authorization": f"Bearer {secret}"}
+
+    yield {"centre": h("centre"), "patrol": h("patrol"), "cgzf": h("department", "CGZF"),
+           "psb": h("department", "PSB")}
+
+
+def _report(client: TestClient, headers: dict[str, str], **kw: object):  # type: ignore[no-untyped-def]
+    body = {"channel": "patrol_app", "category": "E0501", "lon": P[0], "lat": P[1],
+            "description": "无照经营游商 at the market gate",
+            "reporter": {"name": "张三", "phone": "13912345678"}} | kw
+    return client.post("/cases", json=body, headers=headers)
+
+
+def _act(client: TestClient, ref: str, headers: dict[str, str], action: str,
+         **kw: object):  # type: ignore[no-untyped-def]
+    version = client.get(f"/cases/{ref}", headers=headers).json()["version"]
+    return client.post(f"/cases/{ref}/actions",
+                       json={"action": action, "version": version, **kw}, headers=headers)
+
+
+def test_intake_resolves_and_keeps_the_answer(full_client: TestClient, tokens) -> None:  # type: ignore[no-untyped-def]
+    assert _report(full_client, {}).status_code == 401
+    r = _report(full_client, tokens["patrol"])
+    assert r.status_code == 201, r.text
+    c = r.json()
+    assert c["status"] == "collected" and c["inside"] and len(c["grid"]) == 15
+    assert c["department"] == "CGZF"
+    res = c["resolution"]
+    assert [u["level"] for u in res["chain"]] == [1, 2, 3, 4]
+    assert res["owner"]["trail"] and res["owner"]["decided_by"] == "category"
+    assert res["crs"]["key"] == "EPSG:4326" and res["generation"] >= 1
+    assert "reporter" not in c  # a patrol member does not see reporter contact
+    full = full_client.get(f"/cases/{c['ref']}", headers=tokens["centre"]).json()
+    assert full["reporter"]["phone"] == "13912345678"
+
+
+def test_bad_reports_are_precise_4xx(full_client: TestClient, tokens) -> None:  # type: ignore[no-untyped-def]
+    r = _report(full_client, tokens["patrol"], category="Z9999")
+    assert r.status_code == 422 and "Z9999" in r.json()["detail"]
+    r = _report(full_client, tokens["patrol"], lon=None)
+    assert r.status_code == 422 and "location" in r.json()["detail"]
+    r = _report(full_client, tokens["patrol"], channel="pigeon")
+    assert r.status_code == 422 and "pigeon" in r.json()["detail"]
+    r = _report(full_client, tokens["patrol"], lat=95)
+    assert r.status_code == 422 and "lat" in r.json()["detail"]
+    r = _report(full_client, tokens["cgzf"])
+    assert r.status_code == 403
+
+
+def test_idempotency_and_duplicates(full_client: TestClient, tokens,
+                                    full_session: Session) -> None:  # type: ignore[no-untyped-def]
+    key = {"idempotency-key": "app-42-retry"}
+    a = _report(full_client, tokens["patrol"] | key).json()
+    n = full_session.scalar(select(func.count()).select_from(Case))
+    b = _report(full_client, tokens["patrol"] | key)
+    assert b.status_code == 200 and b.json()["ref"] == a["ref"]
+    assert full_session.scalar(select(func.count()).select_from(Case)) == n
+    # the same problem, 10 m away, reported by a hotline: joins the open case
+    d = _report(full_client, tokens["centre"], channel="hotline_12345", lon=P[0] + 1e-4).json()
+    assert d["status"] == "merged" and d["duplicate_of"] is not None
+    first = full_client.get(f"/cases/{a['ref']}", headers=tokens["centre"]).json()
+    assert first["reporters"] == 2
+    ev = full_client.get(f"/cases/{a['ref']}/events", headers=tokens["centre"]).json()
+    assert [e["action"] for e in ev["events"]] == ["report", "reporter_added"]
+    # another category at the same spot is another case
+    other = _report(full_client, tokens["patrol"], category="E0101").json()
+    assert other["status"] == "collected"
+
+
+def test_outside_every_grid_is_kept_and_flagged(full_client: TestClient, tokens) -> None:  # type: ignore[no-untyped-def]
+    c = _report(full_client, tokens["patrol"], lon=121.6, lat=31.2).json()
+    assert c["inside"] is False and c["grid"] is None and c["status"] == "collected"
+    assert c["resolution"]["nearest"]["distance_m"] > 1000
+    ev = full_client.get(f"/cases/{c['ref']}/events", headers=tokens["centre"]).json()
+    assert "flag" in [e["action"] for e in ev["events"]]
+    listed = full_client.get("/cases", params={"status": "collected"},
+                             headers=tokens["centre"]).json()["items"]
+    assert c["ref"] in [x["ref"] for x in listed]
+
+
+def test_the_whole_loop(full_client: TestClient, tokens) -> None:  # type: ignore[no-untyped-def]
+    ref = _report(full_client, tokens["patrol"]).json()["ref"]
+    c, d = tokens["centre"], tokens["cgzf"]
+    assert _act(full_client, ref, c, "accept").json()["status"] == "accepted"
+    disp = _act(full_client, ref, c, "dispatch").json()
+    assert disp["status"] == "dispatched" and disp["deadline_at"]
+    # the department bounces it ("not ours"), needs a reason, the centre re-dispatches
+    assert _act(full_client, ref, d, "bounce").status_code == 422
+    assert _act(full_client, ref, d, "bounce", note="not ours: PSB").json()["status"] == "bounced"
+    again = _act(full_client, ref, c, "dispatch", data={"department": "PSB"}).json()
+    assert again["department"] == "PSB"
+    # CGZF no longer sees it; PSB does
+    assert full_client.get(f"/cases/{ref}", headers=d).status_code == 404
+    p = tokens["psb"]
+    assert _act(full_client, ref, p, "take").json()["status"] == "in_progress"
+    ext = _act(full_client, ref, c, "extend", data={"hours": 24}).json()
+    assert ext["deadline_at"] > again["deadline_at"]
+    assert _act(full_client, ref, p, "feedback", note="vendor moved on").json()[
+        "status"] == "feedback"
+    assert _act(full_client, ref, tokens["patrol"], "reopen", note="still there").json()[
+        "status"] == "in_progress"
+    _act(full_client, ref, p, "feedback", note="done")
+    closed = _act(full_client, ref, tokens["patrol"], "verify", note="checked on site").json()
+    assert closed["status"] == "closed" and closed["closed_at"]
+    pub = full_client.get(f"/public/cases/{ref}").json()
+    assert pub["can_rate"] and "reporter" not in pub and "description" not in pub
+    rated = full_client.post(f"/public/cases/{ref}/rating", json={"satisfaction": 5}).json()
+    assert rated["status"] == "evaluated"
+    events = full_client.get(f"/cases/{ref}/events", headers=c).json()["events"]
+    assert [e["action"] for e in events] == [
+        "report", "accept", "dispatch", "bounce", "dispatch", "take", "extend", "feedback",
+        "reopen", "feedback", "verify", "evaluate"]
+    assert events[3]["role"] == "department" and events[3]["note"] == "not ours: PSB"
+
+
+def test_illegal_stale_and_forbidden(full_client: TestClient, tokens) -> None:  # type: ignore[no-untyped-def]
+    ref = _report(full_client, tokens["patrol"]).json()["ref"]
+    c = tokens["centre"]
+    r = _act(full_client, ref, c, "verify")
+    assert r.status_code == 409
+    assert set(r.json()["allowed"]) >= {"accept", "reject"}
+    ok = _act(full_client, ref, c, "accept").json()
+    stale = full_client.post(f"/cases/{ref}/actions",
+                             json={"action": "dispatch", "version": ok["version"] - 1},
+                             headers=c)
+    assert stale.status_code == 409 and stale.json()["code"] == "stale_version"
+    assert _act(full_client, ref, tokens["patrol"], "dispatch").status_code == 403
+    listing = full_client.get("/cases", headers=tokens["cgzf"]).json()["items"]
+    assert all(x["department"] == "CGZF" for x in listing)
+    assert all("reporter" not in x for x in listing)

@@ -370,6 +370,23 @@ def osm_assets_cmd(
                   highlight=False)
 
 
+@app.command("escalate")
+def escalate_cmd() -> None:
+    """Escalate overdue cases once (for cron or a systemd timer when the server's own
+    scheduler is off: GRIDOPS_SCHEDULER_INTERVAL_S=0)."""
+    from layers.db import database_url, make_engine, make_sessionmaker, session_scope
+    from layers.escalation import escalate_overdue
+
+    s = _settings()
+    engine = make_engine(database_url(s, start=True))
+    with session_scope(make_sessionmaker(engine)) as session:
+        result = escalate_overdue(session, s)
+    if not result["ran"]:
+        out.print("another escalation run holds the lock; nothing done")
+    else:
+        out.print(f"escalated {result['escalated']} case(s): {result['levels']}")
+
+
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="who holds the token")],

@@ -48,6 +48,15 @@ class Settings(BaseSettings):
         "other's distance make the owner disputed")
     duplicate_radius_m: float = Field(default=30.0, description="same category this close...")
     duplicate_window_h: float = Field(default=72.0, description="...and this recent = same case")
+    escalate_second_tier_h: float = Field(
+        default=24.0, description="hours past the deadline before the second-tier meeting")
+    escalate_first_tier_h: float = Field(
+        default=72.0, description="hours past the deadline before the first-tier meeting")
+    scheduler_interval_s: float = Field(
+        default=60.0, description="escalation run interval in the server; 0 = off (cron)")
+    photos_dir: Path | None = Field(default=None, description="where uploaded photos are "
+                                    "kept (default $GRIDOPS_HOME/photos)")
+    photo_max_bytes: int = Field(default=10 * 1024 * 1024, description="per photo")
     access_log: bool = Field(default=False, description="log every HTTP request (costs "
                              "about a third of the single-resolve throughput)")
     host: str = "127.0.0.1"

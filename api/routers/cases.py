@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 
 from api.deps import CurrentUser, SessionDep, WriteSessionDep, require
 from api.resolution import resolve_report, to_point
-from layers import cases
+from layers import cases, photos
 from layers.models import Case
 from layers.workflow import ADMIN, CENTRE, DEPARTMENT, OPEN, PATROL, PLANNER, STATES
 from spatial.errors import InvalidInput, NotFound
@@ -122,7 +122,7 @@ def list_cases(
     if until:
         q = q.where(Case.created_at < until)
     if overdue:
-        q = q.where(Case.status.in_(OPEN), Case.deadline_at < func.now())
+        q = q.where(Case.status.in_(OPEN), Case.deadline_at < func.clock_timestamp())
     total = session.scalar(select(func.count()).select_from(q.subquery())) or 0
     rows = session.scalars(q.order_by(Case.created_at.desc(), Case.id.desc())
                            .limit(limit).offset(offset))
@@ -165,6 +165,38 @@ def case_events(ref: str, session: SessionDep, user: CurrentUser) -> Response:
         {"at": e.at, "actor": e.actor, "role": e.role, "action": e.action,
          "from": e.from_status, "to": e.to_status, "note": e.note, "data": e.data}
         for e in cases.events(session, case)]})
+
+
+@router.post("/cases/{ref}/photos", status_code=201)
+async def add_photo(ref: str, request: Request, session: WriteSessionDep,
+                    user: CurrentUser) -> Response:
+    """Attach a photo (the raw image as the body: image/jpeg, image/png or image/webp, up to
+    GRIDOPS_PHOTO_MAX_BYTES): checked by content, stored on disk, an event on the case."""
+    require(user, CENTRE, DEPARTMENT, PATROL)
+    case = _visible(session, ref, user)
+    settings = request.app.state.settings
+    root = settings.photos_dir or (settings.home / "photos")
+    info = await photos.store(request.stream(), request.headers.get("content-type", ""),
+                              root, case.ref, settings.photo_max_bytes)
+    cases.act(session, case, "note", user, version=case.version, note="photo",
+              data={"photo": info})
+    return _json({"ref": case.ref, "photo": info}, status=201)
+
+
+@router.get("/cases/{ref}/photos/{name}")
+def get_photo(ref: str, name: str, request: Request, session: SessionDep,
+              user: CurrentUser) -> Response:
+    """A photo of a case."""
+    require(user, CENTRE, DEPARTMENT, PATROL, PLANNER)
+    case = _visible(session, ref, user)
+    settings = request.app.state.settings
+    root = settings.photos_dir or (settings.home / "photos")
+    sha, _, ext = name.partition(".")
+    path = root / case.ref / f"{sha}.{ext}"
+    if not (len(sha) == 64 and ext in photos.EXT.values() and path.is_file()):
+        raise NotFound(f"no photo {name!r} on case {ref}")
+    media = next(k for k, v in photos.EXT.items() if v == ext)
+    return Response(path.read_bytes(), media_type=media)
 
 
 @router.get("/public/cases/{ref}")

@@ -150,3 +150,56 @@ def test_illegal_stale_and_forbidden(full_client: TestClient, tokens) -> None:  
     listing = full_client.get("/cases", headers=tokens["cgzf"]).json()["items"]
     assert all(x["department"] == "CGZF" for x in listing)
     assert all("reporter" not in x for x in listing)
+
+
+def test_overdue_cases_escalate_step_by_step(full_client: TestClient, tokens,
+                                             full_session: Session) -> None:  # type: ignore[no-untyped-def]
+    import time
+
+    from layers.escalation import escalate_overdue
+    from layers.settings import Settings
+
+    ref = _report(full_client, tokens["patrol"]).json()["ref"]
+    c = tokens["centre"]
+    _act(full_client, ref, c, "accept")
+    _act(full_client, ref, c, "dispatch", data={"deadline_hours": 0.0001})  # 0.36 s
+    time.sleep(0.6)
+    s = Settings(escalate_second_tier_h=0.00001, escalate_first_tier_h=10)
+    out = escalate_overdue(full_session, s)
+    assert out["ran"] and out["escalated"] >= 1
+    case = full_client.get(f"/cases/{ref}", headers=c).json()
+    assert case["escalation"] == 2  # 0.6 s late: past supervision and the second tier
+    ev = [e for e in full_client.get(f"/cases/{ref}/events", headers=c).json()["events"]
+          if e["action"] == "escalate"]
+    assert [e["data"]["level"] for e in ev] == [1, 2]
+    assert escalate_overdue(full_session, s)["escalated"] == 0  # nothing new to raise
+    overdue = full_client.get("/cases", params={"overdue": True}, headers=c).json()["items"]
+    assert ref in [x["ref"] for x in overdue]
+
+
+def test_photos_are_checked_and_kept(full_client: TestClient, tokens, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    full_client.app.state.settings.photos_dir = tmp_path  # type: ignore[attr-defined]
+    ref = _report(full_client, tokens["patrol"]).json()["ref"]
+    png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
+    h = tokens["patrol"]
+    r = full_client.post(f"/cases/{ref}/photos", content=png,
+                         headers=h | {"content-type": "image/png"})
+    assert r.status_code == 201, r.text
+    name = r.json()["photo"]["file"]
+    got = full_client.get(f"/cases/{ref}/photos/{name}", headers=tokens["centre"])
+    assert got.status_code == 200 and got.content == png
+    bad = full_client.post(f"/cases/{ref}/photos", content=b"GIF89a....",
+                           headers=h | {"content-type": "image/png"})
+    assert bad.status_code == 415 and "not a image/png" in bad.json()["detail"]
+    pdf = full_client.post(f"/cases/{ref}/photos", content=b"%PDF-1.4",
+                           headers=h | {"content-type": "application/pdf"})
+    assert pdf.status_code == 415
+    full_client.app.state.settings.photo_max_bytes = 50  # type: ignore[attr-defined]
+    try:
+        big = full_client.post(f"/cases/{ref}/photos", content=png,
+                               headers=h | {"content-type": "image/png"})
+        assert big.status_code == 413
+    finally:
+        full_client.app.state.settings.photo_max_bytes = 10 * 1024 * 1024  # type: ignore[attr-defined]
+        full_client.app.state.settings.photos_dir = None  # type: ignore[attr-defined]
+    assert len(list((tmp_path / ref).iterdir())) == 1  # nothing half-stored

@@ -1,0 +1,97 @@
+"""Escalation of overdue cases: supervision (督办) at the deadline, then the second-tier and
+the first-tier joint meetings after configurable delays. Set-based SQL, one runner at a time
+(an advisory lock), safe to call from every worker's scheduler and from cron."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
+
+from layers.settings import Settings
+
+log = logging.getLogger(__name__)
+
+LEVELS = {1: "supervision (督办)", 2: "second-tier joint meeting (二级联席会议)",
+          3: "first-tier joint meeting (一级联席会议)"}
+LOCK_KEY = 7_311_001  # pg advisory lock: one escalation run at a time across workers
+ESCALATING = ("dispatched", "bounced", "in_progress", "feedback")
+
+
+def escalate_overdue(session: Session, settings: Settings) -> dict[str, Any]:
+    """Raise every overdue open case to the level its lateness calls for; one event per level
+    reached. Returns how many cases moved (0 if another runner holds the lock)."""
+    if not session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
+                           {"k": LOCK_KEY}).scalar_one():
+        return {"ran": False, "escalated": 0}
+    rows = session.execute(text("""
+        WITH due AS (
+            SELECT id, escalation AS old,
+                   CASE WHEN clock_timestamp() >= deadline_at + CAST(:first AS float8)
+                                                               * interval '1 hour' THEN 3
+                        WHEN clock_timestamp() >= deadline_at + CAST(:second AS float8)
+                                                                * interval '1 hour' THEN 2
+                        ELSE 1 END AS new
+              FROM "case"
+             WHERE status = ANY(:states) AND deadline_at IS NOT NULL
+               AND deadline_at <= clock_timestamp())
+        UPDATE "case" c SET escalation = due.new, version = c.version + 1,
+                            updated_at = clock_timestamp()
+          FROM due WHERE c.id = due.id AND due.new > c.escalation
+        RETURNING c.id, due.old, due.new, c.status"""),
+        {"first": settings.escalate_first_tier_h, "second": settings.escalate_second_tier_h,
+         "states": list(ESCALATING)}).all()
+    if rows:
+        session.execute(text("""
+            INSERT INTO case_event (case_id, actor, role, action, from_status, to_status,
+                                    note, data)
+            SELECT r.id, 'scheduler', 'system', 'escalate', r.status, r.status,
+                   'overdue: ' || (ARRAY[:l1, :l2, :l3])[lvl],
+                   jsonb_build_object('level', lvl)
+              FROM unnest(CAST(:ids AS bigint[]), CAST(:olds AS int[]), CAST(:news AS int[]),
+                          CAST(:sts AS text[])) AS r(id, old, new, status),
+                   generate_series(r.old + 1, r.new) AS lvl"""),
+            {"ids": [r.id for r in rows], "olds": [r.old for r in rows],
+             "news": [r.new for r in rows], "sts": [r.status for r in rows],
+             "l1": LEVELS[1], "l2": LEVELS[2], "l3": LEVELS[3]})
+    return {"ran": True, "escalated": len(rows),
+            "levels": {n: sum(1 for r in rows if r.new == n) for n in LEVELS}}
+
+
+class Scheduler:
+    """Runs escalate_overdue every interval in a background thread (one per worker; the
+    advisory lock lets only one of them work at a time)."""
+
+    def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
+        self._factory = factory
+        self._settings = settings
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the loop."""
+        if self._thread is None and self._settings.scheduler_interval_s > 0:
+            self._thread = threading.Thread(target=self._loop, name="gridops-scheduler",
+                                            daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the loop."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self._settings.scheduler_interval_s):
+            try:
+                with self._factory() as session, session.begin():
+                    out = escalate_overdue(session, self._settings)
+                if out.get("escalated"):
+                    log.info("escalated %d overdue case(s): %s", out["escalated"],
+                             out["levels"])
+            except Exception:
+                log.exception("escalation run failed")

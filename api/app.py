@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from api.errors import install_error_handlers
 from api.routers import cases, grids, health, layers, lookup, resolve
 from layers.db import database_url, make_engine, make_sessionmaker
+from layers.escalation import Scheduler
 from layers.grids import NOTIFY_CHANNEL
 from layers.listener import Listener
 from layers.ownership import OwnershipRegistry
@@ -49,9 +50,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
             log.exception("could not build the grid index at start-up")
         listener = Listener(engine, {NOTIFY_CHANNEL: _on_generation,
                                      LAYERS_CHANNEL: owners.refresh})
+        scheduler = Scheduler(factory, settings)
         if listen:
             listener.start()
+            scheduler.start()
         yield
+        scheduler.stop()
         listener.stop()
         if own_engine:
             engine.dispose()

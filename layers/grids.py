@@ -356,24 +356,25 @@ _CHECKS: list[tuple[str, str]] = [
                 FROM (SELECT ST_Difference(u.geom, p.geom) AS diff) x) d
          WHERE {VALID_IN} AND ST_IsValid(u.geom) AND ST_IsValid(p.geom)
            AND NOT ST_CoveredBy(u.geom, p.geom) AND d.area > :tol"""),
-    # pairs of ST_Subdivide pieces (≤ 128 vertices) rather than whole units: the cost grows
-    # with the number of neighbouring pieces, not with the size of the largest polygons
+    # invalid units (reported by the first check) are left out, each tested once
     ("sibling_overlap", f"""
-        WITH ok AS (SELECT u.id, u.code, u.level, u.parent_code FROM grid_unit u
-                     WHERE {VALID_IN} AND ST_IsValid(u.geom)),
-        pairs AS (
-            SELECT a.code AS ac, b.code AS bc, ST_Intersection(pa.geom, pb.geom) AS ix
-              FROM grid_piece pa JOIN ok a ON a.id = pa.unit_id
-              JOIN grid_piece pb ON pb.geom && pa.geom AND pb.unit_id <> pa.unit_id
-              JOIN ok b ON b.id = pb.unit_id AND b.level = a.level
-                   AND b.parent_code IS NOT DISTINCT FROM a.parent_code AND a.code < b.code
-             WHERE ST_Relate(pa.geom, pb.geom, '2********')),
-        sized AS (SELECT ac, bc, ST_Area(ST_Transform(ix, :srid)) AS area, ix FROM pairs)
-        SELECT ARRAY[ac, bc] AS codes,
-               round(sum(area)::numeric, 2) || ' m² overlap between siblings' AS detail,
-               ST_X(ST_PointOnSurface((array_agg(ix ORDER BY area DESC))[1])) AS lon,
-               ST_Y(ST_PointOnSurface((array_agg(ix ORDER BY area DESC))[1])) AS lat
-          FROM sized GROUP BY ac, bc HAVING sum(area) > :tol"""),
+        WITH bad AS MATERIALIZED (SELECT u.id FROM grid_unit u
+                                   WHERE {VALID_IN} AND NOT ST_IsValid(u.geom))
+        SELECT ARRAY[a.code, b.code] AS codes,
+               round(i.area::numeric, 2) || ' m² overlap between siblings' AS detail,
+               ST_X(i.pt) AS lon, ST_Y(i.pt) AS lat
+          FROM grid_unit a
+          JOIN grid_unit b ON b.level = a.level
+               AND b.parent_code IS NOT DISTINCT FROM a.parent_code AND a.code < b.code
+               AND b.geom && a.geom
+               AND b.generation_low <= :g AND (b.generation_high IS NULL
+                                               OR b.generation_high >= :g)
+          CROSS JOIN LATERAL (
+              SELECT ST_Area(ST_Transform(x.ix, :srid)) AS area, ST_PointOnSurface(x.ix) AS pt
+                FROM (SELECT ST_Intersection(a.geom, b.geom) AS ix) x) i
+         WHERE a.generation_low <= :g AND (a.generation_high IS NULL OR a.generation_high >= :g)
+           AND a.id NOT IN (SELECT id FROM bad) AND b.id NOT IN (SELECT id FROM bad)
+           AND ST_Relate(a.geom, b.geom, '2********') AND i.area > :tol"""),
     ("gap_in_parent", """
         SELECT ARRAY[p.code] AS codes,
                round(d.area::numeric, 2) || ' m² of the unit are covered by none of its '

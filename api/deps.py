@@ -37,7 +37,9 @@ def get_write_session(request: Request) -> Iterator[Session]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
-WriteSessionDep = Annotated[Session, Depends(get_write_session)]
+# scope="function": the transaction commits before the response is sent, so a failed commit
+# (a unique key lost to a concurrent request) is the client's error, not a silent loss
+WriteSessionDep = Annotated[Session, Depends(get_write_session, scope="function")]
 
 
 def get_generation(

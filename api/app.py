@@ -11,7 +11,7 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
-from api.routers import cases, grids, health, layers, lookup, open311, resolve
+from api.routers import cases, grids, health, kpis, layers, lookup, open311, resolve
 from layers.db import database_url, make_engine, make_sessionmaker
 from layers.escalation import Scheduler
 from layers.grids import NOTIFY_CHANNEL
@@ -79,6 +79,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     app.include_router(lookup.router)
     app.include_router(cases.router)
     app.include_router(open311.router)
+    app.include_router(kpis.router)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

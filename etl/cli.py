@@ -106,7 +106,7 @@ def demo(
         engine = make_engine(url)
         t0 = time.perf_counter()
         with session_scope(make_sessionmaker(engine)) as session:
-            gen, reports = load_demo_all(session, s)
+            gen, reports = load_demo_all(session, s, history=True)
         engine.dispose()
         if gen is None and reports is None:
             out.print("demo city already loaded")

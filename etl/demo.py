@@ -137,11 +137,18 @@ def load_demo(session: Session, settings: Settings) -> Generation | None:
     return gen
 
 
-def load_demo_all(session: Session, settings: Settings) -> tuple[Generation | None,
-                                                                  dict[str, Any] | None]:
-    """The demo grid, then its responsibility layers, each only if not yet loaded."""
+def load_demo_all(session: Session, settings: Settings, *, history: bool = False
+                  ) -> tuple[Generation | None, dict[str, Any] | None]:
+    """The demo grid, its responsibility layers and (with history) a year of cases, each
+    only if not yet loaded."""
     gen = load_demo(session, settings)
-    reports = None
+    reports: dict[str, Any] | None = None
     if not layers_loaded(session):
         reports = load_demo_layers(session)
+    if history:
+        from etl.demo_history import load_demo_history
+
+        made = load_demo_history(session, settings)
+        if made:
+            reports = (reports or {}) | {"cases": {"created": made.get("cases", 0)}}
     return gen, reports

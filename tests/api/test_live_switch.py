@@ -15,23 +15,11 @@ from layers import grids
 from layers.cluster import free_port
 from layers.db import make_engine, upgrade
 from layers.settings import Settings
+from tests.servers import wait_ready
 from tests.tinycity import X0, Y0, D, replace, tiny_city
 
 # inside community 1, 100 m north of the line between its two grids
 P = (X0 + D / 2, Y0 + D / 2 + 0.001)
-
-
-def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "server exited"
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("server did not start")
 
 
 def test_activation_reaches_every_worker(scratch_db: str, settings: Settings) -> None:
@@ -46,7 +34,7 @@ def test_activation_reaches_every_worker(scratch_db: str, settings: Settings) ->
                             stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait(url, proc)
+        wait_ready(url, proc)
         with httpx.Client(base_url=url, timeout=5) as c:
             for _ in range(10):
                 a = c.get("/resolve", params={"lon": P[0], "lat": P[1]}).json()

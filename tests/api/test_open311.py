@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 from layers import cases
 from layers.cluster import free_port
 from layers.models import Case, CaseEvent, Category
+from tests.servers import wait_ready
 
 V2 = "/open311/v2"
 P = (121.2277, 31.0322)  # inside a grid; E0501 (illegal vending) belongs to CGZF here
@@ -251,19 +251,6 @@ def test_no_personal_data_on_any_read(full_client: TestClient) -> None:
 # ------------------------------------------------------------------ a real Open311 client
 
 
-def _wait(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "server exited"
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise AssertionError("server did not start")
-
-
 def test_georeport_client_against_a_running_server(full_engine: Engine) -> None:
     """The georeport package (a GeoReport v2 client, reads only) against the real server;
     the one request it reads is posted over HTTP, committed, and deleted afterwards."""
@@ -276,7 +263,7 @@ def test_georeport_client_against_a_running_server(full_engine: Engine) -> None:
     url = f"http://127.0.0.1:{port}"
     ref = None
     try:
-        _wait(url, proc)
+        wait_ready(url, proc)
         r = httpx.post(f"{url}{V2}/requests.json", timeout=30, data={
             "service_code": "E0203", "lat": "31.0311", "long": "121.2255",
             "description": "leaflets handed out on the road", **PERSON})

@@ -37,8 +37,9 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     owners = OwnershipRegistry(factory, settings)
 
     def _on_generation() -> None:
-        indexes.refresh()
-        owners.refresh()  # grid leaders come with the grid
+        before = indexes.active
+        if indexes.refresh() is not before:
+            owners.refresh()  # grid leaders come with the grid
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

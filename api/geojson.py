@@ -17,6 +17,12 @@ class GeoJSONResponse(Response):
         return orjson.dumps(content, option=orjson.OPT_NON_STR_KEYS)
 
 
+def json_response(obj: Any, status: int = 200,
+                  media_type: str = "application/json") -> Response:
+    """Any JSON-able object (datetimes as ISO strings) serialised with orjson."""
+    return Response(orjson.dumps(obj, default=str), status_code=status, media_type=media_type)
+
+
 def unit_properties(row: Any) -> dict[str, Any]:
     """The properties every unit feature carries."""
     return {

@@ -8,7 +8,6 @@ import io
 import time
 
 import numpy as np
-from pyproj import Transformer
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -98,8 +97,6 @@ def main(argv: list[str] | None = None) -> None:
                 t = time.perf_counter_ns()
                 resolve_owner(snap, float(x), float(y), c, ch, settings)
                 ns[i] = time.perf_counter_ns() - t
-            metric = Transformer.from_crs(4326, settings.metric_srid, always_xy=True)
-            del metric
             knn = text("""
                 SELECT code, owner_department,
                        ST_Distance(geom::geography, ST_SetSRID(ST_MakePoint(:x, :y), 4326)

@@ -33,11 +33,11 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import shapely
-from pyproj import Transformer
 from scipy.spatial import cKDTree
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from layers.resolver import metric_transformer
 from layers.settings import Settings
 from spatial.errors import InvalidInput
 
@@ -112,7 +112,7 @@ class Snapshot:
         t0 = _time.perf_counter()
         at = at or session.execute(text("SELECT clock_timestamp()")).scalar_one()
         p: dict[str, Any] = {"at": at}
-        metric = Transformer.from_crs(4326, settings.metric_srid, always_xy=True).transform
+        metric = metric_transformer(settings.metric_srid)
         depts = {r["code"]: dict(r) for r in session.execute(text(
             f"SELECT code, name, name_en, tier, parent_code, contact_name, contact_phone, "
             f"territory_code FROM department d WHERE {valid_at('d')}"), p).mappings()}

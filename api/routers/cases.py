@@ -6,13 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from api.deps import CurrentUser, SessionDep, WriteSessionDep, require
+from api.geojson import json_response
 from api.resolution import resolve_report, to_point
 from layers import cases, photos
 from layers.models import Case
@@ -52,11 +52,6 @@ class ActionIn(BaseModel):
     data: dict[str, Any] = Field(default_factory=dict)
 
 
-def _json(obj: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(obj, default=str), status_code=status,
-                    media_type="application/json")
-
-
 def _private_ok(user: cases.Actor) -> bool:
     return user.role in (CENTRE, ADMIN)
 
@@ -83,7 +78,8 @@ async def create_case(request: Request, body: CaseIn, session: WriteSessionDep,
                       reporter_phone=body.reporter.phone if body.reporter else None,
                       idempotency_key=idempotency_key, resolution=resolution)
     case, created = cases.intake(session, it, user, request.app.state.settings)
-    return _json(cases.view(case, private=_private_ok(user)), status=201 if created else 200)
+    return json_response(cases.view(case, private=_private_ok(user)),
+                         status=201 if created else 200)
 
 
 @router.get("/cases")
@@ -126,7 +122,7 @@ def list_cases(
     total = session.scalar(select(func.count()).select_from(q.subquery())) or 0
     rows = session.scalars(q.order_by(Case.created_at.desc(), Case.id.desc())
                            .limit(limit).offset(offset))
-    return _json({"numberMatched": total,
+    return json_response({"numberMatched": total,
                   "items": [cases.view(c, private=False) for c in rows]})
 
 
@@ -141,7 +137,7 @@ def _visible(session: SessionDep, ref: str, user: cases.Actor) -> Case:
 def get_case(ref: str, session: SessionDep, user: CurrentUser) -> Response:
     """One case with the answer it was given at intake and the actions now allowed."""
     require(user, CENTRE, DEPARTMENT, PATROL, PLANNER)
-    return _json(cases.view(_visible(session, ref, user), private=_private_ok(user)))
+    return json_response(cases.view(_visible(session, ref, user), private=_private_ok(user)))
 
 
 @router.post("/cases/{ref}/actions")
@@ -153,7 +149,7 @@ def act(ref: str, body: ActionIn, session: WriteSessionDep, user: CurrentUser) -
     case = _visible(session, ref, user)
     case = cases.act(session, case, body.action, user, version=body.version, note=body.note,
                      data=body.data)
-    return _json(cases.view(case, private=_private_ok(user)))
+    return json_response(cases.view(case, private=_private_ok(user)))
 
 
 @router.get("/cases/{ref}/events")
@@ -161,7 +157,7 @@ def case_events(ref: str, session: SessionDep, user: CurrentUser) -> Response:
     """Every action on the case, oldest first (who, role, when, from, to, note)."""
     require(user, CENTRE, DEPARTMENT, PATROL, PLANNER)
     case = _visible(session, ref, user)
-    return _json({"ref": ref, "events": [
+    return json_response({"ref": ref, "events": [
         {"at": e.at, "actor": e.actor, "role": e.role, "action": e.action,
          "from": e.from_status, "to": e.to_status, "note": e.note, "data": e.data}
         for e in cases.events(session, case)]})
@@ -180,7 +176,7 @@ async def add_photo(ref: str, request: Request, session: WriteSessionDep,
                               root, case.ref, settings.photo_max_bytes)
     cases.act(session, case, "note", user, version=case.version, note="photo",
               data={"photo": info})
-    return _json({"ref": case.ref, "photo": info}, status=201)
+    return json_response({"ref": case.ref, "photo": info}, status=201)
 
 
 @router.get("/cases/{ref}/photos/{name}")
@@ -203,7 +199,7 @@ def get_photo(ref: str, name: str, request: Request, session: SessionDep,
 def public_case(ref: str, session: SessionDep) -> Response:
     """What a citizen may see of a case by its reference: no personal data."""
     case = cases.get(session, ref)
-    return _json({"ref": case.ref, "category": case.category_code, "status": case.status,
+    return json_response({"ref": case.ref, "category": case.category_code, "status": case.status,
                   "created_at": case.created_at, "updated_at": case.updated_at,
                   "closed_at": case.closed_at, "department": case.owner_department,
                   "satisfaction": case.satisfaction,
@@ -224,4 +220,5 @@ def rate_case(ref: str, body: RatingIn, session: WriteSessionDep) -> Response:
     case = cases.act(session, case, "evaluate", cases.Actor("public", "public"),
                      version=case.version, note=body.comment,
                      data={"satisfaction": body.satisfaction})
-    return _json({"ref": case.ref, "status": case.status, "satisfaction": case.satisfaction})
+    return json_response({"ref": case.ref, "status": case.status,
+                          "satisfaction": case.satisfaction})

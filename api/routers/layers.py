@@ -15,7 +15,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from api.deps import CurrentUser, SessionDep, SettingsDep, WriteSessionDep, require
-from api.geojson import GeoJSONResponse
+from api.geojson import GeoJSONResponse, json_response
 from api.routers.grids import parse_bbox
 from layers import responsibility as resp
 from layers.workflow import CENTRE, PLANNER
@@ -35,11 +35,6 @@ FILTERS: dict[str, tuple[str, ...]] = {
     "roles": ("grid_code", "role", "department_code"),
 }
 INT_FIELDS = {"tier"}
-
-
-def _json(obj: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(obj, default=str), status_code=status,
-                    media_type="application/json")
 
 
 def _feature(session: Any, d: resp.LayerDef, row: Any, geo: dict[int, Any] | None = None
@@ -169,7 +164,7 @@ def list_layer(
         geo = resp.geojson_of(session, d, rows)
         return GeoJSONResponse({"type": "FeatureCollection", **head,
                                 "features": [_feature(session, d, r, geo) for r in rows]})
-    return _json({**head, "items": [resp.as_dict(d, r) for r in rows]})
+    return json_response({**head, "items": [resp.as_dict(d, r) for r in rows]})
 
 
 @router.post("/layers/{name}/import")
@@ -184,7 +179,7 @@ async def import_layer(name: str, request: Request, session: WriteSessionDep,
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
     report = resp.import_rows(session, d, _rows_from_upload(d, raw, ctype),
                               actor=_actor(request))
-    return _json(report.as_dict(), status=200)
+    return json_response(report.as_dict(), status=200)
 
 
 @router.post("/layers/{name}")
@@ -195,7 +190,7 @@ async def create_row(name: str, request: Request, session: WriteSessionDep,
     require(user, PLANNER, CENTRE)
     props, geom = _props_geometry(d, _parse(await _body(request, settings.upload_max_bytes)))
     row = resp.create(session, d, props, geom, actor=_actor(request))
-    return _json(_feature(session, d, row), status=201)
+    return json_response(_feature(session, d, row), status=201)
 
 
 @router.get("/layers/{name}/{key:path}/history")
@@ -204,7 +199,7 @@ def row_history(name: str, key: str, session: SessionDep) -> Response:
     d = resp.layer(name)
     rows = resp.history(session, d, _split(d, key))
     geo = resp.geojson_of(session, d, rows)
-    return _json({"layer": name, "key": key,
+    return json_response({"layer": name, "key": key,
                   "versions": [_feature(session, d, r, geo) for r in rows]})
 
 
@@ -213,7 +208,7 @@ def get_row(name: str, key: str, session: SessionDep,
             at: Annotated[datetime | None, Query()] = None) -> Response:
     """One row as valid now or at a time."""
     d = resp.layer(name)
-    return _json(_feature(session, d, resp.get(session, d, _split(d, key), at)))
+    return json_response(_feature(session, d, resp.get(session, d, _split(d, key), at)))
 
 
 @router.put("/layers/{name}/{key:path}")
@@ -224,7 +219,7 @@ async def update_row(name: str, key: str, request: Request, session: WriteSessio
     require(user, PLANNER, CENTRE)
     props, geom = _props_geometry(d, _parse(await _body(request, settings.upload_max_bytes)))
     row = resp.update(session, d, _split(d, key), props, geom, actor=_actor(request))
-    return _json(_feature(session, d, row))
+    return json_response(_feature(session, d, row))
 
 
 @router.delete("/layers/{name}/{key:path}")
@@ -234,7 +229,7 @@ def retire_row(name: str, key: str, request: Request, session: WriteSessionDep,
     d = resp.layer(name)
     require(user, PLANNER, CENTRE)
     row = resp.retire(session, d, _split(d, key), actor=_actor(request))
-    return _json({"retired": key, "valid_to": row.valid_to})
+    return json_response({"retired": key, "valid_to": row.valid_to})
 
 
 def _parse(raw: bytes) -> Any:

@@ -6,11 +6,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from api.deps import SessionDep, SettingsDep
+from api.geojson import json_response
 from api.resolution import resolve_report, to_point
 from layers import grids
 from layers.lookup import alignment, layers_at, zone_departments
@@ -25,10 +25,6 @@ Lon = Annotated[float, Query(description="longitude (or x in metres for projecte
 Lat = Annotated[float, Query(description="latitude (or y in metres)")]
 Crs = Annotated[str, Query(description="EPSG:4326, EPSG:4490, GCJ-02, BD-09, EPSG:...")]
 At = Annotated[datetime | None, Query(description="as of this time (default now)")]
-
-
-def _json(obj: Any) -> Response:
-    return Response(orjson.dumps(obj, default=str), media_type="application/json")
 
 
 def _chain(idx: GridIndex, lon: float, lat: float) -> tuple[list[dict[str, Any]], int]:
@@ -49,7 +45,7 @@ async def owner(request: Request, lon: Lon, lat: Lat,
     grid leader and the trail of every rule tried (in memory)."""
     x, y, info = to_point(lon, lat, crs)
     r = await resolve_report(request, x, y, category, at)
-    return _json({"wgs84": {"lon": x, "lat": y}, "crs": info, "inside": bool(r["chain"]),
+    return json_response({"wgs84": {"lon": x, "lat": y}, "crs": info, "inside": bool(r["chain"]),
                   "chain": r["chain"], "h3": r["h3"], "generation": r["generation"],
                   **r["owner"]})
 
@@ -78,7 +74,7 @@ def lookup(request: Request, session: SessionDep, settings: SettingsDep, lon: Lo
     snap = reg.current if at is None else reg.at(at, x, y)
     cats = [category] if category else candidate_categories(snap, x, y)
     owners = [resolve_owner(snap, x, y, c, chain, settings, when=at) for c in cats]
-    return _json({
+    return json_response({
         "wgs84": {"lon": x, "lat": y}, "crs": info, "radius_m": radius, "at": when,
         "inside": bool(chain), "chain": chain, "h3": h3index.cell_str(cell),
         "generation": idx.generation, **found, "owners": owners,
@@ -100,7 +96,7 @@ def alignment_ranking(request: Request, session: SessionDep, settings: SettingsD
     ranking.sort(key=lambda r: (-r["score"], r["department"]))
     for i, r in enumerate(ranking, start=1):
         r["rank"] = i
-    return _json({"generation": gen.id, "at": when, "ranking": ranking})
+    return json_response({"generation": gen.id, "at": when, "ranking": ranking})
 
 
 @router.get("/alignment/{department}")
@@ -111,5 +107,5 @@ def alignment_one(department: str, session: SessionDep, settings: SettingsDep, a
     between zones; slivers under a threshold; the score (share of grids wholly in a zone)."""
     when = at or datetime.now(UTC)
     gen = grids.generation_at(session, at=at) if at else grids.generation_at(session)
-    return _json(alignment(session, department, settings, gen.id, when,
+    return json_response(alignment(session, department, settings, gen.id, when,
                            whole_share=whole_share, sliver_m2=sliver_m2))

@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, SettingsDep, WriteSessionDep
+from api.geojson import json_response
 from api.resolution import resolve_report, to_point
 from layers import cases
 from layers.models import Case, CaseEvent, Category, Department
@@ -39,11 +40,6 @@ KIND_NAMES = {"component": "component (部件)", "event": "event (事件)"}
 PUBLIC_NOTES = ("feedback", "verify", "reject", "cancel", "reopen")
 _PHONE = re.compile(r"(?<!\d)(?:\+?86[ -]?)?(?:1[3-9]\d{9}|0\d{2,3}-?\d{7,8})(?!\d)")
 _EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-
-
-def _json(obj: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(obj, default=str), status_code=status,
-                    media_type="application/json; charset=utf-8")
 
 
 def _error(status: int, description: str) -> Response:
@@ -72,6 +68,10 @@ class Open311Route(APIRoute):
 
 
 router = APIRouter(prefix="/open311", tags=["open311"], route_class=Open311Route)
+
+
+def _json(obj: Any, status: int = 200) -> Response:
+    return json_response(obj, status, "application/json; charset=utf-8")
 
 
 def _json_only(fmt: str) -> None:

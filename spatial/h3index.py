@@ -13,8 +13,15 @@ from collections.abc import Sequence
 import h3
 import h3.api.basic_int as h3_int
 import numpy as np
+import shapely
 from h3ronpy import cells_to_string
-from h3ronpy.vector import ContainmentMode, coordinates_to_cells, wkb_to_cells
+from h3ronpy.vector import (
+    ContainmentMode,
+    cells_to_coordinates,
+    cells_to_wkb_polygons,
+    coordinates_to_cells,
+    wkb_to_cells,
+)
 
 EARTH_RADIUS_M = 6_371_008.8
 
@@ -128,3 +135,23 @@ def cell_edge_length_m(res: int) -> float:
 def cell_area_m2(res: int) -> float:
     """Average hexagon area at a resolution."""
     return float(h3.average_hexagon_area(res, unit="m^2"))
+
+
+def cell_centres(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centres of many cells as (lon, lat) arrays."""
+    if len(cells) == 0:
+        return np.zeros(0), np.zeros(0)
+    t = cells_to_coordinates(np.ascontiguousarray(cells, dtype=np.uint64))
+    return np.asarray(t.column("lng"), dtype=np.float64), np.asarray(t.column("lat"),
+                                                                    dtype=np.float64)
+
+
+def cell_rings(cells: np.ndarray, decimals: int = 6) -> list[list[list[float]]]:
+    """Boundaries of many cells as closed GeoJSON rings of [lon, lat], rounded."""
+    if len(cells) == 0:
+        return []
+    wkb = cells_to_wkb_polygons(np.ascontiguousarray(cells, dtype=np.uint64)).to_pylist()
+    polys = shapely.from_wkb(wkb)
+    coords = np.round(shapely.get_coordinates(polys), decimals)
+    ends = np.cumsum(shapely.get_num_coordinates(polys))
+    return [c.tolist() for c in np.split(coords, ends[:-1])]

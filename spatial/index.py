@@ -141,7 +141,8 @@ class GridIndex:
         idx = cls(generation=generation, resolution=resolution, codes=codes_a, names=names_a,
                   levels=lv, geoms=geoms_a, packed=packed, block_keys=block_keys, table=table,
                   cand_off=cand_off, cand=b_owner.astype(np.int32), stats=stats,
-                  meta={"radius_m": radius_m, "prefix_res": prefix_res})
+                  meta={"radius_m": radius_m, "prefix_res": prefix_res,
+                        "bounds": bounds})
         # compile the exact tests now rather than on the first request
         idx.lookup(np.array([bounds[0]]), np.array([bounds[1]]))
         if len(uniq):

@@ -108,7 +108,8 @@ CASE_COLUMNS = ("id", "ref", "channel", "category_code", "description", "status"
                 "geom", "input_crs", "inside", "grid_code", "street_code", "h3_cell",
                 "generation_id", "owner_department", "resolution", "deadline_at", "escalation",
                 "reporter_name", "reporter_phone", "reporters", "duplicate_of", "satisfaction",
-                "created_at", "updated_at", "closed_at")
+                "created_at", "updated_at", "closed_at", "accepted_at", "dispatched_at",
+                "taken_at", "feedback_at", "bounced_by", "verified_role")
 EVENT_COLUMNS = ("case_id", "at", "actor", "role", "action", "from_status", "to_status",
                  "note", "data")
 # actions that bump a case's version (everything but intake's own bookkeeping)
@@ -644,6 +645,13 @@ def generate_history(session: Session, *, cases: int = 200_000,
         sat: int | None = None
         esc = 0
         reporters = 1
+        # the facts layers.cases.act keeps on the row
+        accepted: float | None = None
+        dispatched: float | None = None
+        taken: float | None = None
+        fed_back: float | None = None
+        bounced_by: list[str] = []
+        verified_role: str | None = None
         for e in life:
             if e.at >= end_s:
                 break
@@ -652,10 +660,22 @@ def generate_history(session: Session, *, cases: int = 200_000,
             if e.action == "dispatch":
                 dept = data["department"]
                 deadline = data["deadline_at"]
+                dispatched = e.at
+            elif e.action == "bounce":
+                bounced_by.append(str(dept))  # a bounce follows a dispatch: dept is set
+                dispatched = None
+                data["department"] = dept
+            elif e.action == "accept":
+                accepted = e.at
+            elif e.action == "take":
+                taken = e.at
+            elif e.action == "feedback":
+                fed_back = fed_back or e.at
             elif e.action == "extend":
                 deadline = data["deadline_at"]
             elif e.action == "verify":
                 closed = e.at
+                verified_role = e.role
             elif e.action == "evaluate":
                 sat = data["satisfaction"]
             elif e.action == "escalate":
@@ -678,7 +698,10 @@ def generate_history(session: Session, *, cases: int = 200_000,
             resolution["h3"], gen_id, dept, orjson.dumps(resolution).decode(),
             _iso(deadline) if deadline else None, esc, rep[0], rep[1], reporters,
             int(case_id[src]) if dup else None, sat, _iso(t_rep), _iso(updated),
-            _iso(closed) if closed else None))
+            _iso(closed) if closed else None, *(_iso(t) if t else None for t in (
+                accepted, dispatched, taken, fed_back)),
+            "{" + ",".join(f'"{d}"' for d in bounced_by) + "}" if bounced_by else None,
+            verified_role))
         for at, actor, erole, action, frm, to, note, data in evs:
             events_w.row((cid, _iso(at), actor, erole, action, frm, to, note,
                           orjson.dumps(data).decode()))

@@ -63,9 +63,13 @@ def new_ref(session: Session, at: datetime) -> str:
 
 
 def _event(session: Session, case: Case, actor: Actor, action: str, before: str | None,
-           after: str | None, note: str = "", data: dict[str, Any] | None = None) -> None:
-    session.add(CaseEvent(case_id=case.id, actor=actor.name, role=actor.role, action=action,
-                          from_status=before, to_status=after, note=note, data=data or {}))
+           after: str | None, note: str = "", data: dict[str, Any] | None = None, *,
+           at: datetime) -> None:
+    """Append an event, stamped with the time the case row was (the facts kept on the row
+    and the log agree to the microsecond)."""
+    session.add(CaseEvent(case_id=case.id, at=at, actor=actor.name, role=actor.role,
+                          action=action, from_status=before, to_status=after, note=note,
+                          data=data or {}))
 
 
 def find_duplicate(session: Session, it: Intake, settings: Settings) -> Case | None:
@@ -118,21 +122,21 @@ def intake(session: Session, it: Intake, actor: Actor, settings: Settings) -> tu
     session.flush()
     _event(session, case, actor, "report", None, "collected", it.description[:200],
            {"channel": it.channel, "inside": case.inside,
-            "owner": case.owner_department, "disputed": owner.get("disputed")})
+            "owner": case.owner_department, "disputed": owner.get("disputed")}, at=now)
     if not case.inside:
         _event(session, case, Actor("system", SYSTEM), "flag", "collected", "collected",
                "outside every grid: kept for the centre", {"nearest": it.resolution.get(
-                   "nearest")})
+                   "nearest")}, at=now)
     if dup is not None:
         case.duplicate_of = dup.id
         case.status = "merged"
         dup.reporters += 1
         dup.updated_at = now
         _event(session, case, Actor("system", SYSTEM), "merge", "collected", "merged",
-               f"same problem as {dup.ref}", {"into": dup.ref})
+               f"same problem as {dup.ref}", {"into": dup.ref}, at=now)
         _event(session, dup, Actor("system", SYSTEM), "reporter_added", dup.status,
                dup.status, f"{case.ref} reports the same problem",
-               {"from": case.ref, "reporters": dup.reporters})
+               {"from": case.ref, "reporters": dup.reporters}, at=now)
     session.flush()
     return case, True
 
@@ -171,11 +175,24 @@ def act(session: Session, case: Case, action: str, actor: Actor, *, version: int
             raise InvalidInput("department: nobody to dispatch to; name a department")
         hours = data.get("deadline_hours") or (case.resolution.get("owner") or {}).get(
             "category", {}).get("deadline_hours") or 24
-        values.update(owner_department=dept, deadline_at=now + timedelta(hours=float(hours)))
+        values.update(owner_department=dept, deadline_at=now + timedelta(hours=float(hours)),
+                      dispatched_at=now)
         data.update(department=dept, deadline_at=values["deadline_at"].isoformat())
     elif action == "bounce":
         if not note.strip():
             raise InvalidInput("note: a bounce ('not ours') needs a reason")
+        # the dispatch no longer stands; remember whose it was
+        values.update(dispatched_at=None,
+                      bounced_by=[*(case.bounced_by or []), case.owner_department])
+        data["department"] = case.owner_department
+    elif action == "accept":
+        values["accepted_at"] = now
+    elif action == "take":
+        values["taken_at"] = now
+    elif action == "feedback" and case.feedback_at is None:
+        values["feedback_at"] = now
+    elif action == "verify":
+        values["verified_role"] = actor.role
     elif action == "extend":
         hours = data.get("hours")
         if not isinstance(hours, int | float) or hours <= 0:
@@ -200,7 +217,7 @@ def act(session: Session, case: Case, action: str, actor: Actor, *, version: int
         raise StaleVersion(f"case {case.ref} is at version {case.version}, not {version}: "
                            "somebody changed it first; reload and retry",
                            extra={"version": case.version, "status": case.status})
-    _event(session, case, actor, action, before, after, note, data)
+    _event(session, case, actor, action, before, after, note, data, at=now)
     session.flush()
     session.refresh(case)
     return case

@@ -329,6 +329,7 @@ class Case(Base):
               postgresql_where=text("status NOT IN ('closed', 'evaluated', 'rejected', "
                                     "'cancelled', 'merged')")),
         CheckConstraint("version >= 1", name="case_version"),
+        CheckConstraint("cardinality(bounced_by) > 0", name="case_bounced_by"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -361,6 +362,19 @@ class Case(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
                                                  server_default=func.now())
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # facts of the event log kept on the row at every transition (migration 0005), so a
+    # KPI table is one pass over a period's cases
+    accepted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dispatched_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), doc="the standing dispatch; None until dispatched and "
+                                     "after a bounce")
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    feedback_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), doc="the department's first feedback")
+    bounced_by: Mapped[list[str] | None] = mapped_column(
+        ARRAY(String(32)), doc="departments that bounced it, in order; None if none did")
+    verified_role: Mapped[str | None] = mapped_column(
+        String(32), doc="role of who verified it (centre: a callback; patrol: on site)")
 
 
 class CaseEvent(Base):

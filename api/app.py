@@ -11,15 +11,27 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy import Engine
 
 from api.errors import install_error_handlers
-from api.routers import cases, grids, health, kpis, layers, lookup, open311, resolve
+from api.routers import (
+    cases,
+    grids,
+    health,
+    hotspots,
+    kpis,
+    layers,
+    lookup,
+    open311,
+    resolve,
+)
 from layers.db import database_url, make_engine, make_sessionmaker
 from layers.escalation import Scheduler
 from layers.grids import NOTIFY_CHANNEL
+from layers.hotspots import StudyAreas
 from layers.listener import Listener
 from layers.ownership import OwnershipRegistry
 from layers.resolver import IndexRegistry
 from layers.responsibility import LAYERS_CHANNEL
 from layers.settings import Settings
+from map_ui import router as map_router
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +84,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     app.state.sessionmaker = factory
     app.state.indexes = indexes
     app.state.owners = owners
+    app.state.study_areas = StudyAreas()
     install_error_handlers(app)
     app.include_router(health.router)
     app.include_router(grids.router)
@@ -81,6 +94,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     app.include_router(cases.router)
     app.include_router(open311.router)
     app.include_router(kpis.router)
+    app.include_router(hotspots.router)
+    map_router.install(app)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

@@ -3,6 +3,7 @@ department's zones with the grid. PostGIS does the set work."""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
@@ -20,7 +21,9 @@ POINT = "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"
 def layers_at(session: Session, lon: float, lat: float, radius_m: float, at: datetime
               ) -> dict[str, Any]:
     """Department zones and ownership areas covering the point; assets within radius."""
-    p = {"lon": lon, "lat": lat, "r": radius_m, "at": at}
+    # a box around the point in degrees (generous) lets the GiST index find the assets
+    deg = radius_m / (111_320.0 * max(math.cos(math.radians(lat)), 0.01)) * 1.2
+    p = {"lon": lon, "lat": lat, "r": radius_m, "at": at, "deg": deg}
     zones = [dict(r) | {"geometry": orjson.Fragment(r["geometry"])} for r in session.execute(
         text(f"""SELECT z.layer, z.code, z.name, z.department_code, d.name AS department_name,
                         ST_AsGeoJSON(z.geom, 7) AS geometry
@@ -44,7 +47,7 @@ def layers_at(session: Session, lon: float, lat: float, radius_m: float, at: dat
                         ST_AsGeoJSON(a.geom, 7) AS geometry
                    FROM asset a
                    LEFT JOIN department d ON d.code = a.owner_department AND {valid_at('d')}
-                  WHERE {valid_at('a')}
+                  WHERE {valid_at('a')} AND a.geom && ST_Expand({POINT}, :deg)
                     AND ST_DWithin(a.geom::geography, {POINT}::geography, :r)
                   ORDER BY distance_m, a.code LIMIT 200"""), p).mappings()]
     for a in assets:

@@ -59,6 +59,13 @@ class Settings(BaseSettings):
     photo_max_bytes: int = Field(default=10 * 1024 * 1024, description="per photo")
     access_log: bool = Field(default=False, description="log every HTTP request (costs "
                              "about a third of the single-resolve throughput)")
+    map_tiles: str | None = Field(
+        default=None, description="tile URL template of the map pages' base map, e.g. an "
+        "intranet server's http://tiles.local/{z}/{x}/{y}.png; unset = no tiles (offline)")
+    map_attribution: str = Field(default="", description="attribution of the tiles")
+    map_title: str = Field(default="城市网格化管理指挥中心 · Grid command centre",
+                           description="title of the wall map")
+    map_refresh_s: int = Field(default=60, description="wall map refresh, seconds (0 = off)")
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1

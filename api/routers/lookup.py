@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
+from sqlalchemy.orm import Session
 
 from api.deps import SessionDep, SettingsDep
 from api.geojson import json_response
@@ -15,6 +16,7 @@ from api.resolution import resolve_report, to_point
 from layers import grids
 from layers.lookup import alignment, layers_at, zone_departments
 from layers.ownership import OwnershipRegistry, candidate_categories, resolve_owner
+from layers.settings import Settings
 from spatial import h3index
 from spatial.errors import InvalidInput
 from spatial.index import GridIndex
@@ -50,18 +52,9 @@ async def owner(request: Request, lon: Lon, lat: Lat,
                   **r["owner"]})
 
 
-@router.get("/lookup")
-def lookup(request: Request, session: SessionDep, settings: SettingsDep, lon: Lon, lat: Lat,
-           crs: Crs = "EPSG:4326",
-           radius: Annotated[float, Query(gt=0, le=500, description="metres")] = 30.0,
-           at: At = None,
-           category: Annotated[str | None, Query(description="one category; default: every "
-                                                 "category with a candidate here")] = None,
-           ) -> Response:
-    """Everything at a spot, for settling a dispute: the grid chain, department zones and
-    ownership areas covering it, assets within the radius with owners and distances, and
-    the owner resolution (for the category, or every category with a candidate here)."""
-    x, y, info = to_point(lon, lat, crs)
+def spot(request: Request, session: Session, settings: Settings, x: float, y: float,
+         radius: float, at: datetime | None, category: str | None) -> dict[str, Any]:
+    """Everything at a WGS84 spot (the /lookup answer, also the dispute page's data)."""
     when = at or datetime.now(UTC)
     reg_idx = request.app.state.indexes
     idx = reg_idx.active if at is None else reg_idx.for_generation(
@@ -74,11 +67,25 @@ def lookup(request: Request, session: SessionDep, settings: SettingsDep, lon: Lo
     snap = reg.current if at is None else reg.at(at, x, y)
     cats = [category] if category else candidate_categories(snap, x, y)
     owners = [resolve_owner(snap, x, y, c, chain, settings, when=at) for c in cats]
-    return json_response({
-        "wgs84": {"lon": x, "lat": y}, "crs": info, "radius_m": radius, "at": when,
-        "inside": bool(chain), "chain": chain, "h3": h3index.cell_str(cell),
-        "generation": idx.generation, **found, "owners": owners,
-    })
+    return {"wgs84": {"lon": x, "lat": y}, "radius_m": radius, "at": when,
+            "inside": bool(chain), "chain": chain, "h3": h3index.cell_str(cell),
+            "generation": idx.generation, **found, "owners": owners}
+
+
+@router.get("/lookup")
+def lookup(request: Request, session: SessionDep, settings: SettingsDep, lon: Lon, lat: Lat,
+           crs: Crs = "EPSG:4326",
+           radius: Annotated[float, Query(gt=0, le=500, description="metres")] = 30.0,
+           at: At = None,
+           category: Annotated[str | None, Query(description="one category; default: every "
+                                                 "category with a candidate here")] = None,
+           ) -> Response:
+    """Everything at a spot, for settling a dispute: the grid chain, department zones and
+    ownership areas covering it, assets within the radius with owners and distances, and
+    the owner resolution (for the category, or every category with a candidate here)."""
+    x, y, info = to_point(lon, lat, crs)
+    return json_response({"crs": info, **spot(request, session, settings, x, y, radius, at,
+                                              category)})
 
 
 @router.get("/alignment")

@@ -1,0 +1,424 @@
+"""Folium page builders: data in, HTML out (no database here).
+
+Every page loads Leaflet and its own script from gridops (/map/static), never from the
+internet; the base map is a setting (an intranet tile server) and by default there is
+none: a plain background with the grid as the map.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import folium
+from branca.element import Element, Figure, MacroElement
+from jinja2 import Template
+
+STATIC = "/map/static"
+# outlines by depth from the finest level: (colour, weight, label from zoom, label class)
+DEPTH_STYLE = (("#6b6b6b", 0.7, 16, "lbl-fine"), ("#2f7d32", 1.6, 14, "lbl-mid"),
+               ("#1b3a6b", 3.0, 11, "lbl-top"))
+ZONE_COLOURS = ("#8e44ad", "#16a085", "#c0392b", "#d35400", "#2c3e50", "#7f8c8d")
+BIN_LEGEND = ((3, "#d62f27", "Hot spot, 99% confidence"),
+              (2, "#ed7551", "Hot spot, 95% confidence"),
+              (1, "#fab984", "Hot spot, 90% confidence"),
+              (0, "#d9d9d9", "Not significant"),
+              (-1, "#b5c8e0", "Cold spot, 90% confidence"),
+              (-2, "#7590c1", "Cold spot, 95% confidence"),
+              (-3, "#4575b5", "Cold spot, 99% confidence"))
+
+
+@dataclass(frozen=True)
+class BaseMap:
+    """Where tiles come from (None: no tiles, works offline) and the map's extent."""
+
+    tiles: str | None
+    attribution: str
+    max_zoom: int = 19
+
+
+class Script(MacroElement):
+    """A piece of page script run once the map exists; {map} names the map variable and
+    every other {name} a layer variable."""
+
+    _template = Template("{% macro script(this, kwargs) %}{{ this.code }}{% endmacro %}")
+
+    def __init__(self, code: str) -> None:
+        super().__init__()
+        self._name = "Script"
+        self.code = code
+
+
+def _esc(v: Any) -> str:
+    return html.escape("" if v is None else str(v))
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], *, raw: bool = False,
+           empty: str = "none") -> str:
+    body = "".join("<tr>" + "".join(f"<td>{c if raw else _esc(c)}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    if not body:
+        return f'<p class="muted">{_esc(empty)}</p>'
+    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _figure(m: folium.Map) -> Figure:
+    root = m.get_root()
+    assert isinstance(root, Figure)
+    return root
+
+
+def new_map(base: BaseMap, centre: tuple[float, float], zoom: int, title: str
+            ) -> folium.Map:
+    """A Leaflet map served entirely by gridops, with the base map of the settings."""
+    m = folium.Map(location=[centre[1], centre[0]], zoom_start=zoom, tiles=None,
+                   control_scale=True, prefer_canvas=True, max_zoom=base.max_zoom)
+    # instance lists replace folium's CDN defaults (jQuery, Bootstrap, Font Awesome...)
+    m.default_js = [("leaflet", f"{STATIC}/vendor/leaflet/leaflet.js"),
+                    ("gridops", f"{STATIC}/gridops.js")]
+    m.default_css = [("leaflet_css", f"{STATIC}/vendor/leaflet/leaflet.css"),
+                     ("gridops_css", f"{STATIC}/map.css")]
+    if base.tiles:
+        folium.TileLayer(tiles=base.tiles, attr=base.attribution or "intranet tiles",
+                         name="Base map", max_zoom=base.max_zoom, overlay=False,
+                         control=True).add_to(m)
+    root = _figure(m)
+    root.header.add_child(Element(f"<title>{_esc(title)}</title>"), name="title")
+    root.header.add_child(Element('<meta charset="utf-8"><link rel="icon" href="data:,">'),
+                          name="charset")
+    return m
+
+
+def _depth_style(depth: int) -> tuple[str, float, int, str]:
+    return DEPTH_STYLE[min(depth, len(DEPTH_STYLE) - 1)]
+
+
+def _outline_layer(fc: dict[str, Any], depth: int, name: str, show: bool = True
+                   ) -> folium.GeoJson:
+    colour, weight, _, _ = _depth_style(depth)
+    return folium.GeoJson(
+        fc, name=name, show=show,
+        # the finest level is filled (invisibly) so that hovering anywhere names the grid
+        style_function=lambda _f: {"color": colour, "weight": weight, "fillOpacity": 0.0,
+                                   "fill": depth == 0, "opacity": 0.9},
+        tooltip=folium.GeoJsonTooltip(fields=["code", "name"], aliases=["code", "name"]),
+        highlight_function=lambda _f: {"weight": weight + 2, "color": "#000"})
+
+
+def _zone_layer(fc: dict[str, Any], layer: str, colour: str, show: bool = False
+                ) -> folium.GeoJson:
+    return folium.GeoJson(
+        fc, name=f"Zones: {layer}", show=show,
+        style_function=lambda _f: {"color": colour, "weight": 2, "dashArray": "6 4",
+                                   "fillColor": colour, "fillOpacity": 0.08},
+        tooltip=folium.GeoJsonTooltip(fields=["name", "department_name", "code"],
+                                      aliases=["zone", "department", "code"]))
+
+
+def _legend() -> str:
+    rows = "".join(f'<div><i style="background:{c}"></i>{_esc(t)}</div>'
+                   for _, c, t in BIN_LEGEND)
+    return (
+        '<div class="panel wall-legend"><b>Gi* hot spots</b>'
+        '<div class="muted" id="gridops-hotspot-summary"></div>' + rows +
+        '<div style="margin-top:.4rem"><b>Open cases</b></div>'
+        '<div><i class="dot" style="background:#2166ac"></i>open (number = cases there)</div>'
+        '<div><i class="dot" style="background:#d62f27"></i>overdue</div>'
+        '<div><i class="dot" style="background:#7b2cbf;border-color:#ffd400"></i>escalated '
+        '(督办)</div>'
+        '<div><i style="background:#fff;border:2px solid #000"></i>chronic spot (顽症)</div>'
+        '</div>')
+
+
+def wall_page(*, base: BaseMap, bounds: tuple[float, float, float, float], title: str,
+              levels: Sequence[tuple[int, str, dict[str, Any]]],
+              zones: dict[str, dict[str, Any]], chronic: dict[str, Any],
+              counts: dict[str, int], filters: dict[str, Any], period_text: str,
+              refresh_s: int) -> str:
+    """The command-centre wall: grid levels, department zones, Gi* hexagons, open cases,
+    chronic spots, a legend, counts and the period; refreshes itself in place."""
+    m = new_map(base, ((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2), 11, title)
+    named: dict[str, Any] = {}
+    for i, (_, name, fc) in enumerate(levels):
+        layer = _outline_layer(fc, len(levels) - 1 - i, name)
+        layer.add_to(m)
+        named[name] = layer
+    for i, (layer_name, fc) in enumerate(sorted(zones.items())):
+        zl = _zone_layer(fc, layer_name, ZONE_COLOURS[i % len(ZONE_COLOURS)])
+        zl.add_to(m)
+        named[f"Zones: {layer_name}"] = zl
+    hot = folium.FeatureGroup(name="Hotspots (Gi*)", show=True)
+    hot.add_to(m)
+    named["Hotspots (Gi*)"] = hot
+    chronic_fc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [s["ring"]]},
+         "properties": {"h3": s["h3"], "grid": s["grid"] or "-",
+                        "grid_name": s["grid_name"] or "-",
+                        "months": ", ".join(s["months_hot"]), "cases": s["cases"],
+                        "run": s["longest_run"]}} for s in chronic["spots"]]}
+    chronic_layer = folium.FeatureGroup(name="Chronic spots (顽症)", show=True)
+    if chronic_fc["features"]:
+        folium.GeoJson(
+            chronic_fc, name="chronic",
+            style_function=lambda _f: {"color": "#000", "weight": 3, "fillOpacity": 0.0},
+            tooltip=folium.GeoJsonTooltip(
+                fields=["grid_name", "grid", "run", "months", "cases"],
+                aliases=["grid", "code", "months hot in a row", "hot in", "cases"]),
+        ).add_to(chronic_layer)
+    chronic_layer.add_to(m)
+    named["Chronic spots (顽症)"] = chronic_layer
+    cases = folium.FeatureGroup(name="Open cases", show=True)
+    cases.add_to(m)
+    named["Open cases"] = cases
+    folium.LayerControl(collapsed=False, position="bottomright").add_to(m)
+
+    counts_html = "".join(
+        f'<div class="{k}"><b id="count-{k}">{counts.get(k, 0):,}</b><span>{_esc(t)}</span>'
+        f"</div>" for k, t in (("open", "open"), ("overdue", "overdue"),
+                               ("escalated", "escalated 督办"), ("today", "reported today"),
+                               ("closed_today", "closed today"),
+                               ("outside", "outside every grid")))
+    filt = ", ".join(f"{k} {v}" for k, v in filters.items() if v and k != "period")
+    chronic_rows = _table(
+        ["grid", "street", "months hot in a row", "cases"],
+        [(f'<a href="/map/grid/{_esc(g["grid"])}">{_esc(g["name"])} ({_esc(g["grid"])})</a>',
+          _esc(g["street"]), g["longest_run"], g["cases"]) for g in chronic["grids"][:12]],
+        raw=True, empty="no chronic spots in this period")
+    _figure(m).html.add_child(Element(
+        f'<div class="panel wall-title"><h1>{_esc(title)}</h1>'
+        f'<div>{_esc(period_text)}{(" · " + _esc(filt)) if filt else ""}</div>'
+        f'<div class="status" id="gridops-status">rendered by the server</div></div>'
+        f'<div class="panel wall-counts">{counts_html}</div>' + _legend() +
+        f'<div class="panel wall-chronic"><b>Chronic spots (顽症)</b> '
+        f'<span class="muted">Gi* hot ≥ 95 % in ≥ {chronic["min_run"]} consecutive months of '
+        f'{_esc(chronic["months"][0] if chronic["months"] else "")} … '
+        f'{_esc(chronic["months"][-1] if chronic["months"] else "")}</span>{chronic_rows}</div>'))
+
+    layer_vars = ", ".join(f"{json.dumps(k)}: {v.get_name()}" for k, v in named.items())
+    label_calls = "".join(
+        f"gridops.labels(map, {named[name].get_name()}, {_depth_style(len(levels) - 1 - i)[2]},"
+        f" '{_depth_style(len(levels) - 1 - i)[3]}');" for i, (_, name, _) in enumerate(levels))
+    hot_filters = {k: v for k, v in filters.items() if v}
+    fit = [[bounds[1], bounds[0]], [bounds[3], bounds[2]]]
+    m.add_child(Script(
+        f"(function(){{ var map = {m.get_name()}; var named = {{{layer_vars}}};"
+        f"gridops.keepState(map, named, {json.dumps(fit)}); {label_calls}"
+        f"var h = gridops.hotspots(map, {hot.get_name()}, {json.dumps(hot_filters)});"
+        f"var o = gridops.openCases(map, {cases.get_name()});"
+        f"var c = function(){{ return gridops.counts('/map/wall/counts.json'); }}; c();"
+        f"gridops.every({int(refresh_s)}, [h, o, c]); }})();"))
+    return str(_figure(m).render())
+
+
+def _trail_table(owner: dict[str, Any]) -> str:
+    rows = []
+    for t in owner["trail"]:
+        cands = "; ".join(
+            (c.get("department") or {}).get("name", "") if isinstance(c.get("department"),
+                                                                       dict)
+            else " ".join(str(c.get(k, "")) for k in ("code", "kind", "owner", "distance_m")
+                          if c.get(k) is not None)
+            for c in t.get("candidates", []))
+        rows.append((_esc(t["rule"]),
+                     f'<span class="outcome-{_esc(t["outcome"])}">{_esc(t["outcome"])}</span>',
+                     _esc(t["reason"]), _esc(cands)))
+    return _table(["rule", "outcome", "why", "candidates"], rows, raw=True)
+
+
+def _patrol(owner: dict[str, Any]) -> str:
+    on = owner.get("patrol") or []
+    if not on:
+        return "; no patrol on duty now"
+    return "; patrol on duty: " + ", ".join(
+        f'{_esc(p["name"] or p["team"])} ({_esc(p["from"])}–{_esc(p["to"])})' for p in on)
+
+
+def _dept(d: dict[str, Any] | None) -> str:
+    if not d:
+        return "nobody"
+    return f'{d.get("name", "")} ({d.get("code", "")})'
+
+
+def lookup_page(*, base: BaseMap, spot: dict[str, Any], unit: dict[str, Any] | None,
+                neighbours: Sequence[dict[str, Any]], radius: float) -> str:
+    """The dispute page: the spot, its grid and neighbours, zones and ownership areas that
+    cover it, assets nearby with owners, and each owner resolution's trail; a click looks
+    another spot up."""
+    lon, lat = spot["wgs84"]["lon"], spot["wgs84"]["lat"]
+    m = new_map(base, (lon, lat), 17, f"Who is responsible here? {lon:.6f}, {lat:.6f}")
+    named: dict[str, Any] = {}
+    if unit is not None:
+        g = folium.GeoJson({"type": "Feature", "geometry": unit["geometry"],
+                            "properties": {"code": unit["code"], "name": unit["name"]}},
+                           name="Grid", style_function=lambda _f: {
+                               "color": "#1b3a6b", "weight": 4, "fillOpacity": 0.05},
+                           tooltip=folium.GeoJsonTooltip(fields=["name", "code"]))
+        g.add_to(m)
+        named["Grid"] = g
+    if neighbours:
+        nb = folium.GeoJson({"type": "FeatureCollection", "features": [
+            {"type": "Feature", "geometry": n["geometry"],
+             "properties": {"code": n["code"], "name": n["name"], "side": n["side"]}}
+            for n in neighbours]}, name="Neighbouring grids (四至)",
+            style_function=lambda _f: {"color": "#6b6b6b", "weight": 1.5, "dashArray": "4 4",
+                                       "fillOpacity": 0.0},
+            tooltip=folium.GeoJsonTooltip(fields=["side", "name", "code"]))
+        nb.add_to(m)
+        named["Neighbouring grids (四至)"] = nb
+    zones = folium.FeatureGroup(name="Department zones here", show=True)
+    for i, z in enumerate(spot["zones"]):
+        colour = ZONE_COLOURS[i % len(ZONE_COLOURS)]
+        folium.GeoJson({"type": "Feature", "geometry": z["geometry"], "properties": {
+            "zone": f'{z["layer"]}: {z["name"]}', "department": z["department_name"]}},
+            style_function=lambda _f, c=colour: {"color": c, "weight": 2, "dashArray": "6 4",
+                                                 "fillColor": c, "fillOpacity": 0.06},
+            tooltip=folium.GeoJsonTooltip(fields=["zone", "department"])).add_to(zones)
+    zones.add_to(m)
+    named["Department zones here"] = zones
+    areas = folium.FeatureGroup(name="Ownership areas here", show=True)
+    for a in spot["areas"]:
+        folium.GeoJson({"type": "Feature", "geometry": a["geometry"], "properties": {
+            "area": f'{a["kind"]}: {a["name"]}', "owner": a["owner_name"] or "",
+            "priority": a["priority"]}},
+            style_function=lambda _f: {"color": "#b35900", "weight": 2, "fillColor": "#f39c12",
+                                       "fillOpacity": 0.15},
+            tooltip=folium.GeoJsonTooltip(fields=["area", "owner", "priority"])).add_to(areas)
+    areas.add_to(m)
+    named["Ownership areas here"] = areas
+    assets = folium.FeatureGroup(name="Assets nearby", show=True)
+    for a in spot["assets"]:
+        c = a["geometry"]["coordinates"] if a["geometry"]["type"] == "Point" else None
+        if c is None:
+            continue
+        folium.CircleMarker(
+            [c[1], c[0]], radius=6, color="#222", weight=1, fill=True, fill_color="#ffd400",
+            fill_opacity=0.95,
+            tooltip=f'{a["kind"]} {a["code"]}: {a["owner_name"] or a["owner_department"]} '
+                    f'({a["distance_m"]} m)').add_to(assets)
+    assets.add_to(m)
+    named["Assets nearby"] = assets
+    folium.Marker([lat, lon], tooltip="the spot", icon=folium.DivIcon(
+        html='<div class="spot-marker" style="width:14px;height:14px"></div>',
+        icon_size=(20, 20), icon_anchor=(10, 10))).add_to(m)
+    folium.LayerControl(collapsed=False, position="topleft").add_to(m)
+
+    chain = " › ".join(f'{_esc(u["name"])} <span class="muted">{_esc(u["code"])}</span>'
+                       for u in spot["chain"])
+    if not spot["chain"]:
+        chain = "<b>outside every grid</b>"
+    owners = "".join(
+        f'<h2>{_esc(o["category"]["name"])} <span class="muted">{_esc(o["category"]["code"])}'
+        f'</span></h2><p>Owner: <b class="owner">{_esc(_dept(o["owner"]))}</b>, decided by '
+        f'<b>{_esc(o["decided_by"])}</b>{" — <b>disputed</b>" if o["disputed"] else ""}'
+        f"{_patrol(o)}"
+        f"</p>{_trail_table(o)}" for o in spot["owners"])
+    if not spot["owners"]:
+        owners = ('<p class="muted">No category has an asset or ownership area here; '
+                  "reports here go by category defaults and the street office.</p>")
+    nbr = _table(["side", "grid", "shared boundary (m)"],
+                 [(n["side"], f'<a href="/map/grid/{_esc(n["code"])}">{_esc(n["name"])} '
+                   f'({_esc(n["code"])})</a>', n["shared_boundary_m"]) for n in neighbours],
+                 raw=True)
+    zone_rows = _table(["layer", "zone", "department"],
+                       [(z["layer"], z["name"], z["department_name"]) for z in spot["zones"]])
+    area_rows = _table(["kind", "area", "owner", "priority"],
+                       [(a["kind"], a["name"], a["owner_name"], a["priority"])
+                        for a in spot["areas"]])
+    asset_rows = _table(["asset", "kind", "owner", "maintainer", "m"],
+                        [(a["code"], a["kind"], a["owner_name"] or a["owner_department"],
+                          a["maintainer_department"], a["distance_m"])
+                         for a in spot["assets"][:40]])
+    grid_link = (f'<a href="/map/grid/{_esc(spot["chain"][-1]["code"])}">grid page</a>'
+                 if spot["chain"] else "")
+    _figure(m).html.add_child(Element(
+        f'<div class="panel side" id="lookup-panel"><h1>Who is responsible here?</h1>'
+        f'<div id="spot" data-lon="{lon}" data-lat="{lat}">{lon:.6f}, {lat:.6f} '
+        f'<span class="muted">WGS 84 · H3 {_esc(spot["h3"])} · generation '
+        f'{_esc(spot["generation"])}</span></div><p>{chain} {grid_link}</p>'
+        f'<p class="muted">Click anywhere on the map to look that spot up.</p>'
+        f"{owners}<h2>Department zones covering the spot</h2>{zone_rows}"
+        f"<h2>Ownership areas covering the spot</h2>{area_rows}"
+        f"<h2>Assets within {radius:g} m</h2>{asset_rows}"
+        f"<h2>Neighbouring grids (四至)</h2>{nbr}</div>"))
+    m.add_child(Script(
+        f"(function(){{ var map = {m.get_name()}; gridops.lookupOnClick(map, "
+        f"{json.dumps({'radius': radius})}); }})();"))
+    return str(_figure(m).render())
+
+
+def grid_page(*, base: BaseMap, unit: dict[str, Any], chain: Sequence[dict[str, Any]],
+              neighbours: Sequence[dict[str, Any]], people: Sequence[dict[str, Any]],
+              patrols: Sequence[dict[str, Any]], assets: Sequence[dict[str, Any]],
+              cases: dict[str, Any], kpi: dict[str, Any] | None, kpi_period: str) -> str:
+    """One grid: boundary, neighbours (四至), its 1 + X + Y people, patrol shifts, assets by
+    kind and owner, its cases and KPIs."""
+    m = new_map(base, (unit["lon"], unit["lat"]), 16, f'{unit["name"]} ({unit["code"]})')
+    g = folium.GeoJson({"type": "Feature", "geometry": unit["geometry"],
+                        "properties": {"code": unit["code"], "name": unit["name"]}},
+                       name="Grid", style_function=lambda _f: {
+                           "color": "#1b3a6b", "weight": 4, "fillColor": "#1b3a6b",
+                           "fillOpacity": 0.06},
+                       tooltip=folium.GeoJsonTooltip(fields=["name", "code"]))
+    g.add_to(m)
+    nb = folium.GeoJson({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": n["geometry"],
+         "properties": {"code": n["code"], "name": n["name"], "side": n["side"]}}
+        for n in neighbours]}, name="Neighbouring grids (四至)",
+        style_function=lambda _f: {"color": "#6b6b6b", "weight": 1.5, "dashArray": "4 4",
+                                   "fillOpacity": 0.0},
+        tooltip=folium.GeoJsonTooltip(fields=["side", "name", "code"]))
+    if neighbours:
+        nb.add_to(m)
+    folium.LayerControl(collapsed=False, position="topleft").add_to(m)
+    crumbs = " › ".join(f'{_esc(c["name"])}' for c in chain)
+    people_rows = _table(["role", "name", "phone", "department"],
+                         [(p["role"], p["name"], p["phone"], p["department_name"])
+                          for p in people], empty="nobody assigned")
+    patrol_rows = _table(["shift", "hours", "days", "team", "department", "members"],
+                         [(p["shift"], f'{p["start_time"]}–{p["end_time"]}',
+                           ",".join(str(d) for d in p["weekdays"]), p["name"],
+                           p["department_name"], p["members"]) for p in patrols],
+                         empty="no patrol assigned")
+    asset_rows = _table(["kind", "owner", "count"],
+                        [(a["kind"], a["owner_name"] or a["owner_department"], a["n"])
+                         for a in assets], empty="no assets recorded")
+    status_rows = _table(["status", "all time", "last 30 days"],
+                         [(s, n, r) for s, (n, r) in cases["by_status"].items()],
+                         empty="no cases")
+    latest = _table(["case", "category", "status", "reported", "department"],
+                    [(c["ref"], c["category"] or c["category_code"],
+                      c["status"] + (" (overdue)" if c["overdue"] else "")
+                      + (" (escalated)" if c["escalation"] else ""),
+                      f'{c["created_at"]:%Y-%m-%d %H:%M}', c["owner_department"])
+                     for c in cases["latest"]], empty="no cases")
+    if kpi:
+        kpi_html = _table(["figure", "value"], [
+            (k, v) for k, v in kpi.items() if k not in ("code", "name", "month")],
+            empty="no figures")
+    else:
+        kpi_html = '<p class="muted">no cases in the period</p>'
+    nbr = _table(["side", "grid", "shared boundary (m)"],
+                 [(n["side"], f'<a href="/map/grid/{_esc(n["code"])}">{_esc(n["name"])} '
+                   f'({_esc(n["code"])})</a>', n["shared_boundary_m"]) for n in neighbours],
+                 raw=True, empty="no neighbours")
+    area = unit.get("area_m2")
+    _figure(m).html.add_child(Element(
+        f'<div class="panel side" id="grid-panel"><div class="muted">{crumbs}</div>'
+        f'<h1>{_esc(unit["name"])} <span class="muted">{_esc(unit["code"])}</span></h1>'
+        f'<div class="muted">{(area or 0) / 1e6:.3f} km² · generation '
+        f'{_esc(unit["generation_low"])}– · <a href="/map/lookup?lon={unit["lon"]:.7f}&'
+        f'lat={unit["lat"]:.7f}">look a spot up</a></div>'
+        f"<h2>People (1 + X + Y)</h2>{people_rows}<h2>Patrol shifts</h2>{patrol_rows}"
+        f"<h2>Neighbouring grids (四至)</h2>{nbr}"
+        f"<h2>Assets by kind and owner</h2>{asset_rows}"
+        f"<h2>Cases</h2>{status_rows}<h2>Latest cases</h2>{latest}"
+        f'<h2>KPIs <span class="muted">{_esc(kpi_period)}</span></h2>{kpi_html}</div>'))
+    m.add_child(Script(
+        f"(function(){{ var map = {m.get_name()}; var g = {g.get_name()};"
+        f"map.fitBounds(g.getBounds(), {{paddingBottomRight: [560, 20], "
+        f"paddingTopLeft: [20, 20]}}); }})();"))
+    return str(_figure(m).render())

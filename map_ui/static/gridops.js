@@ -1,0 +1,205 @@
+/* gridops map pages: behaviour shared by the wall, the lookup and the grid pages.
+   Loaded after Leaflet; nothing here touches the network beyond gridops's own API. */
+(function () {
+  "use strict";
+
+  var BIN_COLOURS = {
+    "3": "#d62f27", "2": "#ed7551", "1": "#fab984", "0": "#d9d9d9",
+    "-1": "#b5c8e0", "-2": "#7590c1", "-3": "#4575b5"
+  };
+
+  function qs(params) {
+    var out = [];
+    Object.keys(params).forEach(function (k) {
+      var v = params[k];
+      if (v !== null && v !== undefined && v !== "") {
+        out.push(encodeURIComponent(k) + "=" + encodeURIComponent(v));
+      }
+    });
+    return out.join("&");
+  }
+
+  function getJSON(url) {
+    return fetch(url, {headers: {"accept": "application/json"}}).then(function (r) {
+      if (!r.ok) { throw new Error(url + " answered " + r.status); }
+      return r.json();
+    });
+  }
+
+  function status(text, bad) {
+    var el = document.getElementById("gridops-status");
+    if (el) { el.textContent = text; el.className = bad ? "status bad" : "status"; }
+  }
+
+  function warn(err) { status("data not refreshed: " + err.message, true); console.warn(err); }
+
+  /* The view (zoom/lat/lon) and the layers switched on live in the URL's hash, so a
+     reload (the wall's refresh, or a bookmark) keeps them. */
+  function keepState(map, named, bounds) {
+    function write() {
+      var c = map.getCenter();
+      var on = Object.keys(named).filter(function (k) { return map.hasLayer(named[k]); });
+      var h = "#" + map.getZoom() + "/" + c.lat.toFixed(5) + "/" + c.lng.toFixed(5) +
+              "/" + on.map(encodeURIComponent).join(",");
+      history.replaceState(null, "", location.pathname + location.search + h);
+    }
+    var parts = location.hash.replace(/^#/, "").split("/");
+    if (parts.length >= 3 && !isNaN(+parts[0]) && !isNaN(+parts[1]) && !isNaN(+parts[2])) {
+      map.setView([+parts[1], +parts[2]], +parts[0], {animate: false});
+      if (parts.length >= 4) {
+        var on = parts[3] ? parts[3].split(",").map(decodeURIComponent) : [];
+        Object.keys(named).forEach(function (k) {
+          var want = on.indexOf(k) >= 0;
+          if (want && !map.hasLayer(named[k])) { map.addLayer(named[k]); }
+          if (!want && map.hasLayer(named[k])) { map.removeLayer(named[k]); }
+        });
+      }
+    }
+    else if (bounds) {
+      map.fitBounds(bounds, {animate: false});
+    }
+    map.on("moveend zoomend overlayadd overlayremove", write);
+    write();
+  }
+
+  /* Permanent labels for the features of a GeoJSON layer, only from a zoom on and only for
+     those on screen (a wall shows hundreds of grids). */
+  function labels(map, layer, minZoom, cls) {
+    function update() {
+      var show = map.getZoom() >= minZoom && map.hasLayer(layer);
+      var view = map.getBounds();
+      layer.eachLayer(function (l) {
+        var on = show && l.getBounds && view.intersects(l.getBounds());
+        if (on) {
+          if (!l._gridopsLabel) {
+            l.bindTooltip(l.feature.properties.name || l.feature.properties.code,
+                          {permanent: true, direction: "center", className: "lbl " + cls,
+                           interactive: false});
+            l._gridopsLabel = true;
+          }
+          l.openTooltip(l.getCenter());
+        } else if (l._gridopsLabel) {
+          l.closeTooltip();
+        }
+      });
+    }
+    map.on("zoomend moveend overlayadd overlayremove", update);
+    update();
+  }
+
+  function binStyle(f) {
+    var b = String(f.properties.bin);
+    var sig = b !== "0";
+    return {color: sig ? BIN_COLOURS[b] : "#999999", weight: sig ? 1 : 0.5,
+            fillColor: BIN_COLOURS[b], fillOpacity: sig ? 0.7 : 0.25, opacity: 0.9};
+  }
+
+  function hotspotPopup(f) {
+    var p = f.properties;
+    return "<b>" + p.label + "</b><br>cases " + p.count + "<br>Gi* z " + p.z +
+           ", p " + p.p + "<br><code>" + p.h3 + "</code>";
+  }
+
+  /* Gi* hexagons from /hotspots, at a resolution that suits the zoom. */
+  function hotspots(map, group, filters) {
+    var lastRes = null;
+    function load(force) {
+      if (!map.hasLayer(group) && !force) { return; }
+      var zoom = map.getZoom();
+      var url = "/hotspots?" + qs(Object.assign({zoom: zoom}, filters));
+      getJSON(url).then(function (fc) {
+        group.clearLayers();
+        L.geoJSON(fc, {style: binStyle,
+                       onEachFeature: function (f, l) { l.bindPopup(hotspotPopup(f)); }})
+          .addTo(group);
+        lastRes = fc.res;
+        var s = document.getElementById("gridops-hotspot-summary");
+        if (s) {
+          s.textContent = "res " + fc.res + ": " + fc.summary.bins["3"] + " cells hot at 99%, " +
+                          fc.summary.bins["2"] + " at 95%, " + fc.summary.bins["1"] + " at 90%";
+        }
+      }).catch(warn);
+    }
+    map.on("zoomend", function () { load(false); });
+    map.on("overlayadd", function (e) { if (e.layer === group) { load(true); } });
+    load(false);
+    return function () { load(false); };
+  }
+
+  function caseIcon(p) {
+    var cls = "case";
+    if (p.escalated_count > 0) { cls += " escalated"; } else if (p.overdue_count > 0) {
+      cls += " overdue"; }
+    var n = p.count;
+    var size = n > 1 ? Math.min(44, 18 + Math.round(Math.log(n) * 5)) : 12;
+    var text = n > 1 ? String(n) : "";
+    return L.divIcon({className: cls, html: "<span>" + text + "</span>",
+                      iconSize: [size, size]});
+  }
+
+  function casePopup(p) {
+    if (p.count > 1) {
+      return "<b>" + p.count + " open cases</b><br>" + p.overdue_count + " overdue, " +
+             p.escalated_count + " escalated";
+    }
+    return "<b>" + (p.ref || "") + "</b> " + (p.category || "") + "<br>status " +
+           (p.status || "") + (p.overdue ? " <b>overdue</b>" : "") +
+           (p.escalation > 0 ? " <b>escalated (" + p.escalation + ")</b>" : "") +
+           "<br>grid " + (p.grid || "-") + ", department " + (p.department || "-");
+  }
+
+  /* Open cases on screen: one by one when few, else per hexagon (the server aggregates). */
+  function openCases(map, group) {
+    function load() {
+      if (!map.hasLayer(group)) { return; }
+      var b = map.getBounds();
+      var url = "/map/wall/open.json?" + qs({
+        bbox: [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]
+          .map(function (v) { return v.toFixed(5); }).join(","),
+        zoom: map.getZoom()});
+      getJSON(url).then(function (fc) {
+        group.clearLayers();
+        fc.features.forEach(function (f) {
+          var c = f.geometry.coordinates;
+          L.marker([c[1], c[0]], {icon: caseIcon(f.properties),
+                                  zIndexOffset: f.properties.escalated_count * 1000 +
+                                                f.properties.overdue_count * 100})
+            .bindPopup(casePopup(f.properties)).addTo(group);
+        });
+      }).catch(warn);
+    }
+    map.on("moveend overlayadd", load);
+    load();
+    return load;
+  }
+
+  function counts(url) {
+    return getJSON(url).then(function (c) {
+      Object.keys(c).forEach(function (k) {
+        var el = document.getElementById("count-" + k);
+        if (el) { el.textContent = c[k].toLocaleString("en"); }
+      });
+      status("updated " + new Date().toLocaleTimeString("en-GB"), false);
+    }).catch(warn);
+  }
+
+  function every(seconds, fns) {
+    if (!seconds || seconds <= 0) { return; }
+    setInterval(function () { fns.forEach(function (fn) { fn(); }); }, seconds * 1000);
+  }
+
+  /* The dispute page: clicking anywhere looks that spot up. */
+  function lookupOnClick(map, extra) {
+    map.on("click", function (e) {
+      var params = Object.assign({lon: e.latlng.lng.toFixed(7), lat: e.latlng.lat.toFixed(7)},
+                                 extra || {});
+      location.href = "/map/lookup?" + qs(params) + "#" + map.getZoom() + "/" +
+                      e.latlng.lat.toFixed(6) + "/" + e.latlng.lng.toFixed(6);
+    });
+  }
+
+  window.gridops = {
+    keepState: keepState, labels: labels, hotspots: hotspots, openCases: openCases,
+    counts: counts, every: every, lookupOnClick: lookupOnClick, binColours: BIN_COLOURS
+  };
+})();

@@ -169,6 +169,7 @@ def act(session: Session, case: Case, action: str, actor: Actor, *, version: int
     after = step(before, action, actor.role, prev)
     now = session.execute(select(func.clock_timestamp())).scalar_one()
     values: dict[str, Any] = {"status": after, "version": case.version + 1, "updated_at": now}
+    original = case.duplicate_of  # merge/split: the case it duplicates
     if action == "dispatch":
         dept = data.get("department") or case.owner_department
         if not dept:
@@ -205,6 +206,12 @@ def act(session: Session, case: Case, action: str, actor: Actor, *, version: int
         if score not in (1, 2, 3, 4, 5):
             raise InvalidInput("satisfaction: 1 (very unhappy) to 5 (very satisfied)")
         values["satisfaction"] = score
+    elif action == "merge":
+        target = _merge_target(session, case, data)
+        values["duplicate_of"] = original = target.id
+        data["into"] = target.ref
+    elif action == "split":
+        values["duplicate_of"] = None
     if after == "closed":
         values["closed_at"] = now
     if after == "in_progress" and before == "feedback":
@@ -217,10 +224,54 @@ def act(session: Session, case: Case, action: str, actor: Actor, *, version: int
         raise StaleVersion(f"case {case.ref} is at version {case.version}, not {version}: "
                            "somebody changed it first; reload and retry",
                            extra={"version": case.version, "status": case.status})
+    if action in ("merge", "split") and original is not None:
+        ref = _count_reporter(session, case, original, +1 if action == "merge" else -1,
+                              actor, now)
+        if action == "split":
+            data["from"] = ref
     _event(session, case, actor, action, before, after, note, data, at=now)
     session.flush()
     session.refresh(case)
     return case
+
+
+def _merge_target(session: Session, case: Case, data: dict[str, Any]) -> Case:
+    """The open case a report is merged into by hand (data "into": its reference)."""
+    ref = data.get("into")
+    if not isinstance(ref, str) or not ref:
+        raise InvalidInput("into: name the reference of the case this one duplicates")
+    if ref == case.ref:
+        raise InvalidInput(f"into: {ref} is this case; a case cannot duplicate itself")
+    target = get(session, ref)
+    if target.duplicate_of is not None:
+        first = session.get(Case, target.duplicate_of)
+        raise Conflict(f"{ref} is itself a duplicate of {first.ref if first else '?'}: "
+                       "merge into that case")
+    if target.status not in OPEN:
+        raise Conflict(f"{ref} is {target.status}: only an open case takes duplicates")
+    return target
+
+
+def _count_reporter(session: Session, case: Case, original_id: int, delta: int,
+                    actor: Actor, now: datetime) -> str:
+    """The original of a merge counts one reporter more (or, on a split, one less), in one
+    statement (concurrent merges and splits cannot lose a count), with an event on it; its
+    version stays, so nobody's pending action on it goes stale. Returns its reference."""
+    row = session.execute(
+        update(Case).where(Case.id == original_id)
+        .values(reporters=Case.reporters + delta, updated_at=now)
+        .returning(Case.ref, Case.status, Case.reporters)).one()
+    original = session.get(Case, original_id)
+    assert original is not None
+    if delta > 0:
+        _event(session, original, actor, "reporter_added", row.status, row.status,
+               f"{case.ref} reports the same problem",
+               {"from": case.ref, "reporters": row.reporters}, at=now)
+    else:
+        _event(session, original, actor, "reporter_removed", row.status, row.status,
+               f"{case.ref} split off: not the same problem",
+               {"split": case.ref, "reporters": row.reporters}, at=now)
+    return str(row.ref)
 
 
 def events(session: Session, case: Case) -> list[CaseEvent]:

@@ -203,3 +203,88 @@ def test_photos_are_checked_and_kept(full_client: TestClient, tokens, tmp_path) 
         full_client.app.state.settings.photo_max_bytes = 10 * 1024 * 1024  # type: ignore[attr-defined]
         full_client.app.state.settings.photos_dir = None  # type: ignore[attr-defined]
     assert len(list((tmp_path / ref).iterdir())) == 1  # nothing half-stored
+
+
+def _events(client: TestClient, ref: str, headers: dict[str, str]) -> list[dict]:  # type: ignore[type-arg]
+    return client.get(f"/cases/{ref}/events", headers=headers).json()["events"]
+
+
+def test_split_of_a_wrong_merge(full_client: TestClient, tokens) -> None:  # type: ignore[no-untyped-def]
+    c = tokens["centre"]
+    a = _report(full_client, tokens["patrol"]).json()
+    # a hotline report 10 m away, same category: linked to a as a duplicate
+    d = _report(full_client, c, channel="hotline_12345", lon=P[0] + 1e-4,
+                description="a different vendor, at the other gate").json()
+    assert d["status"] == "merged"
+    assert full_client.get(f"/cases/{a['ref']}", headers=c).json()["reporters"] == 2
+    ref = d["ref"]
+    assert "split" in full_client.get(f"/cases/{ref}", headers=c).json()["allowed"]
+
+    # who may not split: a patrol member, the department (403); another department does
+    # not even see it (404); a case that is not merged cannot be split (409); nor a stale one
+    assert _act(full_client, ref, tokens["patrol"], "split").status_code == 403
+    assert _act(full_client, ref, tokens["cgzf"], "split").status_code == 403
+    assert full_client.post(f"/cases/{ref}/actions", json={
+        "action": "split", "version": d["version"]}, headers=tokens["psb"]).status_code == 404
+    r = _act(full_client, a["ref"], c, "split")
+    assert r.status_code == 409 and r.json()["code"] == "illegal_transition"
+    stale = full_client.post(f"/cases/{ref}/actions",
+                             json={"action": "split", "version": d["version"] + 1}, headers=c)
+    assert stale.status_code == 409 and stale.json()["code"] == "stale_version"
+    assert full_client.get(f"/cases/{a['ref']}", headers=c).json()["reporters"] == 2
+
+    # the centre splits it: its own case again, the original counts one reporter less
+    r = _act(full_client, ref, c, "split", note="not the same vendor")
+    assert r.status_code == 200, r.text
+    split = r.json()
+    assert split["status"] == "collected" and split["duplicate_of"] is None
+    orig = full_client.get(f"/cases/{a['ref']}", headers=c).json()
+    assert orig["reporters"] == 1 and orig["status"] == "collected"
+    assert orig["version"] == a["version"]  # nobody's action on the original went stale
+    ev = _events(full_client, ref, c)
+    assert [(e["action"], e["from"], e["to"]) for e in ev] == [
+        ("report", None, "collected"), ("merge", "collected", "merged"),
+        ("split", "merged", "collected")]
+    assert ev[-1]["role"] == "centre" and ev[-1]["note"] == "not the same vendor"
+    assert ev[-1]["data"]["from"] == a["ref"]
+    ev = _events(full_client, a["ref"], c)
+    assert [e["action"] for e in ev] == ["report", "reporter_added", "reporter_removed"]
+    assert ev[-1]["data"] == {"split": ref, "reporters": 1}
+    assert _act(full_client, ref, c, "split").status_code == 409  # only once
+
+    # dispatched on its own, the original stays where it was
+    assert _act(full_client, ref, c, "accept").json()["status"] == "accepted"
+    disp = _act(full_client, ref, c, "dispatch").json()
+    assert disp["status"] == "dispatched" and disp["department"] == "CGZF"
+    assert _act(full_client, ref, tokens["cgzf"], "take").json()["status"] == "in_progress"
+    assert full_client.get(f"/cases/{a['ref']}", headers=c).json()["status"] == "collected"
+    merged = full_client.get("/cases", params={"status": "merged"}, headers=c).json()["items"]
+    assert ref not in [x["ref"] for x in merged]
+
+
+def test_the_centre_merges_by_hand_and_splits_back(full_client: TestClient, tokens) -> None:  # type: ignore[no-untyped-def]
+    c = tokens["centre"]
+    a = _report(full_client, tokens["patrol"]).json()
+    # 300 m away: not linked at intake; the centre sees it is the same problem
+    b = _report(full_client, c, channel="hotline_12345", lon=P[0] + 0.003).json()
+    assert b["status"] == "collected"
+    r = _act(full_client, b["ref"], c, "merge")
+    assert r.status_code == 422 and "into" in r.json()["detail"]
+    r = _act(full_client, b["ref"], c, "merge", data={"into": b["ref"]})
+    assert r.status_code == 422
+    r = _act(full_client, b["ref"], c, "merge", data={"into": "SJ2026-NOPE"})
+    assert r.status_code == 404
+    assert _act(full_client, b["ref"], tokens["patrol"], "merge",
+                data={"into": a["ref"]}).status_code == 403
+    m = _act(full_client, b["ref"], c, "merge", data={"into": a["ref"]}).json()
+    assert m["status"] == "merged" and m["duplicate_of"] is not None
+    assert full_client.get(f"/cases/{a['ref']}", headers=c).json()["reporters"] == 2
+    # nothing merges into a merged case
+    other = _report(full_client, c, channel="web", lon=P[0] - 0.003).json()
+    r = _act(full_client, other["ref"], c, "merge", data={"into": b["ref"]})
+    assert r.status_code == 409 and a["ref"] in r.json()["detail"]
+    s = _act(full_client, b["ref"], c, "split").json()
+    assert s["status"] == "collected" and s["duplicate_of"] is None
+    assert full_client.get(f"/cases/{a['ref']}", headers=c).json()["reporters"] == 1
+    assert [e["action"] for e in _events(full_client, a["ref"], c)] == [
+        "report", "reporter_added", "reporter_removed"]

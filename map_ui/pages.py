@@ -52,6 +52,11 @@ class Script(MacroElement):
         self.code = code
 
 
+def _vars(named: dict[str, Any]) -> str:
+    """A JS object literal of layer names to their variables (for tests and scripts)."""
+    return ", ".join(f"{json.dumps(k)}: {v.get_name()}" for k, v in named.items())
+
+
 def _esc(v: Any) -> str:
     return html.escape("" if v is None else str(v))
 
@@ -198,7 +203,7 @@ def wall_page(*, base: BaseMap, bounds: tuple[float, float, float, float], title
         f'{_esc(chronic["months"][0] if chronic["months"] else "")} … '
         f'{_esc(chronic["months"][-1] if chronic["months"] else "")}</span>{chronic_rows}</div>'))
 
-    layer_vars = ", ".join(f"{json.dumps(k)}: {v.get_name()}" for k, v in named.items())
+    layer_vars = _vars(named)
     label_calls = "".join(
         f"gridops.labels(map, {named[name].get_name()}, {_depth_style(len(levels) - 1 - i)[2]},"
         f" '{_depth_style(len(levels) - 1 - i)[3]}');" for i, (_, name, _) in enumerate(levels))
@@ -206,6 +211,7 @@ def wall_page(*, base: BaseMap, bounds: tuple[float, float, float, float], title
     fit = [[bounds[1], bounds[0]], [bounds[3], bounds[2]]]
     m.add_child(Script(
         f"(function(){{ var map = {m.get_name()}; var named = {{{layer_vars}}};"
+        f"window.gridopsMap = map; window.gridopsLayers = named;"
         f"gridops.keepState(map, named, {json.dumps(fit)}); {label_calls}"
         f"var h = gridops.hotspots(map, {hot.get_name()}, {json.dumps(hot_filters)});"
         f"var o = gridops.openCases(map, {cases.get_name()});"
@@ -345,7 +351,8 @@ def lookup_page(*, base: BaseMap, spot: dict[str, Any], unit: dict[str, Any] | N
         f"<h2>Assets within {radius:g} m</h2>{asset_rows}"
         f"<h2>Neighbouring grids (四至)</h2>{nbr}</div>"))
     m.add_child(Script(
-        f"(function(){{ var map = {m.get_name()}; gridops.lookupOnClick(map, "
+        f"(function(){{ var map = {m.get_name()}; window.gridopsMap = map;"
+        f"window.gridopsLayers = {{{_vars(named)}}}; gridops.lookupOnClick(map, "
         f"{json.dumps({'radius': radius})}); }})();"))
     return str(_figure(m).render())
 
@@ -364,6 +371,7 @@ def grid_page(*, base: BaseMap, unit: dict[str, Any], chain: Sequence[dict[str, 
                            "fillOpacity": 0.06},
                        tooltip=folium.GeoJsonTooltip(fields=["name", "code"]))
     g.add_to(m)
+    named: dict[str, Any] = {"Grid": g}
     nb = folium.GeoJson({"type": "FeatureCollection", "features": [
         {"type": "Feature", "geometry": n["geometry"],
          "properties": {"code": n["code"], "name": n["name"], "side": n["side"]}}
@@ -373,6 +381,7 @@ def grid_page(*, base: BaseMap, unit: dict[str, Any], chain: Sequence[dict[str, 
         tooltip=folium.GeoJsonTooltip(fields=["side", "name", "code"]))
     if neighbours:
         nb.add_to(m)
+        named["Neighbouring grids (四至)"] = nb
     folium.LayerControl(collapsed=False, position="topleft").add_to(m)
     crumbs = " › ".join(f'{_esc(c["name"])}' for c in chain)
     people_rows = _table(["role", "name", "phone", "department"],
@@ -419,6 +428,7 @@ def grid_page(*, base: BaseMap, unit: dict[str, Any], chain: Sequence[dict[str, 
         f'<h2>KPIs <span class="muted">{_esc(kpi_period)}</span></h2>{kpi_html}</div>'))
     m.add_child(Script(
         f"(function(){{ var map = {m.get_name()}; var g = {g.get_name()};"
+        f"window.gridopsMap = map; window.gridopsLayers = {{{_vars(named)}}};"
         f"map.fitBounds(g.getBounds(), {{paddingBottomRight: [560, 20], "
         f"paddingTopLeft: [20, 20]}}); }})();"))
     return str(_figure(m).render())

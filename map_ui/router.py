@@ -202,7 +202,8 @@ def grid_page(request: Request, code: str, session: SessionDep, settings: Settin
     body = pages.grid_page(
         base=_base(settings), unit=unit, chain=[*chain, {"name": unit["name"]}],
         neighbours=_neighbours(session, settings, gen, code),
-        people=_leader(unit) + wall.grid_people(session, code, at), patrols=wall.grid_patrols(session, code, at),
+        people=_leader(unit) + wall.grid_people(session, code, at),
+        patrols=wall.grid_patrols(session, code, at),
         assets=wall.grid_assets(session, code, at), cases=wall.grid_cases(session, code, now),
         kpi=kpi_row, kpi_period=f"{period.since:%Y-%m-%d} – {period.until:%Y-%m-%d}")
     return _html(body)

@@ -51,6 +51,8 @@ class Intake:
     reporter_phone: str | None
     idempotency_key: str | None
     resolution: dict[str, Any]  # chain, h3, generation, owner answer with its trail
+    reporter_email: str | None = None
+    reporter_device: str | None = None  # the app's device id (Open311 device_id)
 
 
 def new_ref(session: Session, at: datetime) -> str:
@@ -116,6 +118,7 @@ def intake(session: Session, it: Intake, actor: Actor, settings: Settings) -> tu
         owner_department=(owner.get("owner") or {}).get("code"),
         resolution=orjson.loads(orjson.dumps(it.resolution, default=str)),
         reporter_name=it.reporter_name, reporter_phone=it.reporter_phone,
+        reporter_email=it.reporter_email, reporter_device=it.reporter_device,
         idempotency_key=it.idempotency_key, created_at=now, updated_at=now,
     )
     session.add(case)
@@ -295,5 +298,6 @@ def view(case: Case, *, private: bool) -> dict[str, Any]:
         "allowed": allowed(case.status),
     }
     if private:
-        out["reporter"] = {"name": case.reporter_name, "phone": case.reporter_phone}
+        out["reporter"] = {"name": case.reporter_name, "phone": case.reporter_phone,
+                           "email": case.reporter_email, "device_id": case.reporter_device}
     return out

@@ -353,6 +353,8 @@ class Case(Base):
     escalation: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
     reporter_name: Mapped[str | None] = mapped_column(String(100))
     reporter_phone: Mapped[str | None] = mapped_column(String(32))
+    reporter_email: Mapped[str | None] = mapped_column(String(254))
+    reporter_device: Mapped[str | None] = mapped_column(String(100))
     reporters: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     duplicate_of: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("case.id"))
     idempotency_key: Mapped[str | None] = mapped_column(String(100), unique=True)

@@ -27,6 +27,7 @@ class Reporter(BaseModel):
 
     name: str | None = Field(default=None, max_length=100)
     phone: str | None = Field(default=None, max_length=32)
+    email: str | None = Field(default=None, max_length=254)
 
 
 class CaseIn(BaseModel):
@@ -76,7 +77,8 @@ async def create_case(request: Request, body: CaseIn, session: WriteSessionDep,
                       input_crs=info["key"], description=body.description,
                       reporter_name=body.reporter.name if body.reporter else None,
                       reporter_phone=body.reporter.phone if body.reporter else None,
-                      idempotency_key=idempotency_key, resolution=resolution)
+                      idempotency_key=idempotency_key, resolution=resolution,
+                      reporter_email=body.reporter.email if body.reporter else None)
     case, created = cases.intake(session, it, user, request.app.state.settings)
     return json_response(cases.view(case, private=_private_ok(user)),
                          status=201 if created else 200)

@@ -245,13 +245,23 @@ def _media_url(fields: dict[str, Any]) -> str | None:
     return url
 
 
+def _email(fields: dict[str, Any]) -> str | None:
+    email = _text(fields, "email", 254)
+    if email and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", email):
+        raise InvalidInput(f"email: {email!r} is not an e-mail address")
+    return email
+
+
 @router.post("/v2/requests.{fmt}", status_code=201)
 async def post_request(
     fmt: str, request: Request, session: WriteSessionDep,
     idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
 ) -> Response:
     """Report a problem: resolved and stored exactly as POST /cases does (channel open311).
-    api_key and jurisdiction_id are accepted and ignored: the public may report."""
+    The submitter's first_name, last_name, phone, email and device_id are kept with the
+    case as its private reporter contact (never on any listing or public read); media_url
+    and address_string are public. api_key, jurisdiction_id and account_id are accepted
+    and ignored: the public may report, and there are no accounts."""
     _json_only(fmt)
     fields = await _fields(request)
     code = _text(fields, "service_code", 16)
@@ -268,6 +278,8 @@ async def post_request(
     if name and len(name) > 100:
         raise InvalidInput("first_name, last_name: together at most 100 characters")
     phone = _text(fields, "phone", 32)
+    email = _email(fields)
+    device = _text(fields, "device_id", 100)
     extra = {"media_url": _media_url(fields), "attributes": _attributes(fields),
              "address_string": _text(fields, "address_string", 500)}
     lon, lat, crs = to_point(lon, lat, "EPSG:4326")
@@ -277,7 +289,7 @@ async def post_request(
     it = cases.Intake(channel="open311", category=code, lon=lon, lat=lat,
                       input_crs=crs["key"], description=description, reporter_name=name,
                       reporter_phone=phone, idempotency_key=idempotency_key,
-                      resolution=resolution)
+                      resolution=resolution, reporter_email=email, reporter_device=device)
     with session.begin_nested():  # a savepoint: an error below leaves nothing behind
         case, created = cases.intake(session, it, ACTOR, request.app.state.settings)
     if case.duplicate_of is not None:

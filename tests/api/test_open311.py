@@ -110,6 +110,7 @@ def test_post_form_encoded_creates_a_case(full_client: TestClient,
     assert case is not None and case.channel == "open311" and case.status == "collected"
     assert case.inside and case.owner_department == "CGZF" and len(case.grid_code or "") == 15
     assert case.reporter_name == "Xiaoming Wang" and case.reporter_phone == "13912345678"
+    assert case.reporter_email == "wang.xm@example.org" and case.reporter_device == "dev-77"
     assert case.resolution["crs"]["key"] == "EPSG:4326"
     assert case.resolution["owner"]["decided_by"] == "category"
     assert case.resolution["open311"]["attributes"] == {"SIZE": "big"}
@@ -246,6 +247,39 @@ def test_no_personal_data_on_any_read(full_client: TestClient) -> None:
             assert value not in page, value
         for item in orjson.loads(page):
             assert set(item) == REQUEST_FIELDS  # no reporter, email, phone, account...
+
+
+def test_contact_is_kept_for_the_centre_only(full_client: TestClient,
+                                             full_session: Session) -> None:
+    """first_name, last_name, phone, email and device_id are stored with the case; only the
+    centre sees them, on the one case; account_id is ignored (no accounts here)."""
+    from layers.auth import create_token
+
+    ref = _post(full_client, json=True).json()[0]["service_request_id"]
+    case = full_session.scalar(select(Case).where(Case.ref == ref))
+    assert case is not None
+    assert (case.reporter_name, case.reporter_phone, case.reporter_email,
+            case.reporter_device) == ("Xiaoming Wang", "13912345678", "wang.xm@example.org",
+                                      "dev-77")
+    assert "acc-99" not in orjson.dumps(case.resolution).decode()
+
+    def bearer(role: str, dept: str | None = None) -> dict[str, str]:
+        return {"authorization": f"Bearer {create_token(full_session, role, role, dept)[1]}"}
+
+    centre = full_client.get(f"/cases/{ref}", headers=bearer("centre")).json()
+    assert centre["reporter"] == {"name": "Xiaoming Wang", "phone": "13912345678",
+                                  "email": "wang.xm@example.org", "device_id": "dev-77"}
+    for who in (bearer("patrol"), bearer("department", "CGZF"), bearer("planner")):
+        one = full_client.get(f"/cases/{ref}", headers=who).text
+        listing = full_client.get("/cases", headers=who).text
+        for value in ("13912345678", "wang.xm@example.org", "dev-77", "Xiaoming"):
+            assert value not in one and value not in listing, (who, value)
+    listing = full_client.get("/cases", headers=bearer("centre")).text
+    assert "wang.xm@example.org" not in listing and "dev-77" not in listing
+    public = full_client.get(f"/public/cases/{ref}").text
+    assert "wang.xm@example.org" not in public and "dev-77" not in public
+    _spec_error(_post(full_client, email="not-an-address"), 400, "email")
+    _spec_error(_post(full_client, device_id="d" * 101), 400, "device_id")
 
 
 # ------------------------------------------------------------------ a real Open311 client

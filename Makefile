@@ -17,13 +17,18 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy spatial layers api map_ui etl
 
-test: setup lint
+# the browser tests need Debian's chromium and CJK fonts (for the screenshots' labels)
+test:
+	@GRIDOPS_EXTRA_APT="chromium fonts-noto-cjk" scripts/setup.sh
+	$(BIN)/ruff check .
+	$(BIN)/mypy spatial layers api map_ui etl
 	$(BIN)/pytest -q
 
 bench:
 	@GRIDOPS_EXTRA_APT=wrk scripts/setup.sh
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.owner
+	$(BIN)/python -m benchmarks.maps
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

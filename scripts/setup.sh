@@ -34,3 +34,6 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.stamp-*
   touch "$stamp"
 fi
+
+# Leaflet for the map pages, served by gridops itself (works without internet afterwards)
+.venv/bin/python -m map_ui.vendor

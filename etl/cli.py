@@ -60,8 +60,8 @@ def _serve(settings: Settings, url: str, host: str, port: int, workers: int) -> 
     import uvicorn
 
     os.environ["GRIDOPS_DATABASE_URL"] = url  # workers use the same database
-    out.print(f"serving http://{host}:{port} (OpenAPI at http://{host}:{port}/docs); "
-              "Ctrl-C stops", highlight=False)
+    out.print(f"serving http://{host}:{port}: wall map http://{host}:{port}/map/wall, "
+              f"OpenAPI http://{host}:{port}/docs; Ctrl-C stops", highlight=False)
     uvicorn.run("api.app:app_from_env", factory=True, host=host, port=port, workers=workers,
                 log_level="info", access_log=settings.access_log)
 

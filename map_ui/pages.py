@@ -220,6 +220,27 @@ def wall_page(*, base: BaseMap, bounds: tuple[float, float, float, float], title
     return str(_figure(m).render())
 
 
+NEIGHBOURS = "Neighbouring grids (四至)"
+
+
+def _neighbour_layer(neighbours: Sequence[dict[str, Any]]) -> folium.GeoJson:
+    """Same-level grids sharing an edge, dashed, with the side they lie on."""
+    return folium.GeoJson({"type": "FeatureCollection", "features": [
+        {"type": "Feature", "geometry": n["geometry"],
+         "properties": {"code": n["code"], "name": n["name"], "side": n["side"]}}
+        for n in neighbours]}, name=NEIGHBOURS,
+        style_function=lambda _f: {"color": "#6b6b6b", "weight": 1.5, "dashArray": "4 4",
+                                   "fillOpacity": 0.0},
+        tooltip=folium.GeoJsonTooltip(fields=["side", "name", "code"]))
+
+
+def _neighbour_table(neighbours: Sequence[dict[str, Any]]) -> str:
+    return _table(["side", "grid", "shared boundary (m)"],
+                  [(n["side"], f'<a href="/map/grid/{_esc(n["code"])}">{_esc(n["name"])} '
+                    f'({_esc(n["code"])})</a>', n["shared_boundary_m"]) for n in neighbours],
+                  raw=True, empty="no neighbours")
+
+
 def _trail_table(owner: dict[str, Any]) -> str:
     rows = []
     for t in owner["trail"]:
@@ -266,15 +287,7 @@ def lookup_page(*, base: BaseMap, spot: dict[str, Any], unit: dict[str, Any] | N
         g.add_to(m)
         named["Grid"] = g
     if neighbours:
-        nb = folium.GeoJson({"type": "FeatureCollection", "features": [
-            {"type": "Feature", "geometry": n["geometry"],
-             "properties": {"code": n["code"], "name": n["name"], "side": n["side"]}}
-            for n in neighbours]}, name="Neighbouring grids (四至)",
-            style_function=lambda _f: {"color": "#6b6b6b", "weight": 1.5, "dashArray": "4 4",
-                                       "fillOpacity": 0.0},
-            tooltip=folium.GeoJsonTooltip(fields=["side", "name", "code"]))
-        nb.add_to(m)
-        named["Neighbouring grids (四至)"] = nb
+        named[NEIGHBOURS] = _neighbour_layer(neighbours).add_to(m)
     zones = folium.FeatureGroup(name="Department zones here", show=True)
     for i, z in enumerate(spot["zones"]):
         colour = ZONE_COLOURS[i % len(ZONE_COLOURS)]
@@ -325,10 +338,7 @@ def lookup_page(*, base: BaseMap, spot: dict[str, Any], unit: dict[str, Any] | N
     if not spot["owners"]:
         owners = ('<p class="muted">No category has an asset or ownership area here; '
                   "reports here go by category defaults and the street office.</p>")
-    nbr = _table(["side", "grid", "shared boundary (m)"],
-                 [(n["side"], f'<a href="/map/grid/{_esc(n["code"])}">{_esc(n["name"])} '
-                   f'({_esc(n["code"])})</a>', n["shared_boundary_m"]) for n in neighbours],
-                 raw=True)
+    nbr = _neighbour_table(neighbours)
     zone_rows = _table(["layer", "zone", "department"],
                        [(z["layer"], z["name"], z["department_name"]) for z in spot["zones"]])
     area_rows = _table(["kind", "area", "owner", "priority"],
@@ -372,16 +382,8 @@ def grid_page(*, base: BaseMap, unit: dict[str, Any], chain: Sequence[dict[str, 
                        tooltip=folium.GeoJsonTooltip(fields=["name", "code"]))
     g.add_to(m)
     named: dict[str, Any] = {"Grid": g}
-    nb = folium.GeoJson({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "geometry": n["geometry"],
-         "properties": {"code": n["code"], "name": n["name"], "side": n["side"]}}
-        for n in neighbours]}, name="Neighbouring grids (四至)",
-        style_function=lambda _f: {"color": "#6b6b6b", "weight": 1.5, "dashArray": "4 4",
-                                   "fillOpacity": 0.0},
-        tooltip=folium.GeoJsonTooltip(fields=["side", "name", "code"]))
     if neighbours:
-        nb.add_to(m)
-        named["Neighbouring grids (四至)"] = nb
+        named[NEIGHBOURS] = _neighbour_layer(neighbours).add_to(m)
     folium.LayerControl(collapsed=False, position="topleft").add_to(m)
     crumbs = " › ".join(f'{_esc(c["name"])}' for c in chain)
     people_rows = _table(["role", "name", "phone", "department"],
@@ -410,10 +412,7 @@ def grid_page(*, base: BaseMap, unit: dict[str, Any], chain: Sequence[dict[str, 
             empty="no figures")
     else:
         kpi_html = '<p class="muted">no cases in the period</p>'
-    nbr = _table(["side", "grid", "shared boundary (m)"],
-                 [(n["side"], f'<a href="/map/grid/{_esc(n["code"])}">{_esc(n["name"])} '
-                   f'({_esc(n["code"])})</a>', n["shared_boundary_m"]) for n in neighbours],
-                 raw=True, empty="no neighbours")
+    nbr = _neighbour_table(neighbours)
     area = unit.get("area_m2")
     _figure(m).html.add_child(Element(
         f'<div class="panel side" id="grid-panel"><div class="muted">{crumbs}</div>'

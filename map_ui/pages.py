@@ -15,6 +15,7 @@ from typing import Any
 
 import folium
 from branca.element import Element, Figure, MacroElement
+from folium.utilities import JsCode
 from jinja2 import Template
 
 STATIC = "/map/static"
@@ -111,7 +112,8 @@ def _outline_layer(fc: dict[str, Any], depth: int, name: str, show: bool = True
         style_function=lambda _f: {"color": colour, "weight": weight, "fillOpacity": 0.0,
                                    "fill": depth == 0, "opacity": 0.9},
         tooltip=folium.GeoJsonTooltip(fields=["code", "name"], aliases=["code", "name"]),
-        highlight_function=lambda _f: {"weight": weight + 2, "color": "#000"})
+        highlight_function=lambda _f: {"weight": weight + 2, "color": "#000"},
+        on_each_feature=JsCode("gridops.gridClick") if depth == 0 else None)
 
 
 def _zone_layer(fc: dict[str, Any], layer: str, colour: str, show: bool = False

@@ -94,10 +94,33 @@
             fillColor: BIN_COLOURS[b], fillOpacity: sig ? 0.7 : 0.25, opacity: 0.9};
   }
 
-  function hotspotPopup(f) {
+  function esc(s) {
+    return String(s === null || s === undefined ? "" : s).replace(/[&<>"']/g, function (c) {
+      return {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;"}[c];
+    });
+  }
+
+  function lookupLink(latlng) {
+    return '<a href="/map/lookup?' + qs({lon: latlng.lng.toFixed(7), lat: latlng.lat.toFixed(7)}) +
+           '">who is responsible here?</a>';
+  }
+
+  function hotspotPopup(f, latlng) {
     var p = f.properties;
-    return "<b>" + p.label + "</b><br>cases " + p.count + "<br>Gi* z " + p.z +
-           ", p " + p.p + "<br><code>" + p.h3 + "</code>";
+    return "<b>" + esc(p.label) + "</b><br>cases " + p.count + "<br>Gi* z " + p.z +
+           ", p " + p.p + "<br><code>" + esc(p.h3) + "</code><br>" + lookupLink(latlng);
+  }
+
+  /* A click on a grid of the finest level: its name, its page, and the dispute lookup of
+     the spot clicked. */
+  function gridClick(f, layer) {
+    layer.on("click", function (e) {
+      var p = f.properties;
+      L.popup().setLatLng(e.latlng).setContent(
+        "<b>" + esc(p.name) + "</b> <code>" + esc(p.code) + "</code><br>" +
+        '<a href="/map/grid/' + encodeURIComponent(p.code) + '">grid page</a> · ' +
+        lookupLink(e.latlng)).openOn(layer._map);
+    });
   }
 
   /* Gi* hexagons from /hotspots, at a resolution that suits the zoom. */
@@ -109,8 +132,11 @@
       var url = "/hotspots?" + qs(Object.assign({zoom: zoom}, filters));
       getJSON(url).then(function (fc) {
         group.clearLayers();
-        L.geoJSON(fc, {style: binStyle,
-                       onEachFeature: function (f, l) { l.bindPopup(hotspotPopup(f)); }})
+        L.geoJSON(fc, {style: binStyle, onEachFeature: function (f, l) {
+          l.on("click", function (e) {
+            L.popup().setLatLng(e.latlng).setContent(hotspotPopup(f, e.latlng)).openOn(map);
+          });
+        }})
           .addTo(group);
         lastRes = fc.res;
         var s = document.getElementById("gridops-hotspot-summary");
@@ -142,10 +168,10 @@
       return "<b>" + p.count + " open cases</b><br>" + p.overdue_count + " overdue, " +
              p.escalated_count + " escalated";
     }
-    return "<b>" + (p.ref || "") + "</b> " + (p.category || "") + "<br>status " +
-           (p.status || "") + (p.overdue ? " <b>overdue</b>" : "") +
+    return "<b>" + esc(p.ref) + "</b> " + esc(p.category) + "<br>status " +
+           esc(p.status) + (p.overdue ? " <b>overdue</b>" : "") +
            (p.escalation > 0 ? " <b>escalated (" + p.escalation + ")</b>" : "") +
-           "<br>grid " + (p.grid || "-") + ", department " + (p.department || "-");
+           "<br>grid " + esc(p.grid || "-") + ", department " + esc(p.department || "-");
   }
 
   /* Open cases on screen: one by one when few, else per hexagon (the server aggregates). */
@@ -200,6 +226,7 @@
 
   window.gridops = {
     keepState: keepState, labels: labels, hotspots: hotspots, openCases: openCases,
-    counts: counts, every: every, lookupOnClick: lookupOnClick, binColours: BIN_COLOURS
+    counts: counts, every: every, lookupOnClick: lookupOnClick, gridClick: gridClick,
+    binColours: BIN_COLOURS
   };
 })();

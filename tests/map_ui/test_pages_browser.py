@@ -97,6 +97,25 @@ def test_wall_refresh_keeps_the_view_and_the_layers(watched: Watched, map_server
     watched.clean()
 
 
+def test_wall_click_leads_to_the_grid_and_the_lookup(watched: Watched, map_server: str
+                                                      ) -> None:
+    p = watched.page
+    # zoomed in, only the grid layer on (state from the hash)
+    p.goto(map_server + "/map/wall#15/31.03/121.23/网格 (grid)", wait_until="networkidle")
+    p.wait_for_function("window.gridopsMap !== undefined")
+    assert not p.evaluate("gridopsMap.hasLayer(gridopsLayers['Hotspots (Gi*)'])")
+    p.mouse.click(500, 450)
+    p.wait_for_selector(".leaflet-popup-content")
+    popup = p.inner_text(".leaflet-popup-content")
+    assert "grid page" in popup and re.search(r"\b\d{15}\b", popup)
+    code = re.search(r"\b(\d{15})\b", popup).group(1)
+    with p.expect_navigation():
+        p.click(".leaflet-popup-content a:has-text('who is responsible here?')")
+    p.wait_for_selector("#lookup-panel")
+    assert code in p.inner_text("#lookup-panel")
+    watched.clean()
+
+
 def test_wall_filters_in_the_url(watched: Watched, map_server: str) -> None:
     p = watched.page
     p.goto(map_server + "/map/wall?period=90d&category=E", wait_until="networkidle")

@@ -1,7 +1,8 @@
 """Performance figures (考核) from the case log: per department, per centre (the whole city or
 a street) and per grid, with a composite score, six grades (A+ ... E) and ranks.
 
-One SQL round trip and one pass over the period's cases (by created_at) per table. The facts
+One SQL round trip and one pass over the period's cases (by created_at) per table (the
+department table adds one over the period's few bounced cases, on their own index). The facts
 the figures need beyond a case's state live on the case row, kept by layers.cases.act at
 every transition (and by the demo history loader; migration 0005 backfilled them from
 case_event): when it was accepted, the standing dispatch, when that was taken, the first
@@ -165,7 +166,8 @@ class KpiTable:
 
 # ---------------------------------------------------------------------------------- SQL
 
-# The period's cases; one pass each table. The facts come from the row, where
+# The period's cases; one pass each table (the department table adds a pass over the few
+# bounced cases, on their own index). The facts come from the row, where
 # layers.cases.act keeps them at every transition (migration 0005): dispatched_at is the
 # standing dispatch (None until dispatched and after a bounce), bounced_by the departments
 # whose dispatches were bounced, in order.
@@ -174,28 +176,23 @@ _PERIOD = """
      WHERE c.created_at >= :since AND c.created_at < :until{filters}"""
 
 _DEPARTMENT = """
-WITH g AS (  -- by month, owner and bounce history: small groups
-    SELECT {month} AS month, c.owner_department AS dept, c.bounced_by, count(*) AS n,
+WITH own AS (  -- what the departments did with the dispatches that stand
+    SELECT {month} AS month, c.owner_department AS dept,
            count(c.dispatched_at) AS kept,
            count(*) FILTER (WHERE c.taken_at <= c.dispatched_at + :window) AS realtime,
-           count(*) FILTER (WHERE c.status IN ('closed', 'evaluated')) AS completed,
-           count(*) FILTER (WHERE c.status IN ('closed', 'evaluated')
-                              AND c.closed_at <= c.deadline_at) AS on_time,
+           count(c.closed_at) AS completed,  -- closed_at: closed or evaluated
+           count(*) FILTER (WHERE c.closed_at <= c.deadline_at) AS on_time,
            count(c.satisfaction) AS evaluations,
            count(*) FILTER (WHERE c.satisfaction >= 4) AS satisfied,
-           count(*) FILTER (WHERE c.status IN ('dispatched', 'in_progress')
-                              AND c.deadline_at < :now) AS overdue_open
+           count(*) FILTER (WHERE c.deadline_at < :now
+                              AND c.status IN ('dispatched', 'in_progress')) AS overdue_open
 {period}
-     GROUP BY 1, 2, 3),
-own AS (
-    SELECT month, dept, sum(kept) AS kept, sum(realtime) AS realtime,
-           sum(completed) AS completed, sum(on_time) AS on_time,
-           sum(evaluations) AS evaluations, sum(satisfied) AS satisfied,
-           sum(overdue_open) AS overdue_open
-      FROM g GROUP BY 1, 2),
-bounced AS (  -- bounced dispatches, by the department they went to
-    SELECT g.month, x.dept, sum(g.n) AS n
-      FROM g CROSS JOIN LATERAL unnest(g.bounced_by) AS x(dept)
+     GROUP BY 1, 2),
+bounced AS (  -- bounced dispatches by the department they went to (index case_bounced)
+    SELECT {month} AS month, x.dept, count(*) AS n
+      FROM "case" c CROSS JOIN LATERAL unnest(c.bounced_by) AS x(dept)
+     WHERE c.created_at >= :since AND c.created_at < :until
+       AND c.bounced_by IS NOT NULL{filters}
      GROUP BY 1, 2)
 SELECT coalesce(o.month, b.month) AS month, coalesce(o.dept, b.dept) AS code, d.name,
        coalesce(o.kept, 0) + coalesce(b.n, 0) AS received,
@@ -264,7 +261,7 @@ def _rates(unit: str, r: dict[str, Any]) -> dict[str, Any]:
 def _sql(unit: str, monthly: bool, filters: str) -> str:
     month = "date_trunc('month', c.created_at AT TIME ZONE :tz)" if monthly else \
         "CAST(NULL AS timestamp)"
-    parts = {"month": month, "period": _PERIOD.format(filters=filters)}
+    parts = {"month": month, "period": _PERIOD.format(filters=filters), "filters": filters}
     if unit == "department":
         return _DEPARTMENT.format(**parts)
     unit_name = ("(SELECT max(u.name) FROM grid_unit u WHERE u.code = f.code "

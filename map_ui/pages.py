@@ -20,8 +20,9 @@ from jinja2 import Template
 
 STATIC = "/map/static"
 # outlines by depth from the finest level: (colour, weight, label from zoom, label class)
+# (the district, the whole map, is never labelled on it)
 DEPTH_STYLE = (("#6b6b6b", 0.7, 16, "lbl-fine"), ("#2f7d32", 1.6, 14, "lbl-mid"),
-               ("#1b3a6b", 3.0, 11, "lbl-top"))
+               ("#1b3a6b", 3.0, 11, "lbl-top"), ("#111111", 4.5, 99, "lbl-top"))
 ZONE_COLOURS = ("#8e44ad", "#16a085", "#c0392b", "#d35400", "#2c3e50", "#7f8c8d")
 BIN_LEGEND = ((3, "#d62f27", "Hot spot, 99% confidence"),
               (2, "#ed7551", "Hot spot, 95% confidence"),

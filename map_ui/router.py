@@ -99,7 +99,7 @@ def wall_page(request: Request, session: SessionDep, settings: SettingsDep,
     cache: PageCache = request.app.state.page_cache
     ranks = grids.levels(session)
     levels = []
-    for lv in ranks[1:]:  # the district outline is the map's edge; streets and below
+    for lv in ranks:
         fc = cache.get(("outline", idx.generation, lv.rank),
                        lambda r=lv.rank: wall.outlines(session, idx.generation, r),
                        ttl_s=3600)

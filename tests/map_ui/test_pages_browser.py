@@ -16,9 +16,9 @@ from sqlalchemy import text
 from layers.db import make_engine
 from tests.map_ui.conftest import Watched
 
-WALL_LAYERS = {"街镇 (street)", "居村 (community)", "网格 (grid)", "Zones: cgzf_zones",
-               "Zones: market_zones", "Zones: police_beats", "Hotspots (Gi*)",
-               "Chronic spots (顽症)", "Open cases"}
+WALL_LAYERS = {"区 (district)", "街镇 (street)", "居村 (community)", "网格 (grid)",
+               "Zones: cgzf_zones", "Zones: market_zones", "Zones: police_beats",
+               "Hotspots (Gi*)", "Chronic spots (顽症)", "Open cases"}
 
 
 def _layer_names(page: Any) -> set[str]:
@@ -59,6 +59,7 @@ def test_wall_shows_every_layer_filled(watched: Watched, map_server: str) -> Non
     assert _layer_names(p) == WALL_LAYERS
     assert _count(p, "网格 (grid)") == 1322
     assert _count(p, "居村 (community)") > 300 and _count(p, "街镇 (street)") >= 18
+    assert _count(p, "区 (district)") == 1
     assert _count(p, "Hotspots (Gi*)") > 50
     assert _count(p, "Chronic spots (顽症)") >= 0
     # counts in the corner equal the API's

@@ -216,14 +216,21 @@ def hotspots(session: Session, areas: StudyAreas, gen_id: int, f: CaseFilter, re
     return {"nb": nb, "counts": y, "gi": g}
 
 
-def hotspot_features(result: dict[str, Any], *, significant_only: bool = False
+def hotspot_features(result: dict[str, Any], *, significant_only: bool = False,
+                     bbox: tuple[float, float, float, float] | None = None
                      ) -> list[dict[str, Any]]:
-    """GeoJSON features of cells with cases or a significant Gi* (the rest is quiet)."""
+    """GeoJSON features of cells with cases or a significant Gi* (the rest is quiet); with
+    a bbox, only the cells whose centre lies in it (the statistic is still city-wide)."""
     nb: gi.Neighbourhood = result["nb"]
     g: gi.GiStar = result["gi"]
     y: np.ndarray = result["counts"]
     keep = g.bin != 0 if significant_only else (g.bin != 0) | (y > 0)
     sel = np.flatnonzero(keep)
+    if bbox is not None and sel.size:
+        lon, lat = h3index.cell_centres(nb.cells[sel])
+        pad = 0.01  # a cell straddling the edge of the screen is kept
+        sel = sel[(lon >= bbox[0] - pad) & (lon <= bbox[2] + pad)
+                  & (lat >= bbox[1] - pad) & (lat <= bbox[3] + pad)]
     cells = nb.cells[sel]
     rings = h3index.cell_rings(cells)
     ids = h3index.cells_str(cells)

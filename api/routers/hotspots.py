@@ -10,6 +10,7 @@ from fastapi.responses import Response
 
 from api.deps import SessionDep, SettingsDep
 from api.geojson import GeoJSONResponse, json_response
+from api.routers.grids import parse_bbox
 from layers import hotspots
 from layers.resolver import IndexRegistry
 from spatial.errors import InvalidInput
@@ -63,6 +64,9 @@ def get_hotspots(request: Request, session: SessionDep, settings: SettingsDep,
                  zoom: Zoom = None,
                  significant: Annotated[bool, Query(
                      description="only cells with a significant Gi* (90 % or more)")] = False,
+                 bbox: Annotated[str | None, Query(description=(
+                     "minlon,minlat,maxlon,maxlat: only the cells on screen (the statistic "
+                     "is computed over the whole city all the same)"))] = None,
                  ) -> Response:
     """Getis-Ord Gi* of reported cases on H3 hexagons over the whole city (cells with cases
     or a significant score are returned): z-score, two-sided p-value, confidence bin
@@ -73,7 +77,9 @@ def get_hotspots(request: Request, session: SessionDep, settings: SettingsDep,
     return GeoJSONResponse({
         "type": "FeatureCollection", "res": r, "filter": f.as_dict(),
         "summary": hotspots.summary(result),
-        "features": hotspots.hotspot_features(result, significant_only=significant)})
+        "features": hotspots.hotspot_features(
+            result, significant_only=significant,
+            bbox=parse_bbox(bbox) if bbox else None)})
 
 
 @router.get("/hotspots/chronic")

@@ -125,11 +125,16 @@
 
   /* Gi* hexagons from /hotspots, at a resolution that suits the zoom. */
   function hotspots(map, group, filters) {
-    var lastRes = null;
     function load(force) {
       if (!map.hasLayer(group) && !force) { return; }
       var zoom = map.getZoom();
-      var url = "/hotspots?" + qs(Object.assign({zoom: zoom}, filters));
+      var params = Object.assign({zoom: zoom}, filters);
+      if (zoom >= 13) {  // fine hexagons: only those on screen (and a margin)
+        var b = map.getBounds().pad(0.5);
+        params.bbox = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]
+          .map(function (v) { return v.toFixed(5); }).join(",");
+      }
+      var url = "/hotspots?" + qs(params);
       getJSON(url).then(function (fc) {
         group.clearLayers();
         L.geoJSON(fc, {style: binStyle, onEachFeature: function (f, l) {
@@ -138,7 +143,6 @@
           });
         }})
           .addTo(group);
-        lastRes = fc.res;
         var s = document.getElementById("gridops-hotspot-summary");
         if (s) {
           s.textContent = "res " + fc.res + ": " + fc.summary.bins["3"] + " cells hot at 99%, " +
@@ -146,7 +150,11 @@
         }
       }).catch(warn);
     }
-    map.on("zoomend", function () { load(false); });
+    var lastZoom = map.getZoom();
+    map.on("moveend", function () {  // also fires after a zoom
+      var z = map.getZoom();
+      if (z >= 13 || z !== lastZoom) { lastZoom = z; load(false); }
+    });
     map.on("overlayadd", function (e) { if (e.layer === group) { load(true); } });
     load(false);
     return function () { load(false); };

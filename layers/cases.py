@@ -4,6 +4,7 @@ locking so two concurrent actions cannot both win."""
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -76,21 +77,27 @@ def _event(session: Session, case: Case, actor: Actor, action: str, before: str 
 
 def find_duplicate(session: Session, it: Intake, settings: Settings) -> Case | None:
     """An open case of the same category within the radius and time window, or on the same
-    asset: the new report joins it instead of becoming a second dispatch."""
+    asset: the new report joins it instead of becoming a second dispatch. Found by index:
+    the cases in a box around the point (GiST; the geodesic distance decides) or on the
+    asset (migration 0008), whatever the number of open cases."""
     asset = ((it.resolution.get("owner") or {}).get("asset") or {}).get("code")
+    r = settings.duplicate_radius_m
+    # a box that holds the radius (2 % and 1 cm to spare): only a prefilter
+    dy = r / 110_574.0 * 1.02 + 1e-7
+    dx = r / (111_320.0 * max(math.cos(math.radians(it.lat)), 1e-6)) * 1.02 + 1e-7
     row = session.execute(text("""
         SELECT c.id FROM "case" c
          WHERE c.category_code = :cat AND c.duplicate_of IS NULL
            AND c.status = ANY(:open)
            AND c.created_at >= clock_timestamp() - CAST(:h AS float8) * interval '1 hour'
-           AND (ST_DWithin(c.geom::geography,
-                           ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, :r)
-                OR (CAST(:asset AS text) IS NOT NULL
-                    AND c.resolution->'owner'->'asset'->>'code' = :asset))
+           AND ((c.geom && ST_Expand(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :dx, :dy)
+                 AND ST_DWithin(c.geom::geography,
+                                ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, :r))
+                OR c.resolution->'owner'->'asset'->>'code' = CAST(:asset AS text))
          ORDER BY ST_Distance(c.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)), c.id
          LIMIT 1 FOR UPDATE"""),
         {"cat": it.category, "open": list(OPEN), "h": settings.duplicate_window_h,
-         "lon": it.lon, "lat": it.lat, "r": settings.duplicate_radius_m, "asset": asset},
+         "lon": it.lon, "lat": it.lat, "r": r, "dx": dx, "dy": dy, "asset": asset},
     ).first()
     return session.get(Case, row.id) if row else None
 

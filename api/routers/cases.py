@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
@@ -79,9 +80,14 @@ async def create_case(request: Request, body: CaseIn, session: WriteSessionDep,
                       reporter_phone=body.reporter.phone if body.reporter else None,
                       idempotency_key=idempotency_key, resolution=resolution,
                       reporter_email=body.reporter.email if body.reporter else None)
-    case, created = cases.intake(session, it, user, request.app.state.settings)
-    return json_response(cases.view(case, private=_private_ok(user)),
-                         status=201 if created else 200)
+
+    def store() -> tuple[dict[str, Any], bool]:
+        case, created = cases.intake(session, it, user, request.app.state.settings)
+        return cases.view(case, private=_private_ok(user)), created
+
+    # the database part off the event loop: other requests resolve while this one waits
+    out, created = await anyio.to_thread.run_sync(store)
+    return json_response(out, status=201 if created else 200)
 
 
 @router.get("/cases")

@@ -8,8 +8,11 @@ case (a duplicate report is the same problem) and not rejected as not a case.
 
 from __future__ import annotations
 
+import gc
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -28,7 +31,8 @@ from spatial.index import GridIndex
 
 RES_MIN, RES_MAX = 6, 10
 HOT = 2  # a cell counts as hot in a month at 95 % confidence or more
-COUNTED = "c.inside AND c.h3_cell IS NOT NULL AND c.status NOT IN ('merged', 'rejected')"
+# matches the partial index case_hotspots (migration 0009): an index-only scan
+COUNTED = "c.inside AND c.h3_int IS NOT NULL AND c.status NOT IN ('merged', 'rejected')"
 
 
 @dataclass(frozen=True)
@@ -108,11 +112,10 @@ def check_res(res: int) -> int:
 
 
 def parent_cell_sql(res: int) -> tuple[str, dict[str, int]]:
-    """SQL turning the stored hexadecimal cell (any finer resolution) into its ancestor at
+    """SQL turning the stored cell (c.h3_int, any finer resolution) into its ancestor at
     res, as a bigint: resolution field set to res, the digits below it set to 7."""
     below = 3 * (15 - res)
-    v = "('x' || lpad(c.h3_cell, 16, '0'))::bit(64)::bigint"
-    expr = f"(({v} & :clear_res) | :set_res)"
+    expr = "((c.h3_int & :clear_res) | :set_res)"
     return expr, {"clear_res": ~(0xF << 52), "set_res": (res << 52) | ((1 << below) - 1),
                   "res": res}
 
@@ -124,28 +127,40 @@ def cell_counts(session: Session, f: CaseFilter, res: int, *, tz: str | None = N
     where, p = f.sql()
     expr, q = parent_cell_sql(res)
     p |= q
-    res_ok = "((('x' || lpad(c.h3_cell, 16, '0'))::bit(64)::bigint >> 52) & 15) >= :res"
+    res_ok = "((c.h3_int >> 52) & 15) >= :res"
     if tz is None:
         rows = session.execute(text(
             f'SELECT {expr} AS cell, count(*) AS n FROM "case" c '
             f"WHERE {where} AND {res_ok} GROUP BY 1"), p).all()
-        cells = np.array([r[0] for r in rows], dtype=np.int64).astype(np.uint64)
-        return cells, np.array([r[1] for r in rows], dtype=np.float64), []
+        two = _int_columns(rows, 2)
+        return two[:, 0].astype(np.uint64), two[:, 1].astype(np.float64), []
     months = month_starts(f.since, f.until, tz)
     p["tz"] = tz
+    local = "(c.created_at AT TIME ZONE :tz)"
     rows = session.execute(text(
-        f"SELECT {expr} AS cell, date_trunc('month', c.created_at AT TIME ZONE :tz) AS m, "
-        f'count(*) AS n FROM "case" c WHERE {where} AND {res_ok} GROUP BY 1, 2'), p).all()
+        f"SELECT {expr} AS cell, (date_part('year', {local}) * 12 "
+        f"+ date_part('month', {local}) - 1)::int AS mi, count(*) AS n "
+        f'FROM "case" c WHERE {where} AND {res_ok} GROUP BY 1, 2'), p).all()
     labels = [f"{m:%Y-%m}" for m in months]
-    col = {lab: i for i, lab in enumerate(labels)}
-    allcells = np.unique(np.array([r[0] for r in rows], dtype=np.int64)).astype(np.uint64)
+    first = months[0].year * 12 + months[0].month - 1 if months else 0
+    arr = _int_columns(rows, 3)
+    allcells = np.unique(arr[:, 0]).astype(np.uint64)
     counts = np.zeros((allcells.size, len(labels)))
-    if rows:
-        pos = np.searchsorted(allcells, np.array([r[0] for r in rows], dtype=np.int64)
-                              .astype(np.uint64))
-        cols = np.array([col[f"{r[1]:%Y-%m}"] for r in rows])
-        np.add.at(counts, (pos, cols), np.array([r[2] for r in rows], dtype=np.float64))
+    if arr.size:
+        cols = arr[:, 1] - first
+        ok = (cols >= 0) & (cols < len(labels))  # local months at the period's edges
+        pos = np.searchsorted(allcells, arr[ok, 0].astype(np.uint64))
+        np.add.at(counts, (pos, cols[ok]), arr[ok, 2].astype(np.float64))
     return allcells, counts, labels
+
+
+def _int_columns(rows: Sequence[Any], width: int) -> np.ndarray:
+    """Integer result rows as an (n, width) array (columns first: Row objects are slow to
+    hand to numpy one by one)."""
+    if not rows:
+        return np.zeros((0, width), dtype=np.int64)
+    return np.stack([np.fromiter(col, dtype=np.int64, count=len(rows))
+                     for col in zip(*rows, strict=True)], axis=1)
 
 
 def month_starts(since: datetime, until: datetime, tz: str) -> list[datetime]:
@@ -231,15 +246,34 @@ def hotspot_features(result: dict[str, Any], *, significant_only: bool = False,
         pad = 0.01  # a cell straddling the edge of the screen is kept
         sel = sel[(lon >= bbox[0] - pad) & (lon <= bbox[2] + pad)
                   & (lat >= bbox[1] - pad) & (lat <= bbox[3] + pad)]
-    cells = nb.cells[sel]
+    with _gc_paused():  # tens of thousands of small lists: collections would triple the time
+        return _features(nb.cells[sel], y[sel], g.z[sel], g.p[sel], g.bin[sel])
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _features(cells: np.ndarray, y: np.ndarray, z: np.ndarray, p: np.ndarray,
+              b: np.ndarray) -> list[dict[str, Any]]:
     rings = h3index.cell_rings(cells)
     ids = h3index.cells_str(cells)
-    return [{"type": "Feature", "id": ids[j],
-             "geometry": {"type": "Polygon", "coordinates": [rings[j]]},
-             "properties": {"h3": ids[j], "count": int(y[i]), "z": round(float(g.z[i]), 4),
-                            "p": float(f"{g.p[i]:.4g}"), "bin": int(g.bin[i]),
-                            "label": gi.BIN_LABELS[int(g.bin[i])]}}
-            for j, i in enumerate(sel)]
+    counts = y.astype(np.int64).tolist()
+    zs = np.round(z, 4).tolist()
+    ps = np.round(p, 6).tolist()
+    bins = b.astype(int).tolist()
+    return [{"type": "Feature", "id": h,
+             "geometry": {"type": "Polygon", "coordinates": [ring]},
+             "properties": {"h3": h, "count": n, "z": zv, "p": pv, "bin": bv,
+                            "label": gi.BIN_LABELS[bv]}}
+            for h, ring, n, zv, pv, bv in zip(ids, rings, counts, zs, ps, bins, strict=True)]
 
 
 def summary(result: dict[str, Any]) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def open_cases(session: Session, bbox: tuple[float, float, float, float], res: i
                    count(*) FILTER (WHERE c.escalation > 0) AS escalated,
                    avg(ST_X(c.geom)) AS lon, avg(ST_Y(c.geom)) AS lat
               FROM "case" c
-             WHERE {OPEN_SQL} AND {box} AND c.h3_cell IS NOT NULL GROUP BY 1"""),
+             WHERE {OPEN_SQL} AND {box} AND c.h3_int IS NOT NULL GROUP BY 1"""),
         p | q).all()
     for r in rows:
         feats.append({"type": "Feature", "id": format(r.cell, "x"), "geometry": {

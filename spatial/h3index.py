@@ -153,5 +153,8 @@ def cell_rings(cells: np.ndarray, decimals: int = 6) -> list[list[list[float]]]:
     wkb = cells_to_wkb_polygons(np.ascontiguousarray(cells, dtype=np.uint64)).to_pylist()
     polys = shapely.from_wkb(wkb)
     coords = np.round(shapely.get_coordinates(polys), decimals)
-    ends = np.cumsum(shapely.get_num_coordinates(polys))
-    return [c.tolist() for c in np.split(coords, ends[:-1])]
+    counts = shapely.get_num_coordinates(polys)
+    if (counts == 7).all():  # hexagons: one reshape, one tolist
+        out: list[list[list[float]]] = coords.reshape(len(cells), 7, 2).tolist()
+        return out
+    return [c.tolist() for c in np.split(coords, np.cumsum(counts)[:-1])]

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Computed,
     DateTime,
     Float,
     ForeignKey,
@@ -346,6 +347,9 @@ class Case(Base):
     grid_code: Mapped[str | None] = mapped_column(String(32))
     street_code: Mapped[str | None] = mapped_column(String(32))
     h3_cell: Mapped[str | None] = mapped_column(String(16))
+    # the same cell as a bigint, for hot spots (migration 0009)
+    h3_int: Mapped[int | None] = mapped_column(
+        BigInteger, Computed("('x' || lpad(h3_cell, 16, '0'))::bit(64)::bigint", persisted=True))
     generation_id: Mapped[int | None] = mapped_column(Integer)
     owner_department: Mapped[str | None] = mapped_column(String(32))
     resolution: Mapped[dict[str, Any]] = mapped_column(JSONB)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -107,17 +107,28 @@ def intake(session: Session, it: Intake, actor: Actor, settings: Settings) -> tu
     (case, created); a repeated idempotency key returns the first case unchanged."""
     if it.channel not in CHANNELS:
         raise InvalidInput(f"channel: {it.channel!r} is not one of {', '.join(CHANNELS)}")
-    if it.idempotency_key:
-        prior = session.scalar(select(Case).where(Case.idempotency_key == it.idempotency_key))
-        if prior is not None:
-            return prior, False
-    now = session.execute(select(func.clock_timestamp())).scalar_one()
+    # one round trip: the time, the new case's id, a retried request, a free reference
+    ref = f"SJ{datetime.now(UTC):%Y}-{secrets.token_hex(4).upper()}"
+    first = session.execute(text("""
+        SELECT clock_timestamp() AS now,
+               nextval(pg_get_serial_sequence('"case"', 'id')) AS id,
+               (SELECT p.id FROM "case" p WHERE p.idempotency_key = :key) AS prior,
+               EXISTS (SELECT 1 FROM "case" r WHERE r.ref = :ref) AS taken"""),
+        {"key": it.idempotency_key, "ref": ref}).one()
+    if first.prior is not None:
+        prior = session.get(Case, first.prior)
+        assert prior is not None
+        return prior, False
+    now: datetime = first.now
+    if first.taken or not ref.startswith(f"SJ{now:%Y}-"):
+        ref = new_ref(session, now)
     chain = it.resolution.get("chain") or []
     owner = it.resolution.get("owner") or {}
     dup = find_duplicate(session, it, settings)
     case = Case(
-        ref=new_ref(session, now), channel=it.channel, category_code=it.category,
-        description=it.description, status="collected", version=1,
+        id=first.id, ref=ref, channel=it.channel, category_code=it.category,
+        description=it.description, status="collected" if dup is None else "merged",
+        version=1, duplicate_of=dup.id if dup is not None else None,
         geom=f"SRID=4326;POINT({it.lon!r} {it.lat!r})", input_crs=it.input_crs,
         inside=bool(chain), grid_code=chain[-1]["code"] if chain else None,
         street_code=next((u["code"] for u in chain if u["level"] == 2), None),
@@ -129,7 +140,6 @@ def intake(session: Session, it: Intake, actor: Actor, settings: Settings) -> tu
         idempotency_key=it.idempotency_key, created_at=now, updated_at=now,
     )
     session.add(case)
-    session.flush()
     _event(session, case, actor, "report", None, "collected", it.description[:200],
            {"channel": it.channel, "inside": case.inside,
             "owner": case.owner_department, "disputed": owner.get("disputed")}, at=now)
@@ -138,16 +148,14 @@ def intake(session: Session, it: Intake, actor: Actor, settings: Settings) -> tu
                "outside every grid: kept for the centre", {"nearest": it.resolution.get(
                    "nearest")}, at=now)
     if dup is not None:
-        case.duplicate_of = dup.id
-        case.status = "merged"
-        dup.reporters += 1
+        dup.reporters += 1  # the row is locked (find_duplicate: FOR UPDATE)
         dup.updated_at = now
         _event(session, case, Actor("system", SYSTEM), "merge", "collected", "merged",
                f"same problem as {dup.ref}", {"into": dup.ref}, at=now)
         _event(session, dup, Actor("system", SYSTEM), "reporter_added", dup.status,
                dup.status, f"{case.ref} reports the same problem",
                {"from": case.ref, "reporters": dup.reporters}, at=now)
-    session.flush()
+    session.flush()  # the case, its events and the original's count in one flush
     return case, True
 
 

@@ -388,6 +388,7 @@ class Checked:
     merged: int
     merges_wrong: int
     outside: int
+    merges_why: str
 
 
 def check_database(engine: Engine, run: str, refs: set[str], idx: GridIndex, snap: Snapshot,
@@ -416,22 +417,25 @@ def check_database(engine: Engine, run: str, refs: set[str], idx: GridIndex, sna
         pg_codes = resolve_sql(s, gen.id, np.array([r.x for r in rows]),
                                np.array([r.y for r in rows])) if rows else []
         pg_bad = sum(a != r.grid_code for a, r in zip(pg_codes, rows, strict=True))
-        merged, wrong = s.execute(text("""
-            SELECT count(*),
-                   count(*) FILTER (WHERE o.id IS NULL OR o.category_code <> d.category_code
-                                    OR o.created_at > d.created_at
-                                    OR (NOT ST_DWithin(o.geom::geography, d.geom::geography,
-                                                       :r + 0.01)
-                                        AND o.resolution->'owner'->'asset'->>'code'
-                                            IS DISTINCT FROM
-                                            d.resolution->'owner'->'asset'->>'code'))
+        merged, no_original, category, later, far = s.execute(text("""
+            SELECT count(*), count(*) FILTER (WHERE o.id IS NULL),
+                   count(*) FILTER (WHERE o.category_code <> d.category_code),
+                   count(*) FILTER (WHERE o.created_at > d.created_at),
+                   count(*) FILTER (WHERE NOT ST_DWithin(o.geom::geography,
+                                                         d.geom::geography, :r + 0.01)
+                                      AND o.resolution->'owner'->'asset'->>'code'
+                                          IS DISTINCT FROM
+                                          d.resolution->'owner'->'asset'->>'code')
               FROM "case" d LEFT JOIN "case" o ON o.id = d.duplicate_of
              WHERE d.idempotency_key LIKE :k AND d.status = 'merged'"""),
             {"k": run + "-%", "r": settings.duplicate_radius_m}).one()
+        wrong = no_original + category + later + far
+        why = (f"{no_original} without an original, {category} of another category, {later} "
+               f"reported before their original, {far} too far and on another asset")
         outside = s.scalar(text("""SELECT count(*) FROM "case"
             WHERE idempotency_key LIKE :k AND NOT inside"""), {"k": run + "-%"}) or 0
     return Checked(len(stored), len(refs), len(refs - stored), len(stored - refs), len(rows),
-                   grid_bad, owner_bad, pg_bad, int(merged), int(wrong), int(outside))
+                   grid_bad, owner_bad, pg_bad, int(merged), int(wrong), int(outside), why)
 
 
 # ------------------------------------------------------------------ the run
@@ -594,7 +598,8 @@ def _check_rows(rep: Report, sec: str, load: Run, chk: Checked) -> None:
             f"of {chk.sampled}", Target("<=", 0))
     rep.add(sec, "merged cases breaking the duplicate rules", chk.merges_wrong,
             f"of {chk.merged}", Target("<=", 0),
-            note="same category, earlier, within the radius or on the same asset")
+            note="same category, earlier, within the radius or on the same asset: "
+                 + chk.merges_why)
 
 
 if __name__ == "__main__":

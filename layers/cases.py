@@ -125,6 +125,10 @@ def intake(session: Session, it: Intake, actor: Actor, settings: Settings) -> tu
     chain = it.resolution.get("chain") or []
     owner = it.resolution.get("owner") or {}
     dup = find_duplicate(session, it, settings)
+    if dup is not None and dup.created_at > now:
+        # the original was stored by a request that began after this one: this report
+        # is the later one now, so that a duplicate never predates its original
+        now = session.execute(select(func.clock_timestamp())).scalar_one()
     case = Case(
         id=first.id, ref=ref, channel=it.channel, category_code=it.category,
         description=it.description, status="collected" if dup is None else "merged",

@@ -28,6 +28,7 @@ bench:
 	@GRIDOPS_EXTRA_APT=wrk scripts/setup.sh
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.owner
+	$(BIN)/python -m benchmarks.intake
 	$(BIN)/python -m benchmarks.maps
 
 clean:

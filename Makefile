@@ -28,8 +28,8 @@ bench:
 	@GRIDOPS_EXTRA_APT=wrk scripts/setup.sh
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.owner
-	$(BIN)/python -m benchmarks.intake
-	$(BIN)/python -m benchmarks.maps
+	$(BIN)/python -m benchmarks.intake $(filter --quick,$(BENCH_ARGS))
+	$(BIN)/python -m benchmarks.maps $(filter --quick,$(BENCH_ARGS))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

@@ -434,11 +434,14 @@ _UNIT_COLUMNS = (
 def list_units(session: Session, gen_id: int, *, level: int | None = None,
                parent: str | None = None, bbox: tuple[float, float, float, float] | None = None,
                limit: int = 1000, offset: int = 0, precision: int = 7,
-               ) -> tuple[list[Any], int]:
+               codes: Sequence[str] | None = None) -> tuple[list[Any], int]:
     """A page of units (with GeoJSON geometry) and the total that match."""
     where = [VALID_IN]
     params: dict[str, Any] = {"g": gen_id, "limit": limit, "offset": offset,
                               "precision": precision}
+    if codes is not None:
+        where.append("u.code = ANY(:codes)")
+        params["codes"] = list(codes)
     if level is not None:
         where.append("u.level = :level")
         params["level"] = level

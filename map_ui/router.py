@@ -147,10 +147,11 @@ def _unit_feature(session: Session, gen_id: int, code: str) -> dict[str, Any]:
 
 def _neighbours(session: Session, settings: Settings, gen_id: int, code: str
                 ) -> list[dict[str, Any]]:
-    out = []
-    for n in grids.neighbours(session, gen_id, code, settings):
-        out.append(n | {"geometry": _unit_feature(session, gen_id, n["code"])["geometry"]})
-    return out
+    found = grids.neighbours(session, gen_id, code, settings)
+    rows, _ = grids.list_units(session, gen_id, codes=[n["code"] for n in found],
+                               precision=6)
+    shapes = {r.code: orjson.loads(r.geojson) for r in rows}
+    return [n | {"geometry": shapes[n["code"]]} for n in found]
 
 
 @router.get("/lookup", response_class=HTMLResponse)

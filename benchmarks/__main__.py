@@ -409,19 +409,14 @@ def main(argv: list[str] | None = None) -> int:
     if failed is not None:
         rep.note(f"the run stopped early: {type(failed).__name__}: {failed}")
     v = rep.meta.get("versions", {})
-    print()
-    print(f"gridops benchmarks, {started:%Y-%m-%d %H:%M} UTC: {rep.meta['cpus']} x "
-          f"{rep.meta['cpu']}; PostgreSQL {v.get('postgresql', '?')}, "
-          f"PostGIS {v.get('postgis', '?')}, shapely {v.get('shapely', '?')}, "
-          f"geopandas {v.get('geopandas', '?')}")
-    print(f"{args.points:,} random points per grid set; load average "
-          f"{rep.meta['load_avg_start'][0]:.2f} at start, {rep.meta['load_avg_end'][0]:.2f} "
-          f"at end; whole run {total:.0f} s; peak RSS {rep.meta['peak_rss_mib']:,.0f} MiB")
-    print()
-    print(rep.table())
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    rep.write_json(args.json)
-    print(f"\nfigures written to {args.json}")
+    rep.finish(f"gridops benchmarks, {started:%Y-%m-%d %H:%M} UTC: {rep.meta['cpus']} x "
+               f"{rep.meta['cpu']}; PostgreSQL {v.get('postgresql', '?')}, "
+               f"PostGIS {v.get('postgis', '?')}, shapely {v.get('shapely', '?')}, "
+               f"geopandas {v.get('geopandas', '?')}\n"
+               f"{args.points:,} random points per grid set; load average "
+               f"{rep.meta['load_avg_start'][0]:.2f} at start, "
+               f"{rep.meta['load_avg_end'][0]:.2f} at end; whole run {total:.0f} s; "
+               f"peak RSS {rep.meta['peak_rss_mib']:,.0f} MiB", args.json)
     if failed is not None:
         import traceback
 

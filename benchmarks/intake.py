@@ -42,7 +42,7 @@ from spatial.index import GridIndex
 from . import points
 from .env import create_database, throwaway_cluster
 from .report import Report, Target, log
-from .serve_load import server
+from .serve_load import resolve_script, server
 
 SEED = 20261124
 CHANNELS = [("patrol_app", 0.5), ("hotline_12345", 0.25), ("camera", 0.1), ("web", 0.05),
@@ -224,35 +224,10 @@ function done(summary, latency, requests)
 end
 """
 
-_FLOOR_LUA = r"""
--- the floor: GET /resolve on the same workers and points (in memory, no database)
-local data = [[
-%(points)s
-]]
-local pts = {}
-for q in string.gmatch(data, "[^\n]+") do pts[#pts + 1] = q end
-local i = 0
-function request()
-  i = i + 1
-  if i > #pts then i = 1 end
-  return wrk.format("GET", "/resolve?" .. pts[i])
-end
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'GRIDOPS_WRK {"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p95_us":%%d,"p99_us":%%d,' ..
-    '"max_us":%%d,"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d}\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
-    latency:percentile(99), latency.max, e.connect, e.read, e.write, e.status, e.timeout))
-end
-"""
-
 
 def floor_script(rep: Reports) -> str:
     """The wrk Lua script of the floor: GET /resolve for the same points."""
-    return _FLOOR_LUA % {"points": "\n".join(
-        f"lon={x:.7f}&lat={y:.7f}" for x, y in zip(rep.lon.tolist(), rep.lat.tolist(),
-                                                    strict=True))}
+    return resolve_script(rep.lon, rep.lat)
 
 
 def intake_script(rep: Reports, tokens: dict[str, str], run: str, refs_file: Path,
@@ -544,16 +519,11 @@ def main(argv: list[str] | None = None) -> int:
         rep.note(f"the run stopped early: {type(failed).__name__}: {failed}")
     rep.meta.update({"seconds": round(time.perf_counter() - rep.t0, 1),
                      "load_avg_end": os.getloadavg()})
-    print()
-    print(f"gridops intake benchmark, {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores "
-          f"shared by wrk, 2 server workers and PostgreSQL; load average "
-          f"{rep.meta['load_avg_start'][0]:.2f} at start, {rep.meta['load_avg_end'][0]:.2f} "
-          f"at end; {rep.meta['seconds']:.0f} s")
-    print()
-    print(rep.table())
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    rep.write_json(args.json)
-    print(f"\nfigures written to {args.json}")
+    rep.finish(f"gridops intake benchmark, {started:%Y-%m-%d %H:%M} UTC, {os.cpu_count()} "
+               f"cores shared by wrk, 2 server workers and PostgreSQL; load average "
+               f"{rep.meta['load_avg_start'][0]:.2f} at start, "
+               f"{rep.meta['load_avg_end'][0]:.2f} at end; {rep.meta['seconds']:.0f} s",
+               args.json)
     return 1 if failed is not None else 0
 
 

@@ -9,6 +9,7 @@ import statistics
 import time
 import warnings
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -130,7 +131,7 @@ def bench_pages(cases: int) -> None:
                 r = client.get(path)
                 first = time.perf_counter() - t0
                 assert r.status_code == 200, (path, r.status_code, r.text[:300])
-                med = statistics.median(_time(lambda p=path: client.get(p), 5))
+                med = statistics.median(_time(partial(client.get, path), 5))
                 print(f"  {name:34s} {first:8.3f}s {med:8.3f}s {len(r.content):>10,}  "
                       f"{'PASS' if med <= 2.0 else 'MISS'}")
         eng.dispose()

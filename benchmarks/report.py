@@ -147,6 +147,16 @@ class Report:
             out.extend(f"  - {n}" for n in self.notes)
         return "\n".join(out)
 
+    def finish(self, header: str, path: Path) -> None:
+        """Print the header and the table, write the JSON, say where."""
+        print()
+        print(header)
+        print()
+        print(self.table())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.write_json(path)
+        print(f"\nfigures written to {path}")
+
     def write_json(self, path: Path) -> None:
         """The same figures as JSON (never into the repository)."""
         data = {"meta": self.meta, "rows": [r.as_dict() for r in self.rows],

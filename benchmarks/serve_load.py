@@ -149,10 +149,11 @@ end
 function done(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
-    'GRIDOPS_WRK {"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p99_us":%%d,' ..
-    '"connect":%%d,"read":%%d,"write":%%d,"status":%%d,"timeout":%%d}\\n',
-    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
-    e.connect, e.read, e.write, e.status, e.timeout))
+    'GRIDOPS_WRK {"requests":%%d,"duration_us":%%d,"p50_us":%%d,"p95_us":%%d,' ..
+    '"p99_us":%%d,"max_us":%%d,"connect":%%d,"read":%%d,"write":%%d,"status":%%d,' ..
+    '"timeout":%%d}\\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(95),
+    latency:percentile(99), latency.max, e.connect, e.read, e.write, e.status, e.timeout))
 end
 """
 
@@ -161,13 +162,19 @@ def _queries(lon: np.ndarray, lat: np.ndarray) -> list[str]:
     return [f"lon={x!r}&lat={y!r}" for x, y in zip(lon.tolist(), lat.tolist(), strict=True)]
 
 
+def resolve_script(lon: np.ndarray, lat: np.ndarray) -> str:
+    """The wrk Lua script cycling GET /resolve through the points (each thread from its own
+    offset); done() prints the figures as one GRIDOPS_WRK JSON line."""
+    return _LUA % ",\n".join(f'"{q}"' for q in _queries(lon, lat))
+
+
 def wrk_load(base: str, lon: np.ndarray, lat: np.ndarray, workdir: Path, *, threads: int = 2,
              connections: int = 32, seconds: int = 15) -> Load:
     """wrk with a Lua script cycling through the points; its own latency percentiles."""
     wrk = shutil.which("wrk")
     assert wrk
     script = workdir / "resolve.lua"
-    script.write_text(_LUA % ",\n".join(f'"{q}"' for q in _queries(lon, lat)))
+    script.write_text(resolve_script(lon, lat))
     cmd = [wrk, f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
            "-s", str(script), base]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=True,

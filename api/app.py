@@ -22,10 +22,12 @@ from api.routers import (
     open311,
     resolve,
 )
+from layers.auth import TOKENS_CHANNEL, TokenCache
 from layers.db import database_url, make_engine, make_sessionmaker
 from layers.escalation import Scheduler
 from layers.grids import NOTIFY_CHANNEL
 from layers.hotspots import StudyAreas
+from layers.intake_writer import IntakeWriter
 from layers.listener import Listener
 from layers.ownership import OwnershipRegistry
 from layers.resolver import IndexRegistry
@@ -50,6 +52,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     factory = make_sessionmaker(engine)
     indexes = IndexRegistry(factory, settings)
     owners = OwnershipRegistry(factory, settings)
+    tokens = TokenCache(factory, settings.token_cache_s)
+    intake = IntakeWriter(factory.begin, settings)
 
     def _on_generation() -> None:
         before = indexes.active
@@ -65,12 +69,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
         except Exception:
             log.exception("could not build the grid index at start-up")
         listener = Listener(engine, {NOTIFY_CHANNEL: _on_generation,
-                                     LAYERS_CHANNEL: owners.refresh})
+                                     LAYERS_CHANNEL: owners.refresh,
+                                     TOKENS_CHANNEL: tokens.clear})
         scheduler = Scheduler(factory, settings)
         if listen:
             listener.start()
             scheduler.start()
         yield
+        await anyio.to_thread.run_sync(intake.stop)  # what is queued is stored
         scheduler.stop()
         listener.stop()
         if own_engine:
@@ -87,6 +93,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     app.state.sessionmaker = factory
     app.state.indexes = indexes
     app.state.owners = owners
+    app.state.tokens = tokens
+    app.state.intake = intake
     app.state.study_areas = StudyAreas()
     install_error_handlers(app)
     app.include_router(health.router)

@@ -47,6 +47,8 @@ CATEGORY_COLUMNS = (
     "asset_kind",
     "area_kinds",
     "snap_radius_m",
+    "duplicate_radius_m",
+    "duplicate_window_h",
 )
 _DEPARTMENT_CODE = re.compile(r"^[A-Z][A-Z0-9]*(-[A-Z0-9]+)*$")
 _CATEGORY_CODE = re.compile(r"^[CE][0-9]{4}$")
@@ -84,6 +86,8 @@ class CategorySpec:
     asset_kind: str | None  # set iff owner_rule == "asset"
     area_kinds: tuple[str, ...]  # area kinds whose owner answers, for owner_rule == "area"
     snap_radius_m: float
+    duplicate_radius_m: float | None = None  # None: the server's default
+    duplicate_window_h: float | None = None
 
 
 def _read_rows(path: Path, columns: tuple[str, ...]) -> list[tuple[int, dict[str, str]]]:
@@ -111,6 +115,19 @@ def _int(value: str, what: str, where: str) -> int:
         return int(value)
     except ValueError:
         raise ValueError(f"{where}: {what} {value!r} is not an integer") from None
+
+
+def _optional_float(value: str, what: str, where: str, lo: float, hi: float) -> float | None:
+    """An optional number in [lo, hi] (empty = None) or raise naming the row."""
+    if not value:
+        return None
+    try:
+        x = float(value)
+    except ValueError:
+        raise ValueError(f"{where}: {what} {value!r} is not a number") from None
+    if not lo <= x <= hi:
+        raise ValueError(f"{where}: {what} {x:g} must be {lo:g}..{hi:g}")
+    return x
 
 
 def load_departments(path: Path | None = None) -> list[DepartmentSpec]:
@@ -218,6 +235,10 @@ def load_categories(
             raise ValueError(msg) from None
         if not 0 <= snap <= 1000 or (rule != "asset" and snap != 0):
             raise ValueError(f"{where}: snap_radius_m must be 0..1000 and 0 unless asset rule")
+        dup_r = _optional_float(r["duplicate_radius_m"], "duplicate_radius_m", where, 0, 1000)
+        dup_h = _optional_float(r["duplicate_window_h"], "duplicate_window_h", where, 0, 720)
+        if dup_h == 0:
+            raise ValueError(f"{where}: duplicate_window_h must be more than 0")
         codes.add(code)
         out.append(
             CategorySpec(
@@ -234,6 +255,8 @@ def load_categories(
                 asset_kind=asset_kind,
                 area_kinds=area_kinds,
                 snap_radius_m=snap,
+                duplicate_radius_m=dup_r,
+                duplicate_window_h=dup_h,
             )
         )
     return out

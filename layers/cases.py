@@ -5,13 +5,14 @@ locking so two concurrent actions cannot both win."""
 from __future__ import annotations
 
 import math
+import re
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, text, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from layers.models import Case, CaseEvent
@@ -56,15 +57,6 @@ class Intake:
     reporter_device: str | None = None  # the app's device id (Open311 device_id)
 
 
-def new_ref(session: Session, at: datetime) -> str:
-    """A public reference: year and a random part that says nothing about the reporter."""
-    for _ in range(10):
-        ref = f"SJ{at:%Y}-{secrets.token_hex(4).upper()}"
-        if session.scalar(select(Case.id).where(Case.ref == ref)) is None:
-            return ref
-    raise Conflict("could not draw a free case reference; try again")
-
-
 def _event(session: Session, case: Case, actor: Actor, action: str, before: str | None,
            after: str | None, note: str = "", data: dict[str, Any] | None = None, *,
            at: datetime) -> None:
@@ -75,91 +67,230 @@ def _event(session: Session, case: Case, actor: Actor, action: str, before: str 
                           data=data or {}))
 
 
-def find_duplicate(session: Session, it: Intake, settings: Settings) -> Case | None:
-    """An open case of the same category within the radius and time window, or on the same
-    asset: the new report joins it instead of becoming a second dispatch. Found by index:
-    the cases in a box around the point (GiST; the geodesic distance decides) or on the
-    asset (migration 0008), whatever the number of open cases."""
-    asset = ((it.resolution.get("owner") or {}).get("asset") or {}).get("code")
-    r = settings.duplicate_radius_m
-    # a box that holds the radius (2 % and 1 cm to spare): only a prefilter
+@dataclass(frozen=True)
+class Stored:
+    """A case as intake stored it: the fields `view` shows, without loading it back."""
+
+    id: int
+    ref: str
+    channel: str
+    category_code: str
+    description: str
+    status: str
+    inside: bool
+    grid_code: str | None
+    street_code: str | None
+    h3_cell: str | None
+    generation_id: int | None
+    owner_department: str | None
+    duplicate_of: int | None
+    duplicate_ref: str | None
+    created_at: datetime
+    resolution: Any  # the stored JSON as an orjson.Fragment (written once, sent as is)
+    reporter_name: str | None
+    reporter_phone: str | None
+    reporter_email: str | None
+    reporter_device: str | None
+    version: int = 1
+    reporters: int = 1
+    escalation: int = 0
+    deadline_at: datetime | None = None
+    satisfaction: int | None = None
+    closed_at: datetime | None = None
+
+    @property
+    def updated_at(self) -> datetime:
+        """A new case was last changed when it was made."""
+        return self.created_at
+
+
+def duplicate_rule(it: Intake, settings: Settings) -> tuple[float, float]:
+    """(radius m, window h) within which a new report joins an open case of its category:
+    the category's own rule as resolved with the report, else the server's defaults."""
+    rule = ((it.resolution.get("owner") or {}).get("category") or {}).get("duplicate") or {}
+    return (float(rule.get("radius_m") or settings.duplicate_radius_m),
+            float(rule.get("window_h") or settings.duplicate_window_h))
+
+
+# One statement, one round trip: a retried request (idempotency key) makes nothing; else
+# the open case this report duplicates (same category, within the radius and the window, by
+# the GiST index; or on the same asset, migration 0008) is locked, the case is inserted with
+# its events ('report'; 'flag' outside every grid; 'merge' and the original's
+# 'reporter_added' when it joins one) and the original counts one reporter more. Its time
+# is never before its original's (a concurrent request may have stored that one later).
+# ON CONFLICT: a reference drawn twice or a concurrent retry inserts nothing; the caller
+# tries again. Prepared once per connection: neither SQLAlchemy nor PostgreSQL plans it per
+# case (planning it took as long as running it).
+_OPEN_SQL = ", ".join(f"'{st}'" for st in OPEN)  # the states of index case_open_geom
+_INTAKE = f"""
+WITH prior AS (SELECT p.id FROM "case" p WHERE p.idempotency_key = %(key)s),
+near AS (
+    SELECT c.id, ST_Distance(c.geom, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)) AS d
+      FROM "case" c
+     WHERE c.geom && ST_Expand(ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326), %(dx)s,
+                               %(dy)s)
+       AND c.status IN ({_OPEN_SQL}) AND c.duplicate_of IS NULL
+       AND c.category_code = %(cat)s
+       AND c.created_at >= clock_timestamp()
+                           - CAST(%(window_h)s AS float8) * interval '1 hour'
+       AND ST_DWithin(c.geom::geography,
+                      ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326)::geography, %(r)s)
+    UNION ALL
+    SELECT c.id, ST_Distance(c.geom, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326))
+      FROM "case" c
+     WHERE c.resolution->'owner'->'asset'->>'code' = %(asset)s
+       AND c.status IN ({_OPEN_SQL}) AND c.duplicate_of IS NULL
+       AND c.category_code = %(cat)s
+       AND c.created_at >= clock_timestamp()
+                           - CAST(%(window_h)s AS float8) * interval '1 hour'),
+dup AS (
+    SELECT c.id, c.ref, c.created_at FROM "case" c
+     WHERE NOT EXISTS (SELECT FROM prior)
+       AND c.id = (SELECT near.id FROM near ORDER BY near.d, near.id LIMIT 1)
+       AND c.status IN ({_OPEN_SQL}) AND c.duplicate_of IS NULL  -- again once locked
+       FOR UPDATE),
+t AS (SELECT GREATEST(clock_timestamp(),
+                      (SELECT created_at + interval '1 microsecond' FROM dup)) AS now),
+ins AS (
+    INSERT INTO "case" (ref, channel, category_code, description, status, version,
+                        duplicate_of, geom, input_crs, inside, grid_code, street_code,
+                        h3_cell, generation_id, owner_department, resolution, reporter_name,
+                        reporter_phone, reporter_email, reporter_device, idempotency_key,
+                        created_at, updated_at)
+    SELECT 'SJ' || to_char(t.now, 'YYYY') || '-' || %(refpart)s, %(channel)s, %(cat)s,
+           %(description)s, CASE WHEN dup.id IS NULL THEN 'collected' ELSE 'merged' END, 1,
+           dup.id, ST_SetSRID(ST_MakePoint(%(lon)s, %(lat)s), 4326), %(input_crs)s,
+           %(inside)s, %(grid)s, %(street)s, %(h3)s, %(generation)s, %(owner)s,
+           CAST(%(resolution)s AS jsonb), %(reporter_name)s, %(reporter_phone)s,
+           %(reporter_email)s, %(reporter_device)s, %(key)s, t.now, t.now
+      FROM t LEFT JOIN dup ON true
+     WHERE NOT EXISTS (SELECT FROM prior)
+    ON CONFLICT DO NOTHING
+    RETURNING id, ref, status, duplicate_of, created_at),
+up AS (
+    UPDATE "case" o SET reporters = o.reporters + 1, updated_at = ins.created_at
+      FROM ins WHERE o.id = ins.duplicate_of
+    RETURNING o.id, o.status, o.reporters),
+ev AS (
+    INSERT INTO case_event (case_id, at, actor, role, action, from_status, to_status, note,
+                            data)
+    SELECT ins.id, ins.created_at, %(actor)s, %(role)s, 'report', NULL, 'collected',
+           %(note)s, CAST(%(report_data)s AS jsonb) FROM ins
+    UNION ALL
+    SELECT ins.id, ins.created_at, 'system', %(system)s, 'flag', 'collected', 'collected',
+           'outside every grid: kept for the centre', CAST(%(flag_data)s AS jsonb)
+      FROM ins WHERE NOT %(inside)s
+    UNION ALL
+    SELECT ins.id, ins.created_at, 'system', %(system)s, 'merge', 'collected', 'merged',
+           'same problem as ' || dup.ref, jsonb_build_object('into', dup.ref)
+      FROM ins JOIN dup ON dup.id = ins.duplicate_of
+    UNION ALL
+    SELECT up.id, ins.created_at, 'system', %(system)s, 'reporter_added', up.status,
+           up.status, ins.ref || ' reports the same problem',
+           jsonb_build_object('from', ins.ref, 'reporters', up.reporters)
+      FROM ins JOIN up ON up.id = ins.duplicate_of
+    RETURNING 1)
+SELECT ins.id, ins.ref, ins.status, ins.duplicate_of, ins.created_at,
+       (SELECT dup.ref FROM dup) AS duplicate_ref, (SELECT id FROM prior) AS prior,
+       (SELECT count(*) FROM ev) AS events
+  FROM (SELECT 1) one LEFT JOIN ins ON true"""
+
+
+_INTAKE_PARAMS = {
+    "key": "text", "cat": "text", "open": "text[]", "window_h": "float8", "lon": "float8",
+    "lat": "float8", "dx": "float8", "dy": "float8", "r": "float8", "asset": "text",
+    "refpart": "text", "channel": "text", "description": "text", "input_crs": "text",
+    "inside": "boolean", "grid": "text", "street": "text", "h3": "text",
+    "generation": "integer", "owner": "text", "resolution": "text",
+    "reporter_name": "text", "reporter_phone": "text", "reporter_email": "text",
+    "reporter_device": "text", "actor": "text", "role": "text", "system": "text",
+    "note": "text", "report_data": "text", "flag_data": "text"}
+_NAMES = list(_INTAKE_PARAMS)
+_PREPARE = (f"PREPARE gridops_intake ({', '.join(_INTAKE_PARAMS.values())}) AS "
+            + re.sub(r"%\((\w+)\)s", lambda m: f"${_NAMES.index(m[1]) + 1}", _INTAKE))
+# one plan for every report (custom plans cost more to make than to run)
+_EXECUTE = ("SET LOCAL plan_cache_mode = force_generic_plan; "
+            f"EXECUTE gridops_intake ({', '.join(f'%({n})s' for n in _NAMES)})")
+
+
+def _run_intake(session: Session, params: dict[str, Any]) -> Any:
+    """The intake statement on the session's connection, prepared there on first use (a
+    prepared statement lives as long as the connection, whatever its transactions do)."""
+    conn = session.connection()
+    info = conn.connection.info
+    if not info.get("gridops_intake"):
+        conn.exec_driver_sql(_PREPARE)
+        info["gridops_intake"] = True
+    return conn.exec_driver_sql(_EXECUTE, params).one()
+
+
+def store(session: Session, it: Intake, actor: Actor, settings: Settings
+          ) -> Stored | Case:
+    """Store a report (never dropped: outside every grid it is kept and flagged) in one
+    statement. Returns the new case as stored, or, for a repeated idempotency key, the
+    first case unchanged (a `Case`)."""
+    if it.channel not in CHANNELS:
+        raise InvalidInput(f"channel: {it.channel!r} is not one of {', '.join(CHANNELS)}")
+    chain = it.resolution.get("chain") or []
+    owner = it.resolution.get("owner") or {}
+    asset = (owner.get("asset") or {}).get("code")
+    r, window_h = duplicate_rule(it, settings)
+    # a box that holds the radius (2 % and 1 cm to spare): only the index's prefilter
     dy = r / 110_574.0 * 1.02 + 1e-7
     dx = r / (111_320.0 * max(math.cos(math.radians(it.lat)), 1e-6)) * 1.02 + 1e-7
-    row = session.execute(text("""
-        SELECT c.id FROM "case" c
-         WHERE c.category_code = :cat AND c.duplicate_of IS NULL
-           AND c.status = ANY(:open)
-           AND c.created_at >= clock_timestamp() - CAST(:h AS float8) * interval '1 hour'
-           AND ((c.geom && ST_Expand(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :dx, :dy)
-                 AND ST_DWithin(c.geom::geography,
-                                ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, :r))
-                OR c.resolution->'owner'->'asset'->>'code' = CAST(:asset AS text))
-         ORDER BY ST_Distance(c.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)), c.id
-         LIMIT 1 FOR UPDATE"""),
-        {"cat": it.category, "open": list(OPEN), "h": settings.duplicate_window_h,
-         "lon": it.lon, "lat": it.lat, "r": r, "dx": dx, "dy": dy, "asset": asset},
-    ).first()
-    return session.get(Case, row.id) if row else None
+    inside = bool(chain)
+    dept = (owner.get("owner") or {}).get("code")
+    resolution = orjson.dumps(it.resolution, default=str)
+    grid: str | None = chain[-1]["code"] if chain else None
+    street: str | None = next((u["code"] for u in chain if u["level"] == 2), None)
+    h3: str | None = it.resolution.get("h3")
+    generation: int | None = it.resolution.get("generation")
+    params: dict[str, Any] = {
+        "key": it.idempotency_key, "cat": it.category, "open": list(OPEN),
+        "window_h": window_h, "lon": it.lon, "lat": it.lat, "r": r, "dx": dx, "dy": dy,
+        "asset": asset, "channel": it.channel, "description": it.description,
+        "input_crs": it.input_crs, "inside": inside,
+        "grid": grid, "street": street, "h3": h3, "generation": generation,
+        "owner": dept, "resolution": resolution.decode(),
+        "reporter_name": it.reporter_name, "reporter_phone": it.reporter_phone,
+        "reporter_email": it.reporter_email, "reporter_device": it.reporter_device,
+        "actor": actor.name, "role": actor.role, "system": SYSTEM,
+        "note": it.description[:200],
+        "report_data": orjson.dumps({"channel": it.channel, "inside": inside, "owner": dept,
+                                     "disputed": owner.get("disputed")}).decode(),
+        "flag_data": orjson.dumps({"nearest": it.resolution.get("nearest")},
+                                  default=str).decode(),
+    }
+    for _ in range(10):
+        params["refpart"] = secrets.token_hex(4).upper()
+        row = _run_intake(session, params)
+        if row.prior is not None:
+            prior = session.get(Case, row.prior)
+            assert prior is not None
+            return prior
+        if row.id is not None:
+            return Stored(
+                id=row.id, ref=row.ref, channel=it.channel, category_code=it.category,
+                description=it.description, status=row.status, inside=inside,
+                grid_code=grid, street_code=street, h3_cell=h3, generation_id=generation,
+                owner_department=dept, duplicate_of=row.duplicate_of,
+                duplicate_ref=row.duplicate_ref, created_at=row.created_at,
+                resolution=orjson.Fragment(resolution), reporter_name=it.reporter_name,
+                reporter_phone=it.reporter_phone, reporter_email=it.reporter_email,
+                reporter_device=it.reporter_device)
+        # nothing inserted: the reference was taken, or a retry with the same key is
+        # being stored concurrently (the next round finds it as prior)
+    raise Conflict("could not store the case (ten references drawn were taken); try again")
 
 
 def intake(session: Session, it: Intake, actor: Actor, settings: Settings) -> tuple[Case, bool]:
-    """Store a report (never dropped: outside every grid it is kept and flagged). Returns
-    (case, created); a repeated idempotency key returns the first case unchanged."""
-    if it.channel not in CHANNELS:
-        raise InvalidInput(f"channel: {it.channel!r} is not one of {', '.join(CHANNELS)}")
-    # one round trip: the time, the new case's id, a retried request, a free reference
-    ref = f"SJ{datetime.now(UTC):%Y}-{secrets.token_hex(4).upper()}"
-    first = session.execute(text("""
-        SELECT clock_timestamp() AS now,
-               nextval(pg_get_serial_sequence('"case"', 'id')) AS id,
-               (SELECT p.id FROM "case" p WHERE p.idempotency_key = :key) AS prior,
-               EXISTS (SELECT 1 FROM "case" r WHERE r.ref = :ref) AS taken"""),
-        {"key": it.idempotency_key, "ref": ref}).one()
-    if first.prior is not None:
-        prior = session.get(Case, first.prior)
-        assert prior is not None
-        return prior, False
-    now: datetime = first.now
-    if first.taken or not ref.startswith(f"SJ{now:%Y}-"):
-        ref = new_ref(session, now)
-    chain = it.resolution.get("chain") or []
-    owner = it.resolution.get("owner") or {}
-    dup = find_duplicate(session, it, settings)
-    if dup is not None and dup.created_at > now:
-        # the original was stored by a request that began after this one: this report
-        # is the later one now, so that a duplicate never predates its original
-        now = session.execute(select(func.clock_timestamp())).scalar_one()
-    case = Case(
-        id=first.id, ref=ref, channel=it.channel, category_code=it.category,
-        description=it.description, status="collected" if dup is None else "merged",
-        version=1, duplicate_of=dup.id if dup is not None else None,
-        geom=f"SRID=4326;POINT({it.lon!r} {it.lat!r})", input_crs=it.input_crs,
-        inside=bool(chain), grid_code=chain[-1]["code"] if chain else None,
-        street_code=next((u["code"] for u in chain if u["level"] == 2), None),
-        h3_cell=it.resolution.get("h3"), generation_id=it.resolution.get("generation"),
-        owner_department=(owner.get("owner") or {}).get("code"),
-        resolution=orjson.loads(orjson.dumps(it.resolution, default=str)),
-        reporter_name=it.reporter_name, reporter_phone=it.reporter_phone,
-        reporter_email=it.reporter_email, reporter_device=it.reporter_device,
-        idempotency_key=it.idempotency_key, created_at=now, updated_at=now,
-    )
-    session.add(case)
-    _event(session, case, actor, "report", None, "collected", it.description[:200],
-           {"channel": it.channel, "inside": case.inside,
-            "owner": case.owner_department, "disputed": owner.get("disputed")}, at=now)
-    if not case.inside:
-        _event(session, case, Actor("system", SYSTEM), "flag", "collected", "collected",
-               "outside every grid: kept for the centre", {"nearest": it.resolution.get(
-                   "nearest")}, at=now)
-    if dup is not None:
-        dup.reporters += 1  # the row is locked (find_duplicate: FOR UPDATE)
-        dup.updated_at = now
-        _event(session, case, Actor("system", SYSTEM), "merge", "collected", "merged",
-               f"same problem as {dup.ref}", {"into": dup.ref}, at=now)
-        _event(session, dup, Actor("system", SYSTEM), "reporter_added", dup.status,
-               dup.status, f"{case.ref} reports the same problem",
-               {"from": case.ref, "reporters": dup.reporters}, at=now)
-    session.flush()  # the case, its events and the original's count in one flush
+    """`store`, with the case loaded as an ORM object (for callers that act on it next).
+    Returns (case, created)."""
+    got = store(session, it, actor, settings)
+    if isinstance(got, Case):
+        return got, False
+    case = session.get(Case, got.id)
+    assert case is not None
     return case, True
 
 
@@ -302,7 +433,7 @@ def events(session: Session, case: Case) -> list[CaseEvent]:
                                 .order_by(CaseEvent.id)))
 
 
-def view(case: Case, *, private: bool) -> dict[str, Any]:
+def view(case: Case | Stored, *, private: bool) -> dict[str, Any]:
     """A case as the API shows it; reporter contact only when private is allowed."""
     out = {
         "ref": case.ref, "channel": case.channel, "category": case.category_code,

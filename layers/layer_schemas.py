@@ -48,6 +48,12 @@ class CategoryIn(LayerRow):
     asset_kind: str | None = None
     area_kinds: list[str] = Field(default_factory=list)
     snap_radius_m: float = Field(default=0.0, ge=0, le=500)
+    duplicate_radius_m: float | None = Field(
+        default=None, ge=0, le=1000, description="a new report this near an open case of "
+        "the category joins it (default GRIDOPS_DUPLICATE_RADIUS_M)")
+    duplicate_window_h: float | None = Field(
+        default=None, gt=0, le=720, description="...if that case is this recent (default "
+        "GRIDOPS_DUPLICATE_WINDOW_H)")
 
     @field_validator("asset_kind")
     @classmethod

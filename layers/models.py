@@ -160,6 +160,9 @@ class Category(Versioned, Base):
         CheckConstraint("kind IN ('component', 'event')", name="category_kind"),
         CheckConstraint("owner_rule IN ('asset', 'area', 'category', 'specialist')",
                         name="category_owner_rule"),
+        CheckConstraint("(duplicate_radius_m IS NULL OR duplicate_radius_m BETWEEN 0 AND "
+                        "1000) AND (duplicate_window_h IS NULL OR duplicate_window_h > 0 "
+                        "AND duplicate_window_h <= 720)", name="category_duplicate_rule"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -177,6 +180,10 @@ class Category(Versioned, Base):
     area_kinds: Mapped[list[str]] = mapped_column(ARRAY(String(64)), default=list,
                                                   server_default=text("'{}'"))
     snap_radius_m: Mapped[float] = mapped_column(Float, default=0.0, server_default="0")
+    # a new report joins an open case of this category this near and this recent, or on
+    # the same asset (None: the server's defaults; migration 0010)
+    duplicate_radius_m: Mapped[float | None] = mapped_column(Float)
+    duplicate_window_h: Mapped[float | None] = mapped_column(Float)
 
 
 class Asset(Versioned, Base):

@@ -118,7 +118,8 @@ class Snapshot:
             f"territory_code FROM department d WHERE {valid_at('d')}"), p).mappings()}
         cats = {r["code"]: dict(r) for r in session.execute(text(
             f"SELECT code, kind, major_code, major_name, name, name_en, default_department, "
-            f"deadline_hours, owner_rule, asset_kind, area_kinds, snap_radius_m "
+            f"deadline_hours, owner_rule, asset_kind, area_kinds, snap_radius_m, "
+            f"duplicate_radius_m, duplicate_window_h "
             f"FROM category c WHERE {valid_at('c')}"), p).mappings()}
         street_office = {d["territory_code"]: code for code, d in depts.items()
                          if d["territory_code"]}
@@ -265,6 +266,11 @@ class Snapshot:
                             "to": s["end_time"].isoformat(timespec="minutes"),
                             "members": team.get("members", [])})
         return out
+
+
+def _or(value: float | None, default: float) -> float:
+    """A category's own setting, else the server's default."""
+    return float(default if value is None else value)
 
 
 def _covers(start: time, end: time, now: time, wd: int, yesterday: int,
@@ -419,7 +425,12 @@ def resolve_owner(snap: Snapshot, lon: float, lat: float, category_code: str,
     return {
         "category": {"code": cat["code"], "name": cat["name"], "name_en": cat["name_en"],
                      "kind": cat["kind"], "owner_rule": cat["owner_rule"],
-                     "deadline_hours": cat["deadline_hours"]},
+                     "deadline_hours": cat["deadline_hours"],
+                     # the duplicate rule the intake applies (the category's, else default)
+                     "duplicate": {"radius_m": _or(cat.get("duplicate_radius_m"),
+                                                   settings.duplicate_radius_m),
+                                   "window_h": _or(cat.get("duplicate_window_h"),
+                                                   settings.duplicate_window_h)}},
         "owner": snap.department(owner),
         "decided_by": rule,
         "disputed": disputed,

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     photos_dir: Path | None = Field(default=None, description="where uploaded photos are "
                                     "kept (default $GRIDOPS_HOME/photos)")
     photo_max_bytes: int = Field(default=10 * 1024 * 1024, description="per photo")
+    token_cache_s: float = Field(
+        default=30.0, ge=0, description="seconds a worker trusts a token it verified "
+        "(revocations reach every worker at once by NOTIFY; 0 = check every request)")
     access_log: bool = Field(default=False, description="log every HTTP request (costs "
                              "about a third of the single-resolve throughput)")
     map_tiles: str | None = Field(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,18 @@ def pg_cluster() -> Iterator[Cluster]:
 def settings(pg_cluster: Cluster) -> Settings:
     """Settings pointing at the test cluster."""
     return Settings(database_url=pg_cluster.url(), home=pg_cluster.datadir.parent)
+
+
+@contextmanager
+def nested_transaction(session: Session) -> Iterator[Session]:
+    """A savepoint of the test's transaction that a unit of work commits (or rolls back)."""
+    nested = session.begin_nested()
+    try:
+        yield session
+    except BaseException:
+        nested.rollback()
+        raise
+    nested.commit()
 
 
 @pytest.fixture(scope="session")
@@ -91,12 +104,15 @@ def client(settings: Settings, engine: Engine, session: Session) -> Iterator[Tes
             raise
         nested.commit()
 
-    from layers.auth import create_token
+    from layers.auth import TokenCache, create_token
+    from layers.intake_writer import IntakeWriter
 
     _, secret = create_token(session, "test-admin", "admin")
     app = create_app(settings, engine=engine)
     app.dependency_overrides[get_session] = lambda: session
     app.dependency_overrides[get_write_session] = write
+    app.state.intake = IntakeWriter(lambda: nested_transaction(session), settings)
+    app.state.tokens = TokenCache(lambda: nullcontext(session), settings.token_cache_s)
     with TestClient(app, headers={"authorization": f"Bearer {secret}"}) as c:
         yield c
 
@@ -152,10 +168,11 @@ def full_client(settings: Settings, full_engine: Engine, full_session: Session
                 ) -> Iterator[TestClient]:
     """The API on the full demo database (reads and the owner snapshot via the test's
     transaction)."""
-    from contextlib import nullcontext
 
     from api.app import create_app
     from api.deps import get_session, get_write_session
+    from layers.auth import TokenCache
+    from layers.intake_writer import IntakeWriter
     from layers.ownership import OwnershipRegistry
 
     def write() -> Iterator[Session]:
@@ -170,6 +187,8 @@ def full_client(settings: Settings, full_engine: Engine, full_session: Session
     app = create_app(settings, engine=full_engine, listen=False)
     app.dependency_overrides[get_session] = lambda: full_session
     app.dependency_overrides[get_write_session] = write
+    app.state.intake = IntakeWriter(lambda: nested_transaction(full_session), settings)
+    app.state.tokens = TokenCache(lambda: nullcontext(full_session), settings.token_cache_s)
     with TestClient(app) as c:
         app.state.owners = OwnershipRegistry(lambda: nullcontext(full_session), settings)
         yield c

@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-import anyio
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
@@ -16,6 +15,7 @@ from api.deps import CurrentUser, SessionDep, WriteSessionDep, require
 from api.geojson import json_response
 from api.resolution import resolve_report, to_point
 from layers import cases, photos
+from layers.intake_writer import IntakeWriter
 from layers.models import Case
 from layers.workflow import ADMIN, CENTRE, DEPARTMENT, OPEN, PATROL, PLANNER, STATES
 from spatial.errors import InvalidInput, NotFound
@@ -59,8 +59,7 @@ def _private_ok(user: cases.Actor) -> bool:
 
 
 @router.post("/cases", status_code=201)
-async def create_case(request: Request, body: CaseIn, session: WriteSessionDep,
-                      user: CurrentUser,
+async def create_case(request: Request, body: CaseIn, user: CurrentUser,
                       idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
                       ) -> Response:
     """Report a problem: it is resolved at once (grid chain, owner with its reasons, patrol)
@@ -81,12 +80,10 @@ async def create_case(request: Request, body: CaseIn, session: WriteSessionDep,
                       idempotency_key=idempotency_key, resolution=resolution,
                       reporter_email=body.reporter.email if body.reporter else None)
 
-    def store() -> tuple[dict[str, Any], bool]:
-        case, created = cases.intake(session, it, user, request.app.state.settings)
-        return cases.view(case, private=_private_ok(user)), created
-
-    # the database part off the event loop: other requests resolve while this one waits
-    out, created = await anyio.to_thread.run_sync(store)
+    # stored by the worker's intake writer with the reports that arrive meanwhile (one
+    # transaction for them all), committed before the answer is sent
+    intake: IntakeWriter = request.app.state.intake
+    out, created = await intake.submit(it, user, private=_private_ok(user))
     return json_response(out, status=201 if created else 200)
 
 

@@ -291,12 +291,13 @@ async def post_request(
                       reporter_phone=phone, idempotency_key=idempotency_key,
                       resolution=resolution, reporter_email=email, reporter_device=device)
     with session.begin_nested():  # a savepoint: an error below leaves nothing behind
-        case, created = cases.intake(session, it, ACTOR, request.app.state.settings)
+        case = cases.store(session, it, ACTOR, request.app.state.settings)
+    created = isinstance(case, cases.Stored)
     if case.duplicate_of is not None:
-        first_case = session.get(Case, case.duplicate_of)
+        first_ref = (case.duplicate_ref if isinstance(case, cases.Stored) else
+                     session.scalar(select(Case.ref).where(Case.id == case.duplicate_of)))
         notice = (f"the same problem was reported already as "
-                  f"{first_case.ref if first_case else 'another request'}; this request "
-                  "joins it")
+                  f"{first_ref or 'another request'}; this request joins it")
     elif not case.inside:
         notice = "received; the spot is outside every grid, the command centre places it"
     else:

@@ -1,0 +1,146 @@
+"""Group commit for case intake: the reports that arrive while the database is busy are
+stored together, one transaction for all of them, by a writer thread of the worker.
+
+A report costs the same statement either way (layers.cases.store: duplicate check, case,
+events); what a batch shares is the rest: one trip to a thread instead of one per report,
+one session, one commit. Reports in one batch see each other (the second report of a spot
+joins the first; a repeated idempotency key returns the first case). If anything in a batch
+fails, the batch is rolled back and its reports are stored one by one, each in its own
+transaction, so a report fails only for its own fault and nothing is stored twice. An answer
+is given only after its transaction committed."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from layers import cases
+from layers.settings import Settings
+from spatial.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+Transactions = Callable[[], AbstractContextManager[Session]]
+Answer = tuple[dict[str, Any], bool]  # the case as the caller may see it, created
+
+
+@dataclass
+class _Pending:
+    report: cases.Intake
+    actor: cases.Actor
+    private: bool  # may the caller see the reporter's contact
+    future: asyncio.Future[Answer]
+    loop: asyncio.AbstractEventLoop
+
+
+class IntakeWriter:
+    """Stores reports for one worker process; `submit` from the event loop."""
+
+    def __init__(self, transactions: Transactions, settings: Settings,
+                 max_batch: int = 64) -> None:
+        self._transactions = transactions  # a session in a transaction that commits on exit
+        self._settings = settings
+        self._max_batch = max_batch
+        self._pending: list[_Pending] = []
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = False
+        self._thread: threading.Thread | None = None
+        self.batches = 0  # counters for /health and the benchmark
+        self.stored = 0
+
+    async def submit(self, report: cases.Intake, actor: cases.Actor, *, private: bool
+                     ) -> Answer:
+        """Store a report; returns (the case's view, created) once it is committed."""
+        if report.channel not in cases.CHANNELS:  # the caller's fault, before queueing
+            raise InvalidInput(f"channel: {report.channel!r} is not one of "
+                                     f"{', '.join(cases.CHANNELS)}")
+        loop = asyncio.get_running_loop()
+        item = _Pending(report, actor, private, loop.create_future(), loop)
+        with self._lock:
+            if self._stop:
+                raise RuntimeError("the intake writer has stopped")
+            self._pending.append(item)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="gridops-intake",
+                                                daemon=True)
+                self._thread.start()
+        self._wake.set()
+        return await item.future
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Store what is queued, then end the thread."""
+        with self._lock:
+            self._stop = True
+            thread = self._thread
+        self._wake.set()
+        if thread is not None:
+            thread.join(timeout_s)
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            self._wake.clear()  # before taking: a report queued from now on wakes us again
+            while True:
+                with self._lock:
+                    batch = self._pending[:self._max_batch]
+                    del self._pending[:self._max_batch]
+                    stopping = self._stop
+                if not batch:
+                    break
+                self._write(batch)
+            if stopping:
+                return
+
+    def _write(self, batch: list[_Pending]) -> None:
+        outcomes: list[tuple[_Pending, Answer | None, BaseException | None]] = []
+        try:
+            with self._transactions() as session:
+                answers = [self._store(session, p) for p in batch]
+            outcomes = [(p, a, None) for p, a in zip(batch, answers, strict=True)]
+        except Exception as e:
+            if len(batch) == 1:
+                outcomes = [(batch[0], None, e)]
+            else:
+                log.warning("a batch of %d reports failed; storing them one by one",
+                            len(batch), exc_info=True)
+                for p in batch:
+                    try:
+                        with self._transactions() as session:
+                            outcomes.append((p, self._store(session, p), None))
+                    except Exception as one:  # this report's own error, for its caller
+                        outcomes.append((p, None, one))
+        self.batches += 1
+        self.stored += sum(1 for _, a, _ in outcomes if a is not None and a[1])
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for p, answer, exc in outcomes:
+            by_loop.setdefault(p.loop, []).append((p.future, answer, exc))
+        for loop, done in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, done)
+            except RuntimeError:  # the loop has closed: nobody waits for these answers
+                log.warning("%d intake answers had no one to go to", len(done))
+
+    def _store(self, session: Session, p: _Pending) -> Answer:
+        got = cases.store(session, p.report, p.actor, self._settings)
+        return cases.view(got, private=p.private), isinstance(got, cases.Stored)
+
+
+def _deliver(done: list[tuple[asyncio.Future[Answer], Answer | None,
+                              BaseException | None]]) -> None:
+    """On the event loop: hand each caller its answer or its error."""
+    for fut, answer, exc in done:
+        if fut.done():  # the request was cancelled (client gone); the case stays stored
+            continue
+        if exc is not None:
+            fut.set_exception(exc)
+        else:
+            assert answer is not None
+            fut.set_result(answer)

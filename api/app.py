@@ -27,7 +27,7 @@ from layers.db import database_url, make_engine, make_sessionmaker
 from layers.escalation import Scheduler
 from layers.grids import NOTIFY_CHANNEL
 from layers.hotspots import StudyAreas
-from layers.intake_writer import IntakeWriter
+from layers.intake_writer import IntakeWriter, OwnConnection
 from layers.listener import Listener
 from layers.ownership import OwnershipRegistry
 from layers.resolver import IndexRegistry
@@ -53,7 +53,8 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     indexes = IndexRegistry(factory, settings)
     owners = OwnershipRegistry(factory, settings)
     tokens = TokenCache(factory, settings.token_cache_s)
-    intake = IntakeWriter(factory.begin, settings)
+    own = OwnConnection(engine)
+    intake = IntakeWriter(own, settings)
 
     def _on_generation() -> None:
         before = indexes.active
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
             scheduler.start()
         yield
         await anyio.to_thread.run_sync(intake.stop)  # what is queued is stored
+        own.close()
         scheduler.stop()
         listener.stop()
         if own_engine:
@@ -97,12 +99,12 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     app.state.intake = intake
     app.state.study_areas = StudyAreas()
     install_error_handlers(app)
+    app.include_router(cases.router)  # first: the busiest write path is matched first
+    app.include_router(resolve.router)
     app.include_router(health.router)
     app.include_router(grids.router)
-    app.include_router(resolve.router)
     app.include_router(layers.router)
     app.include_router(lookup.router)
-    app.include_router(cases.router)
     app.include_router(open311.router)
     app.include_router(kpis.router)
     app.include_router(hotspots.router)

@@ -15,15 +15,15 @@ from layers.ownership import OwnershipRegistry, resolve_owner
 from layers.resolver import metric_transformer
 from layers.settings import Settings
 from spatial import h3index
-from spatial.crs import parse_crs, to_wgs84
+from spatial.crs import parse_crs, point_to_wgs84
 
 
 def to_point(x: float, y: float, crs: str) -> tuple[float, float, dict[str, str]]:
     """A reported coordinate -> WGS84 lon/lat and the CRS assumed (422 if bad)."""
     info = parse_crs(crs)
     names = ("x", "y") if info.projected else ("lon", "lat")
-    lon, lat, info = to_wgs84(np.array([x]), np.array([y]), crs, fields=names)
-    return float(lon[0]), float(lat[0]), {"key": info.key, "name": info.name}
+    lon, lat, info = point_to_wgs84(x, y, crs, fields=names)
+    return lon, lat, {"key": info.key, "name": info.name}
 
 
 async def resolve_report(request: Request, lon: float, lat: float, category: str,

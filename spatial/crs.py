@@ -484,6 +484,19 @@ def to_wgs84(
     return lon, lat, info
 
 
+def point_to_wgs84(
+    x: float, y: float, crs: str | int | None = None, *, fields: tuple[str, str] | None = None
+) -> tuple[float, float, CRSInfo]:
+    """One point as to_wgs84 gives it; a WGS84 point in range (most reports) is taken as is,
+    without arrays, anything else goes the whole way (and gets its precise error there)."""
+    info = parse_crs(crs)
+    if (info.key == WGS84_KEY and math.isfinite(x) and math.isfinite(y)
+            and abs(x) <= 180.0 and abs(y) <= 90.0):
+        return float(x), float(y), info
+    lon, lat, info = to_wgs84(np.array([x]), np.array([y]), crs, fields=fields)
+    return float(lon[0]), float(lat[0]), info
+
+
 def _in_area(
     lon: FloatArray, lat: FloatArray, area: tuple[float, float, float, float] | None
 ) -> BoolArray:

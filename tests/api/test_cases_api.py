@@ -288,3 +288,37 @@ def test_the_centre_merges_by_hand_and_splits_back(full_client: TestClient, toke
     assert full_client.get(f"/cases/{a['ref']}", headers=c).json()["reporters"] == 1
     assert [e["action"] for e in _events(full_client, a["ref"], c)] == [
         "report", "reporter_added", "reporter_removed"]
+
+
+def test_duplicate_rules_are_per_category(full_client: TestClient, tokens) -> None:  # type: ignore[no-untyped-def]
+    """Illegal parking (E0503: a car, 20 m, 4 h) is not a fire (E0406: the whole block
+    calls, 150 m); a category without a rule of its own takes the server's default (30 m);
+    the rule applied is kept with the case."""
+    c = tokens["centre"]
+    north = 1 / 110_574.0  # degrees of latitude per metre
+
+    spots = iter(range(4))
+
+    def pair(category: str, metres: float) -> tuple[dict, dict]:  # type: ignore[type-arg]
+        lon = P[0] + 0.003 * next(spots)  # each pair ~300 m from the others
+        a = _report(full_client, c, channel="hotline_12345", category=category,
+                    lon=lon).json()
+        b = _report(full_client, c, channel="hotline_12345", category=category, lon=lon,
+                    lat=P[1] + metres * north).json()
+        assert a["status"] == "collected"
+        return a, b
+
+    a, b = pair("E0503", 25)
+    assert a["resolution"]["owner"]["category"]["duplicate"] == {"radius_m": 20.0,
+                                                                 "window_h": 4.0}
+    assert b["status"] == "collected"  # 25 m from a parked car is another car
+    a, b = pair("E0406", 120)
+    assert a["resolution"]["owner"]["category"]["duplicate"]["radius_m"] == 150.0
+    assert b["status"] == "merged" and b["duplicate_of"] is not None
+    assert full_client.get(f"/cases/{a['ref']}", headers=c).json()["reporters"] == 2
+    a, b = pair("E0101", 25)  # exposed garbage: no rule of its own, the default 30 m
+    assert a["resolution"]["owner"]["category"]["duplicate"] == {"radius_m": 30.0,
+                                                                 "window_h": 72.0}
+    assert b["status"] == "merged"
+    a, b = pair("E0101", 40)
+    assert b["status"] == "collected"

@@ -1,4 +1,5 @@
-"""A running server (2 workers) picks up a newly activated generation by LISTEN/NOTIFY."""
+"""A running server (2 workers) follows the database by LISTEN/NOTIFY: a newly activated
+generation, a revoked token."""
 
 from __future__ import annotations
 
@@ -64,6 +65,44 @@ def test_activation_reaches_every_worker(scratch_db: str, settings: Settings) ->
             # the old generation stays answerable by name
             old = c.get("/resolve", params={"lon": P[0], "lat": P[1], "generation": 1}).json()
             assert old["grid"]["code"] == "319999001001001"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        eng.dispose()
+
+
+def test_a_revoked_token_is_refused_by_every_worker(scratch_db: str) -> None:
+    """Workers keep verified tokens for GRIDOPS_TOKEN_CACHE_S (30 s); a revocation reaches
+    them all by NOTIFY at once."""
+    from layers.auth import create_token, revoke
+
+    upgrade(scratch_db)
+    eng = make_engine(scratch_db)
+    with Session(eng) as s, s.begin():
+        tok, secret = create_token(s, "soon-revoked", "centre")
+        token_id = tok.id
+    port = free_port(0)
+    env = dict(os.environ, GRIDOPS_DATABASE_URL=scratch_db, GRIDOPS_TOKEN_CACHE_S="30")
+    proc = subprocess.Popen([sys.executable, "-m", "etl.cli", "serve", "--port", str(port),
+                             "--workers", "2"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    auth = {"authorization": f"Bearer {secret}"}
+
+    def status() -> int:  # a new connection each time: either worker may answer
+        return httpx.get(url + "/cases", headers=auth, timeout=5).status_code
+
+    try:
+        wait_ready(url, proc)
+        assert [status() for _ in range(20)] == [200] * 20  # both workers know it now
+        with Session(eng) as s, s.begin():
+            revoke(s, token_id)
+        t0 = time.monotonic()
+        streak = 0
+        while time.monotonic() - t0 < 5 and streak < 20:
+            streak = streak + 1 if status() == 401 else 0
+        assert streak >= 20, "every worker must refuse the revoked token"
+        assert time.monotonic() - t0 < 3.0  # by NOTIFY, not by the cache's 30 s
     finally:
         proc.terminate()
         proc.wait(timeout=20)

@@ -108,6 +108,10 @@ def test_categories_load() -> None:
     assert by_name["无主井盖"].owner_rule == "area"
     assert all(c.deadline_hours <= 4 for c in cats if c.major_code == "E04")
     assert all(5 <= c.snap_radius_m <= 15 for c in cats if c.asset_kind in COVER_KINDS)
+    # duplicate rules of their own where one problem is seen by many or moves on fast
+    assert by_name["火灾"].duplicate_radius_m == 150 and by_name["火灾"].duplicate_window_h == 12
+    assert by_name["机动车乱停放"].duplicate_radius_m == 20
+    assert by_name["暴露垃圾"].duplicate_radius_m is None  # the server's default
 
 
 def _copy_with(src: Path, dst: Path, extra: list[str]) -> Path:
@@ -138,19 +142,25 @@ def test_broken_department_row_is_named(tmp_path: Path, row: str, message: str) 
     ("row", "message"),
     [
         ("C0199,component,C01,公用设施,Public facilities,某井盖,Some cover,NOPE,24,asset,"
-         "manhole_x,,10", "default_department 'NOPE'"),
-        ("C0199,component,C01,公用设施,Public facilities,某井盖,Some cover,DL,24,asset,,,10",
+         "manhole_x,,10,,", "default_department 'NOPE'"),
+        ("C0199,component,C01,公用设施,Public facilities,某井盖,Some cover,DL,24,asset,,,10,,",
          "asset_kind is required"),
-        ("C0199,component,C01,公用设施,Public facilities,某井盖,Some cover,DL,24,magic,,,0",
+        ("C0199,component,C01,公用设施,Public facilities,某井盖,Some cover,DL,24,magic,,,0,,",
          "owner_rule 'magic'"),
-        ("E0199,component,E01,市容环境,City appearance,某事件,Some event,DL,24,category,,,0",
+        ("E0199,component,E01,市容环境,City appearance,某事件,Some event,DL,24,category,,,0,,",
          "kind 'component'"),
-        ("C0101,component,C01,公用设施,Public facilities,重复,Dup,DL,24,category,,,0",
+        ("C0101,component,C01,公用设施,Public facilities,重复,Dup,DL,24,category,,,0,,",
          "duplicate code C0101"),
-        ("C0199,component,C01,公用设施,Public facilities,某,Some,DL,24,area,,lake,0",
+        ("C0199,component,C01,公用设施,Public facilities,某,Some,DL,24,area,,lake,0,,",
          "unknown area kinds"),
-        ("C0199,component,C01,公用设施,Public facilities,某,Some,DL,24,asset,manhole_water,,10",
+        ("C0199,component,C01,公用设施,Public facilities,某,Some,DL,24,asset,manhole_water,,10,,",
          "already used by C0101"),
+        ("E0199,event,E01,市容环境,City appearance,某事件,Some event,DL,24,category,,,0,5km,",
+         "duplicate_radius_m '5km' is not a number"),
+        ("E0199,event,E01,市容环境,City appearance,某事件,Some event,DL,24,category,,,0,,0",
+         "duplicate_window_h must be more than 0"),
+        ("E0199,event,E01,市容环境,City appearance,某事件,Some event,DL,24,category,,,0,2000,",
+         "duplicate_radius_m 2000 must be 0..1000"),
     ],
 )  # fmt: skip
 def test_broken_category_row_is_named(tmp_path: Path, row: str, message: str) -> None:

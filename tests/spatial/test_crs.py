@@ -20,6 +20,7 @@ from spatial.crs import (
     gcj02_to_wgs84,
     out_of_china,
     parse_crs,
+    point_to_wgs84,
     to_wgs84,
     validate_lonlat,
     wgs84_to_bd09,
@@ -492,3 +493,26 @@ def test_large_batch_converges():
     assert np.abs(g_lon - lon).max() <= 1e-10 and np.abs(g_lat - lat).max() <= 1e-10
     b_lon, b_lat = gcj02_to_bd09(*bd09_to_gcj02(lon, lat))
     assert np.abs(b_lon - lon).max() <= 1e-10 and np.abs(b_lat - lat).max() <= 1e-10
+
+
+ONE = st.floats(allow_nan=True, allow_infinity=True, width=64) | st.sampled_from(
+    [180.0, -180.0, 90.0, -90.0, 180.0000001, -90.0000001, 121.2277, 31.0322, 0.0, -0.0])
+
+
+@given(ONE, ONE, st.sampled_from(["EPSG:4326", "WGS84", "GCJ-02", "BD-09", "EPSG:4490",
+                                  "EPSG:3857"]))
+@settings(max_examples=400)
+def test_one_point_fast_path_equals_the_batch_path(x, y, crs):
+    """point_to_wgs84 (the intake's single point, without arrays when it can) answers
+    exactly what to_wgs84 answers for a batch of one: the same point or the same error."""
+    try:
+        lon, lat, info = to_wgs84(np.array([x]), np.array([y]), crs)
+        want: object = (float(lon[0]), float(lat[0]), info.key)
+    except (InvalidCoordinate, InvalidInput) as e:
+        want = (type(e), str(e))
+    try:
+        a, b, info = point_to_wgs84(x, y, crs)
+        got: object = (a, b, info.key)
+    except (InvalidCoordinate, InvalidInput) as e:
+        got = (type(e), str(e))
+    assert got == want

@@ -236,10 +236,10 @@ _GENERIC = ("SET LOCAL plan_cache_mode = force_generic_plan; "
 @dataclass(frozen=True)
 class _Prepared:
     """A statement prepared once per connection and run with one generic plan (planning
-    the intake's statements took as long as running them). The plan is made again when
-    the connection has run it 10, 100, 1,000... times and at least every 10 minutes, so
-    that it follows the tables as they grow (a plan made on a new, empty database would
-    otherwise stay, whatever the table became)."""
+    the intake's statements took as long as running them). The plan is made again each
+    time the connection has run it twice as often (10, 20, 40... times) and at least every
+    10 minutes, so that it follows the tables as they grow (a plan made on a new, empty
+    database would otherwise stay, whatever the table became)."""
 
     name: str
     sql: str
@@ -260,7 +260,7 @@ class _Prepared:
             conn.exec_driver_sql(f"PREPARE {self.name} ({', '.join(self.types.values())}) "
                                  f"AS {body}")
             runs = 0 if state is None else state[0]
-            state = info[self.name] = [runs, max(10, runs * 10), now]
+            state = info[self.name] = [runs, max(10, runs * 2), now]
         state[0] += 1
         args = ", ".join(f"%({n})s" for n in self.types)
         return conn.exec_driver_sql(_GENERIC + f"EXECUTE {self.name} ({args})", params)

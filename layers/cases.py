@@ -89,6 +89,7 @@ class Stored:
     duplicate_ref: str | None
     created_at: datetime
     resolution: Any  # the stored JSON as an orjson.Fragment (written once, sent as is)
+    updated_at: datetime
     reporter_name: str | None
     reporter_phone: str | None
     reporter_email: str | None
@@ -99,11 +100,6 @@ class Stored:
     deadline_at: datetime | None = None
     satisfaction: int | None = None
     closed_at: datetime | None = None
-
-    @property
-    def updated_at(self) -> datetime:
-        """A new case was last changed when it was made."""
-        return self.created_at
 
 
 def duplicate_rule(it: Intake, settings: Settings) -> tuple[float, float]:
@@ -288,6 +284,7 @@ class _Row:
     window_h: float
     id: int = 0
     at: datetime | None = None
+    updated: datetime | None = None  # later, if reports of the same batch joined it
     dup: int | None = None  # the original's id
     dup_ref: str | None = None
     reporters: int = 1
@@ -404,6 +401,7 @@ def store_batch(session: Session, reports: list[tuple[Intake, Actor]], settings:
         if r.dup in by_id:  # an original of this batch
             first = by_id[r.dup]
             first.reporters += 1
+            first.updated = r.at
             count, status = first.reporters, "collected"
         else:
             o = originals[r.dup]
@@ -435,7 +433,7 @@ def store_batch(session: Session, reports: list[tuple[Intake, Actor]], settings:
             "reporter_device": [r.it.reporter_device for r in stored],
             "key": [r.it.idempotency_key for r in stored],
             "reporters": [r.reporters for r in stored], "at": [r.at for r in stored],
-            "updated_at": [r.at for r in stored],
+            "updated_at": [r.updated or r.at for r in stored],
             "o_id": list(o_n), "o_n": list(o_n.values()), "o_at": [o_at[i] for i in o_n],
             "e_case": list(cols[0]), "e_at": list(cols[1]), "e_actor": list(cols[2]),
             "e_role": list(cols[3]), "e_action": list(cols[4]), "e_from": list(cols[5]),
@@ -456,7 +454,8 @@ def store_batch(session: Session, reports: list[tuple[Intake, Actor]], settings:
             inside=r.inside, grid_code=r.grid, street_code=r.street,
             h3_cell=it.resolution.get("h3"), generation_id=it.resolution.get("generation"),
             owner_department=r.dept, duplicate_of=r.dup, duplicate_ref=r.dup_ref,
-            created_at=r.at, resolution=orjson.Fragment(r.resolution),  # type: ignore[arg-type]
+            created_at=r.at, updated_at=r.updated or r.at,  # type: ignore[arg-type]
+            resolution=orjson.Fragment(r.resolution),
             reporter_name=it.reporter_name, reporter_phone=it.reporter_phone,
             reporter_email=it.reporter_email, reporter_device=it.reporter_device,
             reporters=r.reporters))

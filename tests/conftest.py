@@ -96,13 +96,8 @@ def client(settings: Settings, engine: Engine, session: Session) -> Iterator[Tes
     from api.deps import get_session, get_write_session
 
     def write() -> Iterator[Session]:
-        nested = session.begin_nested()  # one request, one (nested) transaction
-        try:
-            yield session
-        except Exception:
-            nested.rollback()
-            raise
-        nested.commit()
+        with nested_transaction(session) as s:  # one request, one (nested) transaction
+            yield s
 
     from layers.auth import TokenCache, create_token
     from layers.intake_writer import IntakeWriter
@@ -176,13 +171,8 @@ def full_client(settings: Settings, full_engine: Engine, full_session: Session
     from layers.ownership import OwnershipRegistry
 
     def write() -> Iterator[Session]:
-        nested = full_session.begin_nested()
-        try:
-            yield full_session
-        except Exception:
-            nested.rollback()
-            raise
-        nested.commit()
+        with nested_transaction(full_session) as s:
+            yield s
 
     app = create_app(settings, engine=full_engine, listen=False)
     app.dependency_overrides[get_session] = lambda: full_session

@@ -108,6 +108,9 @@ def test_a_batch_sees_itself(full_session: Session, settings: Settings, resolve:
     first = full_session.scalar(select(Case).where(Case.ref == views[1]["ref"]))
     assert first is not None and first.reporters == 3
     assert views[2]["duplicate_of"] == views[3]["duplicate_of"] == first.id
+    # as if one by one: each later than the one before, the original changed by the last
+    assert views[1]["created_at"] < views[2]["created_at"] < views[3]["created_at"]
+    assert first.updated_at == views[1]["updated_at"] == views[3]["created_at"]
     assert views[5]["ref"] == views[4]["ref"]  # same key: the first case, unchanged
     assert views[4]["reporter"]["name"] == "张三"  # the centre may see the reporter
     assert _count(full_session) == before + 6

@@ -37,6 +37,7 @@ from scipy.spatial import cKDTree
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from layers import heap
 from layers.resolver import metric_transformer
 from layers.settings import Settings
 from spatial.errors import InvalidInput
@@ -501,6 +502,7 @@ class OwnershipRegistry:
         with self._lock, self._factory() as session:
             snap = Snapshot.load(session, self.settings)
         self._current = snap
+        heap.settle()  # the new snapshot out of the collector's way, the old one collected
         log.info("ownership snapshot: %s in %.2f s", snap.counts, snap.built_seconds)
         return snap
 

@@ -19,7 +19,7 @@ from pyproj import Transformer
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from layers import grids
+from layers import grids, heap
 from layers.models import Generation
 from layers.settings import Settings
 from spatial import h3index
@@ -127,6 +127,7 @@ class IndexRegistry:
             idx = build_index(session, gen, settings=self.settings)
         self._active = idx
         self.switched_at = time.monotonic()
+        heap.settle()  # the new index out of the collector's way, the old one collected
         return idx
 
     def for_generation(self, gen: Generation) -> GridIndex:

@@ -19,6 +19,7 @@ LEVELS = {1: "supervision (督办)", 2: "second-tier joint meeting (二级联席
           3: "first-tier joint meeting (一级联席会议)"}
 LOCK_KEY = 7_311_001  # pg advisory lock: one escalation run at a time across workers
 ESCALATING = ("dispatched", "bounced", "in_progress", "feedback")
+_ESCALATING_SQL = ", ".join(f"'{s}'" for s in ESCALATING)  # as index case_escalating has it
 
 
 def escalate_overdue(session: Session, settings: Settings) -> dict[str, Any]:
@@ -27,7 +28,7 @@ def escalate_overdue(session: Session, settings: Settings) -> dict[str, Any]:
     if not session.execute(text("SELECT pg_try_advisory_xact_lock(:k)"),
                            {"k": LOCK_KEY}).scalar_one():
         return {"ran": False, "escalated": 0}
-    rows = session.execute(text("""
+    rows = session.execute(text(f"""
         WITH due AS (
             SELECT id, escalation AS old,
                    CASE WHEN clock_timestamp() >= deadline_at + CAST(:first AS float8)
@@ -36,14 +37,15 @@ def escalate_overdue(session: Session, settings: Settings) -> dict[str, Any]:
                                                                 * interval '1 hour' THEN 2
                         ELSE 1 END AS new
               FROM "case"
-             WHERE status = ANY(:states) AND deadline_at IS NOT NULL
+             WHERE status IN ({_ESCALATING_SQL}) AND deadline_at IS NOT NULL
+               AND escalation < {max(LEVELS)}  -- index case_escalating (migration 0011)
                AND deadline_at <= clock_timestamp())
         UPDATE "case" c SET escalation = due.new, version = c.version + 1,
                             updated_at = clock_timestamp()
           FROM due WHERE c.id = due.id AND due.new > c.escalation
         RETURNING c.id, due.old, due.new, c.status"""),
-        {"first": settings.escalate_first_tier_h, "second": settings.escalate_second_tier_h,
-         "states": list(ESCALATING)}).all()
+        {"first": settings.escalate_first_tier_h,
+         "second": settings.escalate_second_tier_h}).all()
     if rows:
         session.execute(text("""
             INSERT INTO case_event (case_id, actor, role, action, from_status, to_status,

@@ -1,19 +1,17 @@
 """Group commit at intake: reports stored together see each other (duplicates, idempotency
 keys), a report that fails fails alone and nothing is stored twice, answers come only after
-the commit; the statement's index and the workflow agree on what is open."""
+the commit."""
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from layers import cases, grids, workflow
@@ -155,20 +153,3 @@ def test_a_stopped_writer_stores_what_it_was_given(full_session: Session, settin
         with pytest.raises(RuntimeError, match="stopped"):
             await writer.submit(_report(resolve, 1, dx=0.003), CENTRE, private=False)
     asyncio.run(go())
-
-
-def test_the_open_index_matches_the_workflow(full_session: Session) -> None:
-    """Index case_open_geom (migration 0010) covers exactly the states the workflow calls
-    open, and the intake's duplicate search can use it."""
-    spec = importlib.util.spec_from_file_location(
-        "m0010", Path(__file__).parents[2] / "alembic/versions/0010_duplicate_rules.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    assert tuple(mod.OPEN) == workflow.OPEN
-    pred = full_session.scalar(text(
-        "SELECT pg_get_expr(i.indpred, i.indrelid) FROM pg_index i "
-        "JOIN pg_class c ON c.oid = i.indexrelid WHERE c.relname = 'case_open_geom'"))
-    assert pred is not None
-    for state in workflow.STATES:
-        assert (f"'{state}'" in pred) == (state in workflow.OPEN), state

@@ -106,8 +106,9 @@ def duplicate_rule(it: Intake, settings: Settings) -> tuple[float, float]:
     """(radius m, window h) within which a new report joins an open case of its category:
     the category's own rule as resolved with the report, else the server's defaults."""
     rule = ((it.resolution.get("owner") or {}).get("category") or {}).get("duplicate") or {}
-    return (float(rule.get("radius_m") or settings.duplicate_radius_m),
-            float(rule.get("window_h") or settings.duplicate_window_h))
+    radius, window = rule.get("radius_m"), rule.get("window_h")  # radius 0: by asset only
+    return (float(settings.duplicate_radius_m if radius is None else radius),
+            float(settings.duplicate_window_h if window is None else window))
 
 
 # Reports are stored in batches (layers.intake_writer) in two statements whatever their

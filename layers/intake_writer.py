@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 UNIQUE_VIOLATION = "23505"
 Transactions = Callable[[], AbstractContextManager[Session]]
 Answer = tuple[dict[str, Any], bool]  # the case as the caller may see it, created
+Done = tuple["asyncio.Future[Answer]", Answer | None, BaseException | None]
 
 
 @dataclass
@@ -86,7 +87,7 @@ class IntakeWriter:
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
-        self.batches = 0  # counters for /health and the benchmark
+        self.batches = 0  # this worker's counters (the tests read them)
         self.stored = 0
 
     async def submit(self, report: cases.Intake, actor: cases.Actor, *, private: bool
@@ -94,7 +95,7 @@ class IntakeWriter:
         """Store a report; returns (the case's view, created) once it is committed."""
         if report.channel not in cases.CHANNELS:  # the caller's fault, before queueing
             raise InvalidInput(f"channel: {report.channel!r} is not one of "
-                                     f"{', '.join(cases.CHANNELS)}")
+                               f"{', '.join(cases.CHANNELS)}")
         loop = asyncio.get_running_loop()
         item = _Pending(report, actor, private, loop.create_future(), loop)
         with self._lock:
@@ -128,7 +129,14 @@ class IntakeWriter:
                     stopping = self._stop
                 if not batch:
                     break
-                self._write(batch)
+                try:
+                    self._write(batch)
+                except BaseException as e:  # never leave a caller waiting for ever
+                    log.exception("the intake writer failed on a batch of %d", len(batch))
+                    for p in batch:
+                        failed: list[Done] = [(p.future, None, e)]
+                        with suppress(RuntimeError):
+                            p.loop.call_soon_threadsafe(_deliver, failed)
             if stopping:
                 return
 
@@ -149,7 +157,7 @@ class IntakeWriter:
                     outcomes.append((p, None, one))
         self.batches += 1
         self.stored += sum(1 for _, a, _ in outcomes if a is not None and a[1])
-        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        by_loop: dict[asyncio.AbstractEventLoop, list[Done]] = {}
         for p, answer, exc in outcomes:
             by_loop.setdefault(p.loop, []).append((p.future, answer, exc))
         for loop, done in by_loop.items():
@@ -178,8 +186,7 @@ class IntakeWriter:
         raise AssertionError("unreachable")
 
 
-def _deliver(done: list[tuple[asyncio.Future[Answer], Answer | None,
-                              BaseException | None]]) -> None:
+def _deliver(done: list[Done]) -> None:
     """On the event loop: hand each caller its answer or its error."""
     for fut, answer, exc in done:
         if fut.done():  # the request was cancelled (client gone); the case stays stored

@@ -154,7 +154,9 @@ cand AS (
 locked AS (
     SELECT c.id, c.ref, c.created_at, c.status, c.reporters FROM "case" c
      WHERE c.id IN (SELECT dup FROM cand)
-       AND c.status IN ({_OPEN_SQL}) AND c.duplicate_of IS NULL  -- again, once locked
+       -- again, once locked: an original closed meanwhile is dropped (the report becomes
+       -- a case of its own rather than joining the second nearest)
+       AND c.status IN ({_OPEN_SQL}) AND c.duplicate_of IS NULL
      ORDER BY c.id FOR UPDATE)
 SELECT cand.ord, cand.prior, cand.ref_taken, cand.new_id, clock_timestamp() AS now,
        locked.id AS dup,

@@ -204,25 +204,9 @@ e AS (
                             data)
     SELECT * FROM unnest(%(e_case)s::bigint[], %(e_at)s::timestamptz[], %(e_actor)s::text[],
                          %(e_role)s::text[], %(e_action)s::text[], %(e_from)s::text[],
-                         %(e_to)s::text[], %(e_note)s::text[], %(e_data)s::jsonb[])
+                         %(e_to)s::text[], %(e_note)s::text[], %(e_data)s::text[]::jsonb[])
     RETURNING 1)
 SELECT (SELECT count(*) FROM c), (SELECT count(*) FROM o), (SELECT count(*) FROM e)"""
-
-
-_LOOK_TYPES = {"key": "text[]", "cat": "text[]", "lon": "float8[]", "lat": "float8[]",
-               "dx": "float8[]", "dy": "float8[]", "r": "float8[]", "window_h": "float8[]",
-               "asset": "text[]", "ref": "text[]"}
-_WRITE_TYPES = {
-    "id": "bigint[]", "ref": "text[]", "channel": "text[]", "cat": "text[]",
-    "description": "text[]", "status": "text[]", "dup": "bigint[]", "lon": "float8[]",
-    "lat": "float8[]", "input_crs": "text[]", "inside": "boolean[]", "grid": "text[]",
-    "street": "text[]", "h3": "text[]", "generation": "int[]", "owner": "text[]",
-    "resolution": "text[]", "reporter_name": "text[]", "reporter_phone": "text[]",
-    "reporter_email": "text[]", "reporter_device": "text[]", "key": "text[]",
-    "reporters": "int[]", "at": "timestamptz[]", "updated_at": "timestamptz[]",
-    "o_id": "bigint[]", "o_n": "int[]", "o_at": "timestamptz[]", "e_case": "bigint[]",
-    "e_at": "timestamptz[]", "e_actor": "text[]", "e_role": "text[]", "e_action": "text[]",
-    "e_from": "text[]", "e_to": "text[]", "e_note": "text[]", "e_data": "text[]"}
 
 
 # One plan for every batch, made by index: a plan made once must not depend on how many
@@ -232,18 +216,24 @@ _GENERIC = ("SET LOCAL plan_cache_mode = force_generic_plan; "
             "SET LOCAL enable_seqscan = off; ")
 
 
-@dataclass(frozen=True)
+_PARAM = re.compile(r"%\((\w+)\)s::(\w+(?:\[\])?)")  # a parameter and its type
+
+
 class _Prepared:
     """A statement prepared once per connection and run with one generic plan (planning
     the intake's statements took as long as running them). The plan is made again each
     time the connection has run it twice as often (10, 20, 40... times) and at least every
     10 minutes, so that it follows the tables as they grow (a plan made on a new, empty
-    database would otherwise stay, whatever the table became)."""
+    database would otherwise stay, whatever the table became). Every parameter is written
+    `%(name)s::type` in the SQL: that cast is its type in the PREPARE."""
 
-    name: str
-    sql: str
-    types: dict[str, str]
-    replan_s: float = 600.0
+    def __init__(self, name: str, sql: str, replan_s: float = 600.0) -> None:
+        types = dict(_PARAM.findall(sql))  # in the order of first use
+        names = list(types)
+        body = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m[1]) + 1}", sql)
+        self.name, self.replan_s = name, replan_s
+        self._prepare = f"PREPARE {name} ({', '.join(types.values())}) AS {body}"
+        self._execute = _GENERIC + f"EXECUTE {name} ({', '.join(f'%({n})s' for n in names)})"
 
     def run(self, conn: Connection, params: dict[str, Any]) -> Any:
         """Execute on a connection (SQLAlchemy's), preparing it there when due (a prepared
@@ -254,19 +244,15 @@ class _Prepared:
         if state is None or state[0] >= state[1] or now - state[2] > self.replan_s:
             if state is not None:
                 conn.exec_driver_sql(f"DEALLOCATE {self.name}")
-            names = list(self.types)
-            body = re.sub(r"%\((\w+)\)s", lambda m: f"${names.index(m[1]) + 1}", self.sql)
-            conn.exec_driver_sql(f"PREPARE {self.name} ({', '.join(self.types.values())}) "
-                                 f"AS {body}")
+            conn.exec_driver_sql(self._prepare)
             runs = 0 if state is None else state[0]
             state = info[self.name] = [runs, max(10, runs * 2), now]
         state[0] += 1
-        args = ", ".join(f"%({n})s" for n in self.types)
-        return conn.exec_driver_sql(_GENERIC + f"EXECUTE {self.name} ({args})", params)
+        return conn.exec_driver_sql(self._execute, params)
 
 
-_LOOK_STMT = _Prepared("gridops_intake_look", _LOOK, _LOOK_TYPES)
-_WRITE_STMT = _Prepared("gridops_intake_write", _WRITE, _WRITE_TYPES)
+_LOOK_STMT = _Prepared("gridops_intake_look", _LOOK)
+_WRITE_STMT = _Prepared("gridops_intake_write", _WRITE)
 
 
 @dataclass
@@ -293,10 +279,20 @@ class _Row:
     reporters: int = 1
     prior: int | None = None  # a retried request: the case it made
 
+    @property
+    def status(self) -> str:
+        """A new case, or one that joined an open case."""
+        return "collected" if self.dup is None else "merged"
+
+
+def check_channel(channel: str) -> None:
+    """422 for a channel gridops does not know."""
+    if channel not in CHANNELS:
+        raise InvalidInput(f"channel: {channel!r} is not one of {', '.join(CHANNELS)}")
+
 
 def _prepare(it: Intake, actor: Actor, settings: Settings) -> _Row:
-    if it.channel not in CHANNELS:
-        raise InvalidInput(f"channel: {it.channel!r} is not one of {', '.join(CHANNELS)}")
+    check_channel(it.channel)
     chain = it.resolution.get("chain") or []
     owner = it.resolution.get("owner") or {}
     r, window_h = duplicate_rule(it, settings)
@@ -354,8 +350,11 @@ def store_batch(session: Session, reports: list[tuple[Intake, Actor]], settings:
     new_originals: list[_Row] = []  # cases of this batch that others may join
     for k, (row, found) in enumerate(zip(rows, look, strict=True)):
         key = row.it.idempotency_key
-        if found.prior is not None or (key is not None and key in by_key):
-            row.prior = found.prior if found.prior is not None else -1
+        if found.prior is not None:  # a retried request: the case stored before...
+            row.prior = found.prior
+            continue
+        if key is not None and key in by_key:  # ...or earlier in this batch
+            row.prior = by_key[key].id
             continue
         if key is not None:
             by_key[key] = row
@@ -421,7 +420,7 @@ def store_batch(session: Session, reports: list[tuple[Intake, Actor]], settings:
             "id": [r.id for r in stored], "ref": [r.ref for r in stored],
             "channel": [r.it.channel for r in stored], "cat": [r.it.category for r in stored],
             "description": [r.it.description for r in stored],
-            "status": ["collected" if r.dup is None else "merged" for r in stored],
+            "status": [r.status for r in stored],
             "dup": [r.dup for r in stored], "lon": [r.it.lon for r in stored],
             "lat": [r.it.lat for r in stored], "input_crs": [r.it.input_crs for r in stored],
             "inside": [r.inside for r in stored], "grid": [r.grid for r in stored],
@@ -444,16 +443,14 @@ def store_batch(session: Session, reports: list[tuple[Intake, Actor]], settings:
     out: list[Stored | Case] = []
     for r in rows:
         if r.prior is not None:
-            prior = (session.get(Case, r.prior) if r.prior > 0 else
-                     session.scalar(select(Case).where(
-                         Case.idempotency_key == r.it.idempotency_key)))
+            prior = session.get(Case, r.prior)
             assert prior is not None
             out.append(prior)
             continue
         it = r.it
         out.append(Stored(
             id=r.id, ref=r.ref, channel=it.channel, category_code=it.category,
-            description=it.description, status="collected" if r.dup is None else "merged",
+            description=it.description, status=r.status,
             inside=r.inside, grid_code=r.grid, street_code=r.street,
             h3_cell=it.resolution.get("h3"), generation_id=it.resolution.get("generation"),
             owner_department=r.dept, duplicate_of=r.dup, duplicate_ref=r.dup_ref,

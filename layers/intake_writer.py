@@ -1,9 +1,9 @@
 """Group commit for case intake: the reports that arrive while the database is busy are
 stored together, one transaction for all of them, by a writer thread of the worker.
 
-A report costs the same statement either way (layers.cases.store: duplicate check, case,
-events); what a batch shares is the rest: one trip to a thread instead of one per report,
-one session, one commit. Reports in one batch see each other (the second report of a spot
+A batch costs two statements and a commit however many reports it holds
+(layers.cases.store_batch), one trip to the thread instead of one per report. Reports in
+one batch see each other (the second report of a spot
 joins the first; a repeated idempotency key returns the first case). If anything in a batch
 fails, the batch is rolled back and its reports are stored one by one, each in its own
 transaction, so a report fails only for its own fault and nothing is stored twice. An answer
@@ -25,14 +25,12 @@ from sqlalchemy.orm import Session
 
 from layers import cases
 from layers.settings import Settings
-from spatial.errors import InvalidInput
 
 log = logging.getLogger(__name__)
 
 UNIQUE_VIOLATION = "23505"
 Transactions = Callable[[], AbstractContextManager[Session]]
 Answer = tuple[dict[str, Any], bool]  # the case as the caller may see it, created
-Done = tuple["asyncio.Future[Answer]", Answer | None, BaseException | None]
 
 
 @dataclass
@@ -40,8 +38,10 @@ class _Pending:
     report: cases.Intake
     actor: cases.Actor
     private: bool  # may the caller see the reporter's contact
-    future: asyncio.Future[Answer]
-    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[Answer]  # on the caller's event loop
+
+
+Outcome = tuple[_Pending, Answer | None, BaseException | None]
 
 
 class OwnConnection:
@@ -93,11 +93,8 @@ class IntakeWriter:
     async def submit(self, report: cases.Intake, actor: cases.Actor, *, private: bool
                      ) -> Answer:
         """Store a report; returns (the case's view, created) once it is committed."""
-        if report.channel not in cases.CHANNELS:  # the caller's fault, before queueing
-            raise InvalidInput(f"channel: {report.channel!r} is not one of "
-                               f"{', '.join(cases.CHANNELS)}")
-        loop = asyncio.get_running_loop()
-        item = _Pending(report, actor, private, loop.create_future(), loop)
+        cases.check_channel(report.channel)  # the caller's fault: before it joins a batch
+        item = _Pending(report, actor, private, asyncio.get_running_loop().create_future())
         with self._lock:
             if self._stop:
                 raise RuntimeError("the intake writer has stopped")
@@ -133,15 +130,12 @@ class IntakeWriter:
                     self._write(batch)
                 except BaseException as e:  # never leave a caller waiting for ever
                     log.exception("the intake writer failed on a batch of %d", len(batch))
-                    for p in batch:
-                        failed: list[Done] = [(p.future, None, e)]
-                        with suppress(RuntimeError):
-                            p.loop.call_soon_threadsafe(_deliver, failed)
+                    _answer([(p, None, e) for p in batch])
             if stopping:
                 return
 
     def _write(self, batch: list[_Pending]) -> None:
-        outcomes: list[tuple[_Pending, Answer | None, BaseException | None]] = []
+        outcomes: list[Outcome] = []
         try:
             with self._transactions() as session:
                 answers = self._store(session, batch)
@@ -157,14 +151,7 @@ class IntakeWriter:
                     outcomes.append((p, None, one))
         self.batches += 1
         self.stored += sum(1 for _, a, _ in outcomes if a is not None and a[1])
-        by_loop: dict[asyncio.AbstractEventLoop, list[Done]] = {}
-        for p, answer, exc in outcomes:
-            by_loop.setdefault(p.loop, []).append((p.future, answer, exc))
-        for loop, done in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_deliver, done)
-            except RuntimeError:  # the loop has closed: nobody waits for these answers
-                log.warning("%d intake answers had no one to go to", len(done))
+        _answer(outcomes)
 
     def _store(self, session: Session, batch: list[_Pending]) -> list[Answer]:
         got = cases.store_batch(session, [(p.report, p.actor) for p in batch],
@@ -186,9 +173,22 @@ class IntakeWriter:
         raise AssertionError("unreachable")
 
 
-def _deliver(done: list[Done]) -> None:
+def _answer(outcomes: list[Outcome]) -> None:
+    """From the writer thread: each caller's answer or error, on its own event loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Outcome]] = {}
+    for o in outcomes:
+        by_loop.setdefault(o[0].future.get_loop(), []).append(o)
+    for loop, done in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_deliver, done)
+        except RuntimeError:  # the loop has closed: nobody waits for these answers
+            log.warning("%d intake answers had no one to go to", len(done))
+
+
+def _deliver(done: list[Outcome]) -> None:
     """On the event loop: hand each caller its answer or its error."""
-    for fut, answer, exc in done:
+    for p, answer, exc in done:
+        fut = p.future
         if fut.done():  # the request was cancelled (client gone); the case stays stored
             continue
         if exc is not None:

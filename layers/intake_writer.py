@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
@@ -87,8 +89,14 @@ class IntakeWriter:
         self._wake = threading.Event()
         self._stop = False
         self._thread: threading.Thread | None = None
-        self.batches = 0  # this worker's counters (the tests read them)
-        self.stored = 0
+        # this worker's counters (GET /health shows them; the tests read them)
+        self.batches = 0  # transactions that stored reports
+        self.stored = 0  # new cases (merged duplicates included)
+        self.replayed = 0  # retried requests answered with the case they made before
+        self.failed = 0  # reports answered with an error
+        self.fallbacks = 0  # batches rolled back and stored one by one
+        self.largest = 0  # reports in the largest batch
+        self.last_at: float | None = None  # when the last batch was committed (epoch s)
 
     async def submit(self, report: cases.Intake, actor: cases.Actor, *, private: bool
                      ) -> Answer:
@@ -105,6 +113,16 @@ class IntakeWriter:
                 self._thread.start()
         self._wake.set()
         return await item.future
+
+    def stats(self) -> dict[str, Any]:
+        """This worker's intake counters since it started, and what is queued now."""
+        with self._lock:
+            queued = len(self._pending)
+        return {"worker_pid": os.getpid(), "running": self._thread is not None
+                and self._thread.is_alive(), "queued": queued, "batches": self.batches,
+                "stored": self.stored, "replayed": self.replayed, "failed": self.failed,
+                "fallbacks": self.fallbacks, "largest_batch": self.largest,
+                "last_batch_at": self.last_at}
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Store what is queued, then end the thread."""
@@ -130,6 +148,7 @@ class IntakeWriter:
                     self._write(batch)
                 except BaseException as e:  # never leave a caller waiting for ever
                     log.exception("the intake writer failed on a batch of %d", len(batch))
+                    self.failed += len(batch)
                     _answer([(p, None, e) for p in batch])
             if stopping:
                 return
@@ -142,6 +161,7 @@ class IntakeWriter:
             outcomes = [(p, a, None) for p, a in zip(batch, answers, strict=True)]
         except Exception:
             if len(batch) > 1:
+                self.fallbacks += 1
                 log.warning("a batch of %d reports failed; storing them one by one",
                             len(batch), exc_info=True)
             for p in batch:
@@ -150,7 +170,15 @@ class IntakeWriter:
                 except Exception as one:  # this report's own error, for its caller
                     outcomes.append((p, None, one))
         self.batches += 1
-        self.stored += sum(1 for _, a, _ in outcomes if a is not None and a[1])
+        self.largest = max(self.largest, len(batch))
+        self.last_at = time.time()
+        for _, a, e in outcomes:
+            if e is not None:
+                self.failed += 1
+            elif a is not None and a[1]:
+                self.stored += 1
+            else:
+                self.replayed += 1
         _answer(outcomes)
 
     def _store(self, session: Session, batch: list[_Pending]) -> list[Answer]:

@@ -87,6 +87,11 @@ def test_idempotency_and_duplicates(full_client: TestClient, tokens,
     # another category at the same spot is another case
     other = _report(full_client, tokens["patrol"], category="E0101").json()
     assert other["status"] == "collected"
+    # the worker's intake counters on /health: three new cases, one replay, nothing lost
+    intake = full_client.get("/health").json()["intake"]
+    assert (intake["stored"], intake["replayed"], intake["failed"]) == (3, 1, 0)
+    assert intake["running"] and intake["queued"] == 0 and intake["batches"] >= 1
+    assert intake["largest_batch"] >= 1 and intake["last_batch_at"] > 0
 
 
 def test_outside_every_grid_is_kept_and_flagged(full_client: TestClient, tokens) -> None:  # type: ignore[no-untyped-def]

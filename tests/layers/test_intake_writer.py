@@ -99,6 +99,8 @@ def test_a_batch_sees_itself(full_session: Session, settings: Settings, resolve:
                _report(resolve, 6, dx=0.006, category="E0101")]
     out = _submit_all(writer, release, reports)
     assert writer.batches <= 2 and writer.stored == 6  # the rest all in one
+    assert (writer.replayed, writer.failed, writer.fallbacks) == (1, 0, 0)
+    assert writer.largest >= 6 and writer.stats()["queued"] == 0
     views = [o[0] for o in out]
     created = [o[1] for o in out]
     assert created == [True, True, True, True, True, False, True]
@@ -128,6 +130,7 @@ def test_a_failing_report_fails_alone(full_session: Session, settings: Settings,
                _report(resolve, 4, dx=0.002)]  # joins report 1 (again, after the rollback)
     out = _submit_all(writer, release, reports)
     assert isinstance(out[2], Exception) and "too long" in str(out[2])
+    assert (writer.stored, writer.failed, writer.fallbacks) == (4, 1, 1)
     ok = [o for i, o in enumerate(out) if i != 2]
     assert all(isinstance(o, tuple) and o[1] for o in ok)
     assert [o[0]["status"] for o in ok] == ["collected", "collected", "collected", "merged"]

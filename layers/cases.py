@@ -4,6 +4,9 @@ locking so two concurrent actions cannot both win."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import math
 import re
 import secrets
@@ -14,12 +17,12 @@ from typing import Any
 
 import orjson
 from pyproj import Geod
-from sqlalchemy import Connection, func, select, update
+from sqlalchemy import Connection, func, select, text, update
 from sqlalchemy.orm import Session
 
-from layers.models import Case, CaseEvent
+from layers.models import Case, CaseEvent, Department
 from layers.settings import Settings
-from layers.workflow import OPEN, SYSTEM, allowed, step
+from layers.workflow import OPEN, SYSTEM, Forbidden, allowed, step
 from spatial.errors import Conflict, InvalidInput, NotFound
 
 CHANNELS = ("hotline_12345", "hotline_12319", "hotline_962121", "hotline_110", "patrol_app",
@@ -291,16 +294,34 @@ def check_channel(channel: str) -> None:
         raise InvalidInput(f"channel: {channel!r} is not one of {', '.join(CHANNELS)}")
 
 
+@dataclass(frozen=True)
+class Answer:
+    """What a resolution says that is kept in the case row's own columns."""
+
+    inside: bool
+    grid: str | None
+    street: str | None
+    dept: str | None  # the owner department the rules found
+    disputed: Any
+    asset: str | None  # the asset that decided, if one did
+
+
+def answer_of(resolution: dict[str, Any]) -> Answer:
+    """The grid, street, owner and deciding asset of a stored resolution."""
+    chain = resolution.get("chain") or []
+    owner = resolution.get("owner") or {}
+    return Answer(bool(chain), chain[-1]["code"] if chain else None,
+                  next((u["code"] for u in chain if u["level"] == 2), None),
+                  (owner.get("owner") or {}).get("code"), owner.get("disputed"),
+                  (owner.get("asset") or {}).get("code"))
+
+
 def _prepare(it: Intake, actor: Actor, settings: Settings) -> _Row:
     check_channel(it.channel)
-    chain = it.resolution.get("chain") or []
-    owner = it.resolution.get("owner") or {}
+    a = answer_of(it.resolution)
     r, window_h = duplicate_rule(it, settings)
-    return _Row(it, actor, _new_ref(), orjson.dumps(it.resolution, default=str), bool(chain),
-                chain[-1]["code"] if chain else None,
-                next((u["code"] for u in chain if u["level"] == 2), None),
-                (owner.get("owner") or {}).get("code"), owner.get("disputed"),
-                (owner.get("asset") or {}).get("code"), r, window_h)
+    return _Row(it, actor, _new_ref(), orjson.dumps(it.resolution, default=str), a.inside,
+                a.grid, a.street, a.dept, a.disputed, a.asset, r, window_h)
 
 
 def _new_ref() -> str:
@@ -493,11 +514,23 @@ def _previous_open(session: Session, case: Case) -> str | None:
         CaseEvent.id.desc()).limit(1))
 
 
+def point(session: Session, case: Case) -> tuple[float, float]:
+    """The case's WGS84 lon/lat as stored."""
+    row = session.execute(select(func.ST_X(Case.geom), func.ST_Y(Case.geom))
+                          .where(Case.id == case.id)).one()
+    return float(row[0]), float(row[1])
+
+
+# re-resolution may move a case to another department only before a dispatch stands
+_REASSIGNABLE = ("collected", "accepted", "bounced")
+
+
 def act(session: Session, case: Case, action: str, actor: Actor, *, version: int | None,
         note: str = "", data: dict[str, Any] | None = None,
-        settings: Settings | None = None) -> Case:
+        settings: Settings | None = None, resolution: dict[str, Any] | None = None) -> Case:
     """Take an action: check it is legal for the state and the role, apply it with an
-    optimistic lock (a stale version is a 409), and append its event."""
+    optimistic lock (a stale version is a 409), and append its event. `re_resolve` takes
+    the new `resolution` made by the server's resolver for the case's point."""
     data = dict(data or {})
     if actor.role == "department" and case.owner_department != actor.department:
         raise NotFound(f"no case {case.ref!r} for department {actor.department}")
@@ -508,10 +541,13 @@ def act(session: Session, case: Case, action: str, actor: Actor, *, version: int
     values: dict[str, Any] = {"status": after, "version": case.version + 1, "updated_at": now}
     original = case.duplicate_of  # merge/split: the case it duplicates
     if action == "dispatch":
-        dept = data.get("department") or case.owner_department
+        dept = case.owner_department
+        if data.get("department") is not None:
+            dept = _department(session, data["department"])
         if not dept:
             raise InvalidInput("department: nobody to dispatch to; name a department")
-        hours = data.get("deadline_hours") or (case.resolution.get("owner") or {}).get(
+        hours = (_hours(data, "deadline_hours") if data.get("deadline_hours") is not None
+                 else None) or (case.resolution.get("owner") or {}).get(
             "category", {}).get("deadline_hours") or 24
         values.update(owner_department=dept, deadline_at=now + timedelta(hours=float(hours)),
                       dispatched_at=now)
@@ -527,20 +563,23 @@ def act(session: Session, case: Case, action: str, actor: Actor, *, version: int
         values["accepted_at"] = now
     elif action == "take":
         values["taken_at"] = now
-    elif action == "feedback" and case.feedback_at is None:
-        values["feedback_at"] = now
+    elif action == "feedback":
+        if not note.strip():
+            raise InvalidInput("note: feedback states the result of the handling")
+        if data.get("photos") is not None:
+            data["photos"] = _attached(session, case, data["photos"])
+        if case.feedback_at is None:
+            values["feedback_at"] = now
     elif action == "verify":
         values["verified_role"] = actor.role
     elif action == "extend":
-        hours = data.get("hours")
-        if not isinstance(hours, int | float) or hours <= 0:
-            raise InvalidInput("hours: an extension names a positive number of hours")
+        hours = _hours(data, "hours")
         base = case.deadline_at or now
-        values["deadline_at"] = base + timedelta(hours=float(hours))
+        values["deadline_at"] = base + timedelta(hours=hours)
         data["deadline_at"] = values["deadline_at"].isoformat()
     elif action == "evaluate":
         score = data.get("satisfaction")
-        if score not in (1, 2, 3, 4, 5):
+        if isinstance(score, bool) or score not in (1, 2, 3, 4, 5):
             raise InvalidInput("satisfaction: 1 (very unhappy) to 5 (very satisfied)")
         values["satisfaction"] = score
     elif action == "merge":
@@ -549,6 +588,11 @@ def act(session: Session, case: Case, action: str, actor: Actor, *, version: int
         data["into"] = target.ref
     elif action == "split":
         values["duplicate_of"] = None
+    elif action == "re_resolve":
+        if resolution is None:
+            raise InvalidInput("re_resolve: the server resolves the case's point again; "
+                               "it takes no resolution from the caller")
+        values.update(_re_resolved(case, resolution, data))
     if after == "closed":
         values["closed_at"] = now
     if after == "in_progress" and before == "feedback":
@@ -570,6 +614,70 @@ def act(session: Session, case: Case, action: str, actor: Actor, *, version: int
     session.flush()
     session.refresh(case)
     return case
+
+
+MAX_HOURS = 24 * 366  # a deadline or an extension of more than a year is a typo
+
+
+def _hours(data: dict[str, Any], key: str) -> float:
+    """data[key] as a number of hours: finite, more than 0, at most a year (422 if not)."""
+    v = data.get(key)
+    if (isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v)
+            or not 0 < v <= MAX_HOURS):
+        raise InvalidInput(f"data.{key}: {v!r} is not a number of hours above 0 and at "
+                           f"most {MAX_HOURS}")
+    return float(v)
+
+
+def _attached(session: Session, case: Case, names: Any) -> list[str]:
+    """Photos a feedback points to: files attached to this case before (422 if not)."""
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise InvalidInput("data.photos: a list of photo file names attached to the case")
+    have = set(session.scalars(select(CaseEvent.data["photo"]["file"].astext).where(
+        CaseEvent.case_id == case.id, CaseEvent.action == "note")))
+    missing = [n for n in names if n not in have]
+    if missing:
+        raise InvalidInput(f"data.photos: {', '.join(missing[:5])} not attached to case "
+                           f"{case.ref} (POST /cases/{case.ref}/photos first)")
+    return names
+
+
+def _department(session: Session, code: Any) -> str:
+    """A department named by the caller: one that exists today (422 if not)."""
+    if not isinstance(code, str) or not code.strip():
+        raise InvalidInput(f"data.department: {code!r} is not a department code")
+    if session.scalar(select(Department.code).where(
+            Department.code == code, Department.valid_to.is_(None))) is None:
+        raise InvalidInput(f"data.department: no current department {code[:40]!r} "
+                           "(GET /layers/departments lists them)")
+    return code
+
+
+def _re_resolved(case: Case, resolution: dict[str, Any], data: dict[str, Any]
+                 ) -> dict[str, Any]:
+    """The row's new answer after an explicit re-resolution; the event's data keeps the
+    whole answer it had before, what changed, and whether the owner moved (only before a
+    dispatch stands: a dispatched case stays with its department until the centre acts)."""
+    old = case.resolution or {}
+    new = orjson.loads(orjson.dumps({**resolution, "crs": old.get("crs", resolution.get("crs"))},
+                                    default=str))  # as intake stores it: plain JSON
+    a, b = answer_of(old), answer_of(new)
+    reassign = case.status in _REASSIGNABLE
+    values: dict[str, Any] = {
+        "resolution": new, "inside": b.inside, "grid_code": b.grid, "street_code": b.street,
+        "h3_cell": new.get("h3"), "generation_id": new.get("generation")}
+    if reassign:
+        values["owner_department"] = b.dept
+    before = {"grid": a.grid, "generation": old.get("generation"), "owner": a.dept,
+              "asset": a.asset, "decided_by": (old.get("owner") or {}).get("decided_by")}
+    after = {"grid": b.grid, "generation": new.get("generation"), "owner": b.dept,
+             "asset": b.asset, "decided_by": (new.get("owner") or {}).get("decided_by")}
+    data.update(before=before, after=after,
+                changed=[k for k in before if before[k] != after[k]],
+                department=b.dept if reassign else case.owner_department,
+                owner_moved=reassign and b.dept != case.owner_department,
+                previous_resolution=old)
+    return values
 
 
 def _merge_target(session: Session, case: Case, data: dict[str, Any]) -> Case:
@@ -617,8 +725,39 @@ def events(session: Session, case: Case) -> list[CaseEvent]:
                                 .order_by(CaseEvent.id)))
 
 
-def view(case: Case | Stored, *, private: bool) -> dict[str, Any]:
-    """A case as the API shows it; reporter contact only when private is allowed."""
+_RATING_KEYS: dict[str, bytes] = {}  # per database: the key never changes once made
+
+
+def rating_key(session: Session) -> bytes:
+    """The key of citizens' rating codes (migration 0012), read once per database."""
+    url = str(session.get_bind().engine.url)
+    key = _RATING_KEYS.get(url)
+    if key is None:
+        value = session.scalar(text("SELECT value FROM server_secret WHERE name = 'rating'"))
+        if value is None:
+            raise RuntimeError("no rating key in server_secret: run the migrations")
+        key = _RATING_KEYS[url] = bytes.fromhex(value)
+    return key
+
+
+def rating_code(key: bytes, ref: str) -> str:
+    """The code a reporter quotes to rate a case: 8 characters, an HMAC of its reference
+    (the reference is public; the code goes to the reporter only, by SMS or on the call)."""
+    digest = hmac.new(key, ref.encode(), hashlib.sha256).digest()
+    return base64.b32encode(digest[:5]).decode()
+
+
+def check_rating_code(session: Session, case: Case, code: str) -> None:
+    """403 unless the code is the case's rating code."""
+    want = rating_code(rating_key(session), case.ref)
+    if not hmac.compare_digest(want, code.strip().upper()):
+        raise Forbidden(f"the rating code does not match case {case.ref}: it comes with the "
+                        "case's reference to the person who reported it")
+
+
+def view(case: Case | Stored, *, private: bool, key: bytes | None = None) -> dict[str, Any]:
+    """A case as the API shows it; reporter contact (and, given the key, the rating code
+    for the reporter) only when private is allowed."""
     out = {
         "ref": case.ref, "channel": case.channel, "category": case.category_code,
         "description": case.description, "status": case.status, "version": case.version,
@@ -634,4 +773,6 @@ def view(case: Case | Stored, *, private: bool) -> dict[str, Any]:
     if private:
         out["reporter"] = {"name": case.reporter_name, "phone": case.reporter_phone,
                            "email": case.reporter_email, "device_id": case.reporter_device}
+        if key is not None:
+            out["rating_code"] = rating_code(key, case.ref)
     return out

@@ -184,7 +184,8 @@ class IntakeWriter:
     def _store(self, session: Session, batch: list[_Pending]) -> list[Answer]:
         got = cases.store_batch(session, [(p.report, p.actor) for p in batch],
                                 self._settings)
-        return [(cases.view(g, private=p.private), isinstance(g, cases.Stored))
+        key = cases.rating_key(session)
+        return [(cases.view(g, private=p.private, key=key), isinstance(g, cases.Stored))
                 for p, g in zip(batch, got, strict=True)]
 
     def _store_one(self, p: _Pending) -> Answer:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
@@ -15,9 +16,10 @@ from api.deps import CurrentUser, SessionDep, WriteSessionDep, require
 from api.geojson import json_response
 from api.resolution import resolve_report, to_point
 from layers import cases, photos
+from layers.escalation import ESCALATING
 from layers.intake_writer import IntakeWriter
 from layers.models import Case
-from layers.workflow import ADMIN, CENTRE, DEPARTMENT, OPEN, PATROL, PLANNER, STATES
+from layers.workflow import ADMIN, CENTRE, DEPARTMENT, OPEN, PATROL, PLANNER, STATES, step
 from spatial.errors import InvalidInput, NotFound
 
 router = APIRouter(tags=["cases"])
@@ -96,7 +98,8 @@ def list_cases(
     category: Annotated[str | None, Query()] = None,
     since: Annotated[datetime | None, Query()] = None,
     until: Annotated[datetime | None, Query()] = None,
-    overdue: Annotated[bool, Query(description="open and past the deadline")] = False,
+    overdue: Annotated[bool, Query(
+        description="past the deadline and not suspended (what escalation raises)")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
@@ -123,7 +126,8 @@ def list_cases(
     if until:
         q = q.where(Case.created_at < until)
     if overdue:
-        q = q.where(Case.status.in_(OPEN), Case.deadline_at < func.clock_timestamp())
+        # as the escalation job sees it: a suspended case's clock stands still
+        q = q.where(Case.status.in_(ESCALATING), Case.deadline_at < func.clock_timestamp())
     total = session.scalar(select(func.count()).select_from(q.subquery())) or 0
     rows = session.scalars(q.order_by(Case.created_at.desc(), Case.id.desc())
                            .limit(limit).offset(offset))
@@ -142,18 +146,26 @@ def _visible(session: SessionDep, ref: str, user: cases.Actor) -> Case:
 def get_case(ref: str, session: SessionDep, user: CurrentUser) -> Response:
     """One case with the answer it was given at intake and the actions now allowed."""
     require(user, CENTRE, DEPARTMENT, PATROL, PLANNER)
-    return json_response(cases.view(_visible(session, ref, user), private=_private_ok(user)))
+    return json_response(cases.view(_visible(session, ref, user), private=_private_ok(user),
+                                    key=cases.rating_key(session)))
 
 
 @router.post("/cases/{ref}/actions")
-def act(ref: str, body: ActionIn, session: WriteSessionDep, user: CurrentUser) -> Response:
+def act(ref: str, body: ActionIn, request: Request, session: WriteSessionDep,
+        user: CurrentUser) -> Response:
     """Take an action (accept, reject, dispatch, take, bounce, feedback, verify, reopen,
-    evaluate, suspend, resume, cancel, extend, note...). An illegal one is a 409 listing the
-    allowed ones; a stale version is a 409 too."""
+    evaluate, suspend, resume, cancel, extend, re_resolve, note...). An illegal one is a 409
+    listing the allowed ones; a stale version is a 409 too. `re_resolve` resolves the case's
+    point again against today's grid and layers; the event keeps the answer it had."""
     require(user, CENTRE, DEPARTMENT, PATROL)
     case = _visible(session, ref, user)
+    resolution = None
+    if body.action == "re_resolve":  # today's grid and layers, for the point as stored
+        lon, lat = cases.point(session, case)
+        resolution = anyio.from_thread.run(resolve_report, request, lon, lat,
+                                           case.category_code)
     case = cases.act(session, case, body.action, user, version=body.version, note=body.note,
-                     data=body.data)
+                     data=body.data, resolution=resolution)
     return json_response(cases.view(case, private=_private_ok(user)))
 
 
@@ -175,12 +187,22 @@ async def add_photo(ref: str, request: Request, session: WriteSessionDep,
     GRIDOPS_PHOTO_MAX_BYTES): checked by content, stored on disk, an event on the case."""
     require(user, CENTRE, DEPARTMENT, PATROL)
     case = _visible(session, ref, user)
+    step(case.status, "note", user.role)  # a finished case takes no photo: 409 before storing
     settings = request.app.state.settings
     root = settings.photos_dir or (settings.home / "photos")
+    folder = root / case.ref
+    before = set(folder.iterdir()) if folder.is_dir() else set()
     info = await photos.store(request.stream(), request.headers.get("content-type", ""),
                               root, case.ref, settings.photo_max_bytes)
-    cases.act(session, case, "note", user, version=case.version, note="photo",
-              data={"photo": info})
+    try:
+        cases.act(session, case, "note", user, version=case.version, note="photo",
+                  data={"photo": info})
+        session.flush()
+    except Exception:
+        added = folder / str(info["file"])
+        if added not in before:  # nothing half-stored: the file goes with its event
+            added.unlink(missing_ok=True)
+        raise
     return json_response({"ref": case.ref, "photo": info}, status=201)
 
 
@@ -215,13 +237,18 @@ class RatingIn(BaseModel):
     """A citizen's satisfaction with a closed case."""
 
     satisfaction: int = Field(ge=1, le=5)
+    code: str = Field(min_length=1, max_length=16,
+                      description="the rating code the reporter was given with the reference")
     comment: str = Field(default="", max_length=1000)
 
 
 @router.post("/public/cases/{ref}/rating")
 def rate_case(ref: str, body: RatingIn, session: WriteSessionDep) -> Response:
-    """The reporter's satisfaction (1-5) with a closed case, by its public reference."""
+    """The reporter's satisfaction (1-5) with a closed case, by its public reference and the
+    rating code that came with it (references are public, e.g. on Open311: the code is what
+    shows the rating is the reporter's)."""
     case = cases.get(session, ref)
+    cases.check_rating_code(session, case, body.code)
     case = cases.act(session, case, "evaluate", cases.Actor("public", "public"),
                      version=case.version, note=body.comment,
                      data={"satisfaction": body.satisfaction})

@@ -304,8 +304,11 @@ async def post_request(
         dept = ((resolution.get("owner") or {}).get("owner") or {}).get("name")
         notice = "received" + (f"; {dept} is responsible" if dept else "") + (
             f", {_notice(category.deadline_hours)}" if category.deadline_hours else "")
+    # rating_code (a gridops extension): the submitter's key to rate the request once closed
     return _json([{"service_request_id": case.ref, "service_notice": notice,
-                   "account_id": None}], 201 if created else 200)
+                   "account_id": None,
+                   "rating_code": cases.rating_code(cases.rating_key(session), case.ref)}],
+                 201 if created else 200)
 
 
 # ------------------------------------------------------------------ GET requests

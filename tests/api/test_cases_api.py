@@ -51,9 +51,12 @@ def test_intake_resolves_and_keeps_the_answer(full_client: TestClient, tokens) -
     assert [u["level"] for u in res["chain"]] == [1, 2, 3, 4]
     assert res["owner"]["trail"] and res["owner"]["decided_by"] == "category"
     assert res["crs"]["key"] == "EPSG:4326" and res["generation"] >= 1
-    assert "reporter" not in c  # a patrol member does not see reporter contact
+    assert "reporter" not in c and "rating_code" not in c  # not the patrol's to see
     full = full_client.get(f"/cases/{c['ref']}", headers=tokens["centre"]).json()
     assert full["reporter"]["phone"] == "13912345678"
+    assert len(full["rating_code"]) == 8  # for the centre to give the reporter
+    listed = full_client.get("/cases", headers=tokens["centre"]).json()["items"]
+    assert all("rating_code" not in x and "reporter" not in x for x in listed)
 
 
 def test_bad_reports_are_precise_4xx(full_client: TestClient, tokens) -> None:  # type: ignore[no-untyped-def]
@@ -131,8 +134,15 @@ def test_the_whole_loop(full_client: TestClient, tokens) -> None:  # type: ignor
     assert closed["status"] == "closed" and closed["closed_at"]
     pub = full_client.get(f"/public/cases/{ref}").json()
     assert pub["can_rate"] and "reporter" not in pub and "description" not in pub
-    rated = full_client.post(f"/public/cases/{ref}/rating", json={"satisfaction": 5}).json()
-    assert rated["status"] == "evaluated"
+    # the reference is public (Open311 lists it); rating needs the reporter's code too
+    code = full_client.get(f"/cases/{ref}", headers=c).json()["rating_code"]
+    rate = f"/public/cases/{ref}/rating"
+    assert full_client.post(rate, json={"satisfaction": 1}).status_code == 422
+    wrong = full_client.post(rate, json={"satisfaction": 1, "code": "AAAAAAAA"})
+    assert wrong.status_code == 403 and ref in wrong.json()["detail"]
+    assert full_client.get(f"/public/cases/{ref}").json()["status"] == "closed"
+    rated = full_client.post(rate, json={"satisfaction": 5, "code": code.lower()}).json()
+    assert rated["status"] == "evaluated" and rated["satisfaction"] == 5
     events = full_client.get(f"/cases/{ref}/events", headers=c).json()["events"]
     assert [e["action"] for e in events] == [
         "report", "accept", "dispatch", "bounce", "dispatch", "take", "extend", "feedback",
@@ -327,3 +337,124 @@ def test_duplicate_rules_are_per_category(full_client: TestClient, tokens) -> No
     assert b["status"] == "merged"
     a, b = pair("E0101", 40)
     assert b["status"] == "collected"
+
+
+def test_re_resolution_is_explicit_and_keeps_the_old_answer(
+        full_client: TestClient, tokens, full_session: Session) -> None:  # type: ignore[no-untyped-def]
+    """A case told an answer that is out of date (as if the layers or the grid changed since
+    intake) keeps it until the centre re-resolves; then the row takes today's answer, the
+    event keeps the whole old one and says what changed, and the owner moves only while no
+    dispatch stands."""
+    c = tokens["centre"]
+    fresh = _report(full_client, tokens["patrol"]).json()
+    stale = {**fresh["resolution"], "generation": 0,
+             "chain": [*fresh["resolution"]["chain"][:3],
+                       {**fresh["resolution"]["chain"][3], "code": "310117999999999"}],
+             "owner": {**fresh["resolution"]["owner"], "owner": {"code": "PSB"},
+                       "decided_by": "area"}}
+    refs = []
+    for dispatched in (False, True):
+        ref = _report(full_client, tokens["patrol"], lon=P[0] + 0.01 * (1 + dispatched)).json()[
+            "ref"]
+        if dispatched:
+            _act(full_client, ref, c, "accept")
+            _act(full_client, ref, c, "dispatch", data={"department": "PSB"})
+        case = full_session.scalar(select(Case).where(Case.ref == ref))
+        assert case is not None
+        case.resolution = {**stale, "h3": case.resolution["h3"], "crs": case.resolution["crs"]}
+        case.grid_code, case.owner_department = "310117999999999", "PSB"
+        full_session.flush()
+        refs.append(ref)
+    # a department or a patrol may not; nothing changes by itself
+    assert _act(full_client, refs[0], tokens["patrol"], "re_resolve").status_code == 403
+    before = full_client.get(f"/cases/{refs[0]}", headers=c).json()
+    assert before["grid"] == "310117999999999" and before["department"] == "PSB"
+
+    after = _act(full_client, refs[0], c, "re_resolve", note="layers corrected").json()
+    assert after["grid"] != "310117999999999" and len(after["grid"]) == 15
+    assert after["department"] == "CGZF"  # not dispatched yet: the new owner takes it
+    assert after["resolution"]["generation"] >= 1 and after["status"] == "collected"
+    assert after["resolution"]["crs"]["key"] == "EPSG:4326"
+    ev = _events(full_client, refs[0], c)[-1]
+    assert ev["action"] == "re_resolve" and ev["role"] == "centre"
+    assert ev["note"] == "layers corrected" and ev["data"]["owner_moved"] is True
+    assert ev["data"]["before"]["grid"] == "310117999999999"
+    assert set(ev["data"]["changed"]) >= {"grid", "generation", "owner", "decided_by"}
+    assert ev["data"]["previous_resolution"]["owner"]["owner"]["code"] == "PSB"
+
+    kept = _act(full_client, refs[1], c, "re_resolve").json()
+    assert kept["department"] == "PSB"  # dispatched: it stays until the centre re-dispatches
+    assert kept["resolution"]["owner"]["owner"]["code"] == "CGZF"
+    ev = _events(full_client, refs[1], c)[-1]
+    assert ev["data"]["owner_moved"] is False and ev["data"]["after"]["owner"] == "CGZF"
+    # a finished case is not re-resolved
+    _act(full_client, refs[0], c, "reject", note="not a case")
+    r = _act(full_client, refs[0], c, "re_resolve")
+    assert r.status_code == 409 and r.json()["allowed"] == []
+
+
+def test_bad_action_data_is_a_precise_4xx(full_client: TestClient, tokens,
+                                          full_session: Session) -> None:  # type: ignore[no-untyped-def]
+    """Numbers that are not hours, departments that do not exist, a feedback without its
+    result or with photos never attached: 422 naming the field; the case is unchanged."""
+    c, d = tokens["centre"], tokens["cgzf"]
+    ref = _report(full_client, tokens["patrol"]).json()["ref"]
+    _act(full_client, ref, c, "accept")
+    version = full_client.get(f"/cases/{ref}", headers=c).json()["version"]
+    for data, field in (({"deadline_hours": "abc"}, "deadline_hours"),
+                        ({"deadline_hours": -4}, "deadline_hours"),
+                        ({"deadline_hours": 1e20}, "deadline_hours"),
+                        ({"deadline_hours": True}, "deadline_hours"),
+                        ({"deadline_hours": [1]}, "deadline_hours"),
+                        ({"department": "X" * 60}, "department"),
+                        ({"department": "NOSUCH"}, "department"),
+                        ({"department": 7}, "department")):
+        r = _act(full_client, ref, c, "dispatch", data=data)
+        assert r.status_code == 422, (data, r.text)
+        assert field in r.json()["detail"]
+    got = full_client.get(f"/cases/{ref}", headers=c).json()
+    assert got["status"] == "accepted" and got["version"] == version
+    assert _act(full_client, ref, c, "dispatch").json()["status"] == "dispatched"
+    for hours in ("NaN", "Infinity", "-1", "0", "1e20"):
+        r = full_client.post(f"/cases/{ref}/actions", headers=c | {
+            "content-type": "application/json"}, content=(
+            f'{{"action": "extend", "version": {version + 1}, "data": {{"hours": {hours}}}}}'
+            ).encode())
+        assert r.status_code == 422 and "hours" in r.json()["detail"], (hours, r.text)
+    assert _act(full_client, ref, d, "take").json()["status"] == "in_progress"
+    r = _act(full_client, ref, d, "feedback")
+    assert r.status_code == 422 and "result" in r.json()["detail"]
+    r = _act(full_client, ref, d, "feedback", note="moved on", data={"photos": ["x.png"]})
+    assert r.status_code == 422 and "x.png" in r.json()["detail"]
+    assert full_client.get(f"/cases/{ref}", headers=c).json()["status"] == "in_progress"
+    # nothing of the refused actions is in the log
+    assert [e["action"] for e in _events(full_client, ref, c)] == [
+        "report", "accept", "dispatch", "take"]
+
+
+def test_feedback_points_to_its_photos_and_a_finished_case_takes_none(
+        full_client: TestClient, tokens, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    full_client.app.state.settings.photos_dir = tmp_path  # type: ignore[attr-defined]
+    try:
+        c, d = tokens["centre"], tokens["cgzf"]
+        ref = _report(full_client, tokens["patrol"]).json()["ref"]
+        for a in ("accept", "dispatch"):
+            _act(full_client, ref, c, a)
+        _act(full_client, ref, d, "take")
+        png = b"\x89PNG\r\n\x1a\n" + b"\x01" * 64
+        name = full_client.post(f"/cases/{ref}/photos", content=png, headers=d | {
+            "content-type": "image/png"}).json()["photo"]["file"]
+        fb = _act(full_client, ref, d, "feedback", note="stall removed",
+                  data={"photos": [name]})
+        assert fb.status_code == 200, fb.text
+        ev = _events(full_client, ref, c)[-1]
+        assert ev["action"] == "feedback" and ev["data"]["photos"] == [name]
+        _act(full_client, ref, tokens["patrol"], "verify", note="checked")
+        _act(full_client, ref, c, "evaluate", data={"satisfaction": 4})
+        # evaluated: finished, so a photo is refused before anything is written
+        late = full_client.post(f"/cases/{ref}/photos", content=png + b"\x02",
+                                headers=c | {"content-type": "image/png"})
+        assert late.status_code == 409 and "evaluated" in late.json()["detail"]
+        assert [p.name for p in (tmp_path / ref).iterdir()] == [name]
+    finally:
+        full_client.app.state.settings.photos_dir = None  # type: ignore[attr-defined]

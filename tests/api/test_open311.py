@@ -101,9 +101,12 @@ def test_post_form_encoded_creates_a_case(full_client: TestClient,
     assert r.status_code == 201, r.text
     body = r.json()
     assert isinstance(body, list) and len(body) == 1
-    assert set(body[0]) == {"service_request_id", "service_notice", "account_id"}
+    # the standard's three fields, and gridops' rating code for the submitter
+    assert set(body[0]) == {"service_request_id", "service_notice", "account_id",
+                            "rating_code"}
     assert body[0]["account_id"] is None and body[0]["service_notice"]
     ref = body[0]["service_request_id"]
+    assert body[0]["rating_code"] == cases.rating_code(cases.rating_key(full_session), ref)
 
     # the same intake as POST /cases: resolved, kept with the case, channel open311
     case = full_session.scalar(select(Case).where(Case.ref == ref))

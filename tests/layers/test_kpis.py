@@ -71,6 +71,7 @@ def month(full_session: Session, settings: Settings) -> dict[str, Any]:
         return case
 
     def do(case: Case, action: str, actor: cases.Actor, **kw: Any) -> None:
+        kw.setdefault("note", action)
         cases.act(s, case, action, actor, version=case.version, **kw)
 
     c1 = report("c1", g1, 0)

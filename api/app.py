@@ -28,6 +28,7 @@ from layers.escalation import Scheduler
 from layers.grids import NOTIFY_CHANNEL
 from layers.hotspots import StudyAreas
 from layers.intake_writer import IntakeWriter, OwnConnection
+from layers.kpis import load_config as load_kpi_config
 from layers.listener import Listener
 from layers.ownership import OwnershipRegistry
 from layers.resolver import IndexRegistry
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     app.state.tokens = tokens
     app.state.intake = intake
     app.state.study_areas = StudyAreas()
+    app.state.kpi_config = load_kpi_config(settings.kpi_config)  # a bad file stops here
     install_error_handlers(app)
     app.include_router(cases.router)  # first: the busiest write path is matched first
     app.include_router(resolve.router)

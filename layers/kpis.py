@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import csv
 import io
+import tomllib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -94,6 +96,26 @@ class KpiConfig(BaseModel):
         return sum(w * r for w, r in pairs) / total if total else None
 
 
+def load_config(path: Path | None) -> KpiConfig:
+    """The KPI settings of a deployment (GRIDOPS_KPI_CONFIG, TOML): what the file gives
+    replaces the default, unit by unit for the weights. A file that cannot be read or does
+    not validate stops the start-up with the file's name and the reason."""
+    config = KpiConfig()
+    if path is None:
+        return config
+    try:
+        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ValueError(f"KPI config {path}: {e}") from None
+    weights = {**config.weights, **raw.get("weights", {})}
+    try:
+        return KpiConfig.model_validate({**raw, "weights": weights})
+    except ValidationError as e:
+        where = "; ".join(f"{'.'.join(map(str, err['loc']))}: {err['msg']}"
+                          for err in e.errors())
+        raise ValueError(f"KPI config {path}: {where}") from None
+
+
 @dataclass(frozen=True)
 class Period:
     """Cases reported in [since, until), months counted in a time zone."""
@@ -114,6 +136,8 @@ class Period:
                 first = datetime.strptime(month, "%Y-%m").replace(tzinfo=tz)
             except ValueError:
                 raise InvalidInput(f"month: {month!r} is not YYYY-MM") from None
+            if not 1900 <= first.year <= 9000:
+                raise InvalidInput(f"month: {month!r} is out of range (years 1900 to 9000)")
             nxt = (first + timedelta(days=32)).replace(day=1)
             return cls(first, nxt, timezone)
         if since is None:
@@ -121,6 +145,10 @@ class Period:
             since = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         until = until or now
         since, until = (d if d.tzinfo else d.replace(tzinfo=tz) for d in (since, until))
+        for name, d in (("since", since), ("until", until)):
+            if not 1900 <= d.year <= 9000:
+                raise InvalidInput(f"{name}: {d.isoformat()} is out of range (years 1900 to "
+                                   "9000)")
         if until <= since:
             raise InvalidInput(f"until: {until.isoformat()} is not after since "
                                f"{since.isoformat()}")

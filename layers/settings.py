@@ -54,6 +54,10 @@ class Settings(BaseSettings):
         default=72.0, description="hours past the deadline before the first-tier meeting")
     scheduler_interval_s: float = Field(
         default=60.0, description="escalation run interval in the server; 0 = off (cron)")
+    kpi_config: Path | None = Field(
+        default=None, description="a TOML file of KPI settings: response_window_h, "
+        "[weights.<unit>] and [grades] (thresholds = [[\"A+\", 0.95], ...], lowest); "
+        "unset = the defaults")
     photos_dir: Path | None = Field(default=None, description="where uploaded photos are "
                                     "kept (default $GRIDOPS_HOME/photos)")
     photo_max_bytes: int = Field(default=10 * 1024 * 1024, description="per photo")

@@ -44,7 +44,7 @@ def get_kpis(
     or planner token. Nothing here names a reporter."""
     if unit != "department":
         require(user, CENTRE, PLANNER)
-    config: kpis.KpiConfig = getattr(request.app.state, "kpi_config", None) or kpis.KpiConfig()
+    config: kpis.KpiConfig = request.app.state.kpi_config  # GRIDOPS_KPI_CONFIG
     if window_h is not None:
         config = config.model_copy(update={"response_window_h": window_h})
     now = datetime.now().astimezone()
@@ -56,4 +56,7 @@ def get_kpis(
         name = f"kpis-{unit}-{period.since:%Y%m%d}-{period.until:%Y%m%d}.csv"
         return Response(table.csv(), media_type="text/csv; charset=utf-8",
                         headers={"content-disposition": f'attachment; filename="{name}"'})
-    return Response(orjson.dumps(table.as_dict(), default=str), media_type="application/json")
+    body = table.as_dict()
+    body["scoring"] = {"weights": config.weights.get(unit, {}),
+                       "grades": config.grades.model_dump()}  # what the grades mean here
+    return Response(orjson.dumps(body, default=str), media_type="application/json")

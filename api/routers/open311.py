@@ -329,6 +329,8 @@ def _datetime(name: str, value: str | None) -> datetime | None:
                            "(e.g. 2026-01-01T00:00:00Z or 2026-01-01T08:00:00+08:00)") from None
     if dt.tzinfo is None:
         raise InvalidInput(f"{name}: {value!r} has no time zone; end it with Z or +hh:mm")
+    if not 1900 <= dt.year <= 9000:  # (a window of days is taken from it)
+        raise InvalidInput(f"{name}: {value!r} is out of range (years 1900 to 9000)")
     return dt
 
 

@@ -9,6 +9,7 @@ import os
 import random
 import time
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -274,6 +275,10 @@ def test_http_json_csv_and_who_sees_what(full_client: TestClient, full_session: 
     assert {x["code"]: x["realtime"] for x in r.json()["rows"]}["CGZF"] == 1
     r = full_client.get("/kpis", params={"unit": "centre", "month": "2025-3"}, headers=centre)
     assert r.status_code == 422
+    for bad in ({"month": "9999-12"}, {"month": "0001-01"}, {"since": "0001-01-01T00:00:00Z"},
+                {"until": "9999-12-31T23:59:59"}):
+        r = full_client.get("/kpis", params={"unit": "centre", **bad}, headers=centre)
+        assert r.status_code == 422 and "out of range" in r.json()["detail"], (bad, r.text)
     r = full_client.get("/kpis", params={"unit": "centre", "since": "2025-04-01",
                                          "until": "2025-03-01"}, headers=centre)
     assert r.status_code == 422 and "until" in r.json()["detail"]
@@ -458,3 +463,44 @@ def test_a_year_of_a_million_cases(pg_cluster: Cluster, full_engine: Engine,
         with admin.connect() as c:
             c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
+
+
+def test_a_deployment_sets_weights_and_grades(full_client: TestClient, month: dict,
+                                              settings: Settings, full_engine: Engine,
+                                              tmp_path: Path) -> None:  # type: ignore[type-arg]
+    """GRIDOPS_KPI_CONFIG: a TOML file read at start-up changes the grades over HTTP; a bad
+    file stops the start-up naming the file and the field."""
+    from api.app import create_app
+
+    path = tmp_path / "kpis.toml"
+    path.write_text("""response_window_h = 3
+[weights.department]
+completion_rate = 1.0
+[grades]
+thresholds = [["优", 0.9], ["良", 0.5]]
+lowest = "差"
+""", encoding="utf-8")
+    app = create_app(settings.model_copy(update={"kpi_config": path}), engine=full_engine,
+                     listen=False)
+    config = app.state.kpi_config
+    assert config.response_window_h == 3 and config.weights["department"] == {
+        "completion_rate": 1.0}
+    assert config.weights["grid"] == kpis.KpiConfig().weights["grid"]  # not given: kept
+    default = full_client.get("/kpis", params={"unit": "department", "month": "2025-03"})
+    assert default.json()["scoring"]["grades"]["lowest"] == "E"
+    full_client.app.state.kpi_config = config  # type: ignore[attr-defined]
+    body = full_client.get("/kpis", params={"unit": "department", "month": "2025-03"}).json()
+    assert body["scoring"] == {"weights": {"completion_rate": 1.0}, "grades": {
+        "thresholds": [["优", 0.9], ["良", 0.5]], "lowest": "差"}}
+    for row in body["rows"]:  # the score is the completion rate alone now
+        assert row["score"] == pytest.approx(row["completion_rate"], abs=1e-4)
+        assert row["grade"] == ("优" if row["score"] >= 0.9 else
+                                "良" if row["score"] >= 0.5 else "差")
+    path.write_text('[grades]\nthresholds = [["A", 0.5], ["B", 0.9]]\n')
+    with pytest.raises(ValueError, match=r"kpis.toml: grades.thresholds: .*descending"):
+        kpis.load_config(path)
+    path.write_text("response_window_h = -1\n")
+    with pytest.raises(ValueError, match=r"kpis.toml: response_window_h"):
+        kpis.load_config(path)
+    with pytest.raises(ValueError, match=r"nothing\.toml"):
+        kpis.load_config(tmp_path / "nothing.toml")

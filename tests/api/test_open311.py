@@ -199,6 +199,9 @@ def test_filters(full_client: TestClient, full_session: Session) -> None:
                                 params={"end_date": "2026-01-01T00:00:00"}),
                 400, "end_date", "time zone")
     _spec_error(full_client.get(f"{V2}/requests.json",
+                                params={"end_date": "0001-01-01T00:00:00Z"}),
+                400, "end_date", "out of range")
+    _spec_error(full_client.get(f"{V2}/requests.json",
                                 params={"start_date": "2026-02-01T00:00:00Z",
                                         "end_date": "2026-01-01T00:00:00Z"}),
                 400, "start_date")

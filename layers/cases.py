@@ -466,6 +466,7 @@ def store_batch(session: Session, reports: list[tuple[Intake, Actor]], settings:
         if r.prior is not None:
             prior = session.get(Case, r.prior)
             assert prior is not None
+            _same_report(prior, r.it)
             out.append(prior)
             continue
         it = r.it
@@ -481,6 +482,19 @@ def store_batch(session: Session, reports: list[tuple[Intake, Actor]], settings:
             reporter_email=it.reporter_email, reporter_device=it.reporter_device,
             reporters=r.reporters))
     return out
+
+
+def _same_report(prior: Case, it: Intake) -> None:
+    """A retry must be the same report: a key used again for another one is the caller's
+    mistake (422), not a reason to answer with a case that is not theirs."""
+    diff = [name for name, a, b in (("channel", prior.channel, it.channel),
+                                    ("category", prior.category_code, it.category),
+                                    ("description", prior.description, it.description))
+            if a != b]
+    if diff:
+        raise InvalidInput(f"Idempotency-Key {it.idempotency_key!r} was used for case "
+                           f"{prior.ref} with another {', '.join(diff)}: a new report needs "
+                           "a new key")
 
 
 def store(session: Session, it: Intake, actor: Actor, settings: Settings) -> Stored | Case:

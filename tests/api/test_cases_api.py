@@ -80,6 +80,11 @@ def test_idempotency_and_duplicates(full_client: TestClient, tokens,
     b = _report(full_client, tokens["patrol"] | key)
     assert b.status_code == 200 and b.json()["ref"] == a["ref"]
     assert full_session.scalar(select(func.count()).select_from(Case)) == n
+    # the same key for another report: the caller's mistake, named; nothing stored
+    e = _report(full_client, tokens["patrol"] | key, category="E0101")
+    assert e.status_code == 422 and a["ref"] in e.json()["detail"]
+    assert "category" in e.json()["detail"] and "app-42-retry" in e.json()["detail"]
+    assert full_session.scalar(select(func.count()).select_from(Case)) == n
     # the same problem, 10 m away, reported by a hotline: joins the open case
     d = _report(full_client, tokens["centre"], channel="hotline_12345", lon=P[0] + 1e-4).json()
     assert d["status"] == "merged" and d["duplicate_of"] is not None
@@ -92,7 +97,7 @@ def test_idempotency_and_duplicates(full_client: TestClient, tokens,
     assert other["status"] == "collected"
     # the worker's intake counters on /health: three new cases, one replay, nothing lost
     intake = full_client.get("/health").json()["intake"]
-    assert (intake["stored"], intake["replayed"], intake["failed"]) == (3, 1, 0)
+    assert (intake["stored"], intake["replayed"], intake["failed"]) == (3, 1, 1)
     assert intake["running"] and intake["queued"] == 0 and intake["batches"] >= 1
     assert intake["largest_batch"] >= 1 and intake["last_batch_at"] > 0
 

@@ -95,7 +95,7 @@ def test_a_batch_sees_itself(full_session: Session, settings: Settings, resolve:
     before = _count(full_session)
     reports = [_report(resolve, 0, dx=0.01),  # maybe alone in the first (held) batch
                _report(resolve, 1), _report(resolve, 2, dx=1e-4), _report(resolve, 3, dx=-1e-4),
-               _report(resolve, 4, dx=0.004, key="k-1"), _report(resolve, 5, dx=0.004, key="k-1"),
+               _report(resolve, 4, dx=0.004, key="k-1"), _report(resolve, 4, dx=0.004, key="k-1"),
                _report(resolve, 6, dx=0.006, category="E0101")]
     out = _submit_all(writer, release, reports)
     assert writer.batches <= 2 and writer.stored == 6  # the rest all in one

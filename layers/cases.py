@@ -464,7 +464,7 @@ def store_batch(session: Session, reports: list[tuple[Intake, Actor]], settings:
     out: list[Stored | Case] = []
     for r in rows:
         if r.prior is not None:
-            prior = session.get(Case, r.prior)
+            prior = session.get(Case, r.prior, populate_existing=True)
             assert prior is not None
             _same_report(prior, r.it)
             out.append(prior)
@@ -514,8 +514,10 @@ def intake(session: Session, it: Intake, actor: Actor, settings: Settings) -> tu
 
 
 def get(session: Session, ref: str) -> Case:
-    """A case by its public reference; 404 if none."""
-    case = session.scalar(select(Case).where(Case.ref == ref))
+    """A case by its public reference, as the database has it now (intake changes rows by
+    plain SQL: an object the session holds already is refreshed); 404 if none."""
+    case = session.scalar(select(Case).where(Case.ref == ref)
+                          .execution_options(populate_existing=True))
     if case is None:
         raise NotFound(f"no case {ref!r}")
     return case
@@ -739,6 +741,18 @@ def events(session: Session, case: Case) -> list[CaseEvent]:
                                 .order_by(CaseEvent.id)))
 
 
+_PHONE = re.compile(r"(?<!\d)(?:\+?86[ -]?)?(?:1[3-9]\d{9}|0\d{2,3}-?\d{7,8})(?!\d)")
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+
+
+def mask_contacts(text: str | None) -> str | None:
+    """Phone numbers and e-mail addresses blanked out of text (a description or a note) for
+    everyone but the centre: contacts typed into the text are contacts too."""
+    if not text:
+        return text
+    return _EMAIL.sub("[email removed]", _PHONE.sub("[phone removed]", text))
+
+
 _RATING_KEYS: dict[str, bytes] = {}  # per database: the key never changes once made
 
 
@@ -774,7 +788,8 @@ def view(case: Case | Stored, *, private: bool, key: bytes | None = None) -> dic
     for the reporter) only when private is allowed."""
     out = {
         "ref": case.ref, "channel": case.channel, "category": case.category_code,
-        "description": case.description, "status": case.status, "version": case.version,
+        "description": case.description if private else mask_contacts(case.description),
+        "status": case.status, "version": case.version,
         "inside": case.inside, "grid": case.grid_code, "street": case.street_code,
         "h3": case.h3_cell, "generation": case.generation_id,
         "department": case.owner_department, "deadline_at": case.deadline_at,

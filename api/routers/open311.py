@@ -38,8 +38,6 @@ MAX_PAGE = 1000  # the spec's default cap, and the largest page of the paging ex
 KIND_NAMES = {"component": "component (部件)", "event": "event (事件)"}
 # notes of these actions (and every system note) are written for the public to read
 PUBLIC_NOTES = ("feedback", "verify", "reject", "cancel", "reopen")
-_PHONE = re.compile(r"(?<!\d)(?:\+?86[ -]?)?(?:1[3-9]\d{9}|0\d{2,3}-?\d{7,8})(?!\d)")
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
 
 
 def _error(status: int, description: str) -> Response:
@@ -82,13 +80,6 @@ def _json_only(fmt: str) -> None:
 
 def _w3c(dt: datetime | None, tz: ZoneInfo) -> str | None:
     return dt.astimezone(tz).isoformat(timespec="seconds") if dt else None
-
-
-def _mask(text: str | None) -> str | None:
-    """Phone numbers and e-mail addresses blanked out of text shown to the public."""
-    if not text:
-        return text
-    return _EMAIL.sub("[email removed]", _PHONE.sub("[phone removed]", text))
 
 
 def _notice(hours: int | None) -> str | None:
@@ -368,7 +359,7 @@ def _public_notes(session: Session, ids: list[int]) -> dict[int, str]:
                or_(CaseEvent.role == SYSTEM, CaseEvent.action.in_(PUBLIC_NOTES)))
         .order_by(CaseEvent.case_id, CaseEvent.id.desc())
         .ext(distinct_on(CaseEvent.case_id)))
-    return {r.case_id: _mask(r.note) or "" for r in rows}
+    return {r.case_id: cases.mask_contacts(r.note) or "" for r in rows}
 
 
 def _requests(session: Session, where: list[Any], tz: ZoneInfo, *, limit: int = MAX_PAGE,
@@ -399,13 +390,13 @@ def _requests(session: Session, where: list[Any], tz: ZoneInfo, *, limit: int = 
             "status_notes": notes.get(r.id),
             "service_name": r.service_name or r.category_code,
             "service_code": r.category_code,
-            "description": _mask(r.description),
+            "description": cases.mask_contacts(r.description),
             "agency_responsible": r.agency,
             "service_notice": _notice(r.deadline_hours),
             "requested_datetime": _w3c(r.created_at, tz),
             "updated_datetime": _w3c(r.updated_at, tz),
             "expected_datetime": _w3c(r.deadline_at, tz),
-            "address": _mask(extra.get("address_string")) or chain,
+            "address": cases.mask_contacts(extra.get("address_string")) or chain,
             "address_id": None,
             "zipcode": None,
             "lat": r.lat,

@@ -170,6 +170,15 @@ def test_illegal_stale_and_forbidden(full_client: TestClient, tokens) -> None:  
     listing = full_client.get("/cases", headers=tokens["cgzf"]).json()["items"]
     assert all(x["department"] == "CGZF" for x in listing)
     assert all("reporter" not in x for x in listing)
+    # contacts typed into the description are hidden from all but the centre's own view
+    said = "游商 at the gate, call me on 13912345678 or li@example.cn"
+    typed = _report(full_client, tokens["patrol"], lon=P[0] + 0.003, description=said).json()
+    assert "13912345678" not in typed["description"] and "li@" not in typed["description"]
+    listed = full_client.get("/cases", headers=tokens["cgzf"]).json()["items"]
+    mine = next(x for x in listed if x["ref"] == typed["ref"])
+    assert mine["description"] == ("游商 at the gate, call me on [phone removed] or "
+                                   "[email removed]")
+    assert full_client.get(f"/cases/{typed['ref']}", headers=c).json()["description"] == said
 
 
 def test_overdue_cases_escalate_step_by_step(full_client: TestClient, tokens,

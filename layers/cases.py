@@ -530,6 +530,12 @@ def _previous_open(session: Session, case: Case) -> str | None:
         CaseEvent.id.desc()).limit(1))
 
 
+def _stale(case: Case, version: int | None) -> StaleVersion:
+    return StaleVersion(f"case {case.ref} is at version {case.version}, not {version}: "
+                        "somebody changed it first; reload and retry",
+                        extra={"version": case.version, "status": case.status})
+
+
 def point(session: Session, case: Case) -> tuple[float, float]:
     """The case's WGS84 lon/lat as stored."""
     row = session.execute(select(func.ST_X(Case.geom), func.ST_Y(Case.geom))
@@ -550,6 +556,8 @@ def act(session: Session, case: Case, action: str, actor: Actor, *, version: int
     data = dict(data or {})
     if actor.role == "department" and case.owner_department != actor.department:
         raise NotFound(f"no case {case.ref!r} for department {actor.department}")
+    if version is not None and version != case.version:  # what the caller saw is gone
+        raise _stale(case, version)
     before = case.status
     prev = _previous_open(session, case) if before == "suspended" else None
     after = step(before, action, actor.role, prev)
@@ -616,11 +624,9 @@ def act(session: Session, case: Case, action: str, actor: Actor, *, version: int
     res = session.execute(
         update(Case).where(Case.id == case.id, Case.version == (version or case.version))
         .values(**values))
-    if res.rowcount != 1:  # type: ignore[attr-defined]
+    if res.rowcount != 1:  # type: ignore[attr-defined]  # changed since it was read
         session.refresh(case)
-        raise StaleVersion(f"case {case.ref} is at version {case.version}, not {version}: "
-                           "somebody changed it first; reload and retry",
-                           extra={"version": case.version, "status": case.status})
+        raise _stale(case, version)
     if action in ("merge", "split") and original is not None:
         ref = _count_reporter(session, case, original, +1 if action == "merge" else -1,
                               actor, now)

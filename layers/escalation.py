@@ -40,8 +40,9 @@ def escalate_overdue(session: Session, settings: Settings) -> dict[str, Any]:
              WHERE status IN ({_ESCALATING_SQL}) AND deadline_at IS NOT NULL
                AND escalation < {max(LEVELS)}  -- index case_escalating (migration 0011)
                AND deadline_at <= clock_timestamp())
-        UPDATE "case" c SET escalation = due.new, version = c.version + 1,
-                            updated_at = clock_timestamp()
+        -- the version stays (as when a reporter joins): escalation is the centre's
+        -- pressure on the case, not a change that makes a handler's pending action stale
+        UPDATE "case" c SET escalation = due.new, updated_at = clock_timestamp()
           FROM due WHERE c.id = due.id AND due.new > c.escalation
         RETURNING c.id, due.old, due.new, c.status"""),
         {"first": settings.escalate_first_tier_h,

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
+
+from layers.cluster import free_port
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
@@ -20,3 +26,19 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) ->
             pass
         time.sleep(0.2)
     raise AssertionError("server did not start")
+
+
+@contextmanager
+def serving(db_url: str, **env: str) -> Iterator[str]:
+    """`gridops serve` (one worker) on a free port against a database; its base URL."""
+    port = free_port(0)
+    proc = subprocess.Popen([sys.executable, "-m", "etl.cli", "serve", "--port", str(port)],
+                            env={**os.environ, "GRIDOPS_DATABASE_URL": db_url, **env},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

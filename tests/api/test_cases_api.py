@@ -4,6 +4,7 @@ reports, the full loop, bounces, illegal and stale actions, who sees what."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -194,10 +195,12 @@ def test_overdue_cases_escalate_step_by_step(full_client: TestClient, tokens,
     _act(full_client, ref, c, "dispatch", data={"deadline_hours": 0.0001})  # 0.36 s
     time.sleep(0.6)
     s = Settings(escalate_second_tier_h=0.00001, escalate_first_tier_h=10)
+    seen = full_client.get(f"/cases/{ref}", headers=c).json()["version"]
     out = escalate_overdue(full_session, s)
     assert out["ran"] and out["escalated"] >= 1
     case = full_client.get(f"/cases/{ref}", headers=c).json()
     assert case["escalation"] == 2  # 0.6 s late: past supervision and the second tier
+    assert case["version"] == seen  # the department's pending action is still good
     ev = [e for e in full_client.get(f"/cases/{ref}/events", headers=c).json()["events"]
           if e["action"] == "escalate"]
     assert [e["data"]["level"] for e in ev] == [1, 2]
@@ -472,3 +475,71 @@ def test_feedback_points_to_its_photos_and_a_finished_case_takes_none(
         assert [p.name for p in (tmp_path / ref).iterdir()] == [name]
     finally:
         full_client.app.state.settings.photos_dir = None  # type: ignore[attr-defined]
+
+
+def test_reports_on_the_same_asset_are_one_case(full_client: TestClient, tokens,
+                                                full_session: Session) -> None:  # type: ignore[no-untyped-def]
+    """A category linked by asset only (duplicate radius 0): two reports 16 m apart that
+    snap to the same manhole cover are one case; a report on another cover is not."""
+    from sqlalchemy import text
+
+    c = tokens["centre"]
+    full_session.execute(text("UPDATE category SET duplicate_radius_m = 0 "
+                              "WHERE code = 'C0101' AND valid_to IS NULL"))
+    full_client.app.state.owners.refresh()  # type: ignore[attr-defined]
+    covers = full_session.execute(text("""
+        SELECT a.code, ST_X(a.geom) AS x, ST_Y(a.geom) AS y FROM asset a
+         WHERE a.kind = 'manhole_water' AND a.valid_to IS NULL
+           AND NOT EXISTS (SELECT FROM asset b WHERE b.kind = a.kind AND b.valid_to IS NULL
+                              AND b.id <> a.id AND ST_DWithin(a.geom::geography,
+                                                              b.geom::geography, 40))
+         ORDER BY a.code LIMIT 2""")).all()
+    assert len(covers) == 2
+    east = 8 / (111_320 * 0.857)  # 8 m of longitude at 31°N
+
+    def report(cover: Any, dx: float) -> dict:  # type: ignore[type-arg]
+        return _report(full_client, c, channel="hotline_12345", category="C0101",
+                       lon=cover.x + dx, lat=cover.y).json()
+
+    a = report(covers[0], -east)
+    assert a["resolution"]["owner"]["asset"]["code"] == covers[0].code
+    assert a["resolution"]["owner"]["category"]["duplicate"]["radius_m"] == 0
+    b = report(covers[0], +east)
+    assert b["status"] == "merged" and b["duplicate_of"] is not None
+    assert full_client.get(f"/cases/{a['ref']}", headers=c).json()["reporters"] == 2
+    other = report(covers[1], east)
+    assert other["status"] == "collected"
+    assert other["resolution"]["owner"]["asset"]["code"] == covers[1].code
+
+
+def test_reject_cancel_suspend_resume(full_client: TestClient, tokens) -> None:  # type: ignore[no-untyped-def]
+    """The other ways out of the loop, and a suspension that comes back where it was."""
+    c, d = tokens["centre"], tokens["cgzf"]
+    spots = iter(range(1, 10))
+
+    def new() -> str:
+        return str(_report(full_client, tokens["patrol"],
+                           lon=P[0] - 0.002 * next(spots)).json()["ref"])
+
+    rejected = new()
+    assert _act(full_client, rejected, c, "reject", note="not a case").json()[
+        "status"] == "rejected"
+    r = _act(full_client, rejected, c, "accept")
+    assert r.status_code == 409 and r.json()["allowed"] == []
+    cancelled = new()
+    _act(full_client, cancelled, c, "accept")
+    assert _act(full_client, cancelled, c, "cancel", note="withdrawn").json()[
+        "status"] == "cancelled"
+    held = new()
+    for a in ("accept", "dispatch"):
+        _act(full_client, held, c, a)
+    _act(full_client, held, d, "take")
+    assert _act(full_client, held, d, "suspend").status_code == 403  # the centre's call
+    assert _act(full_client, held, c, "suspend", note="road works").json()[
+        "status"] == "suspended"
+    r = _act(full_client, held, d, "feedback", note="done")
+    assert r.status_code == 409 and set(r.json()["allowed"]) >= {"resume", "cancel"}
+    assert _act(full_client, held, c, "resume").json()["status"] == "in_progress"
+    events = [(e["action"], e["from"], e["to"]) for e in _events(full_client, held, c)]
+    assert events[-2:] == [("suspend", "in_progress", "suspended"),
+                           ("resume", "suspended", "in_progress")]

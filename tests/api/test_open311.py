@@ -5,9 +5,6 @@ against a running server."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,9 +16,8 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from layers import cases
-from layers.cluster import free_port
 from layers.models import Case, CaseEvent, Category
-from tests.servers import wait_ready
+from tests.servers import serving
 
 V2 = "/open311/v2"
 P = (121.2277, 31.0322)  # inside a grid; E0501 (illegal vending) belongs to CGZF here
@@ -295,38 +291,30 @@ def test_georeport_client_against_a_running_server(full_engine: Engine) -> None:
     """The georeport package (a GeoReport v2 client, reads only) against the real server;
     the one request it reads is posted over HTTP, committed, and deleted afterwards."""
     georeport = pytest.importorskip("georeport")
-    port = free_port(0)
-    env = dict(os.environ, GRIDOPS_DATABASE_URL=full_engine.url.render_as_string(
-        hide_password=False))
-    proc = subprocess.Popen([sys.executable, "-m", "etl.cli", "serve", "--port", str(port)],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
     ref = None
     try:
-        wait_ready(url, proc)
-        r = httpx.post(f"{url}{V2}/requests.json", timeout=30, data={
-            "service_code": "E0203", "lat": "31.0311", "long": "121.2255",
-            "description": "leaflets handed out on the road", **PERSON})
-        assert r.status_code == 201, r.text
-        ref = r.json()[0]["service_request_id"]
+        with serving(full_engine.url.render_as_string(hide_password=False)) as url:
+            r = httpx.post(f"{url}{V2}/requests.json", timeout=30, data={
+                "service_code": "E0203", "lat": "31.0311", "long": "121.2255",
+                "description": "leaflets handed out on the road", **PERSON})
+            assert r.status_code == 201, r.text
+            ref = r.json()[0]["service_request_id"]
 
-        client = georeport.GeoReport(url + V2)
-        services = client.get_service_list()
-        assert len(services) == 89 and {"service_code", "service_name", "group"} <= set(
-            services[0])
-        assert client.get_service_definition("E0203")["service_code"] == "E0203"
-        found = client.get_service_requests(service_code="E0203", status="open")
-        assert ref in [x["service_request_id"] for x in found]
-        one = client.get_service_request(ref)
-        assert one["service_request_id"] == ref and one["status"] == "open"
-        assert one["lat"] == pytest.approx(31.0311) and one["long"] == pytest.approx(121.2255)
-        assert one["agency_responsible"] == "松江区城市管理行政执法局"
-        assert PERSON["phone"] not in str(found) + str(one)
-        with pytest.raises(Exception, match="404"):
-            client.get_service_request("SJ2000-NOPE")
+            client = georeport.GeoReport(url + V2)
+            services = client.get_service_list()
+            assert len(services) == 89 and {"service_code", "service_name", "group"} <= set(
+                services[0])
+            assert client.get_service_definition("E0203")["service_code"] == "E0203"
+            found = client.get_service_requests(service_code="E0203", status="open")
+            assert ref in [x["service_request_id"] for x in found]
+            one = client.get_service_request(ref)
+            assert one["service_request_id"] == ref and one["status"] == "open"
+            assert one["lat"] == pytest.approx(31.0311) and one["long"] == pytest.approx(121.2255)
+            assert one["agency_responsible"] == "松江区城市管理行政执法局"
+            assert PERSON["phone"] not in str(found) + str(one)
+            with pytest.raises(Exception, match="404"):
+                client.get_service_request("SJ2000-NOPE")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
         if ref is not None:
             with full_engine.begin() as conn:
                 conn.execute(text("DELETE FROM case_event WHERE case_id IN "

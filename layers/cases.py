@@ -570,9 +570,11 @@ def act(session: Session, case: Case, action: str, actor: Actor, *, version: int
             dept = _department(session, data["department"])
         if not dept:
             raise InvalidInput("department: nobody to dispatch to; name a department")
-        hours = (_hours(data, "deadline_hours") if data.get("deadline_hours") is not None
-                 else None) or (case.resolution.get("owner") or {}).get(
-            "category", {}).get("deadline_hours") or 24
+        if data.get("deadline_hours") is not None:
+            hours = _hours(data, "deadline_hours")
+        else:
+            hours = ((case.resolution.get("owner") or {}).get("category", {})
+                     .get("deadline_hours") or 24)
         values.update(owner_department=dept, deadline_at=now + timedelta(hours=float(hours)),
                       dispatched_at=now)
         data.update(department=dept, deadline_at=values["deadline_at"].isoformat())
@@ -675,6 +677,13 @@ def _department(session: Session, code: Any) -> str:
     return code
 
 
+def _summary(resolution: dict[str, Any]) -> dict[str, Any]:
+    """What a re-resolution's event compares of the answers before and after."""
+    a = answer_of(resolution)
+    return {"grid": a.grid, "generation": resolution.get("generation"), "owner": a.dept,
+            "asset": a.asset, "decided_by": (resolution.get("owner") or {}).get("decided_by")}
+
+
 def _re_resolved(case: Case, resolution: dict[str, Any], data: dict[str, Any]
                  ) -> dict[str, Any]:
     """The row's new answer after an explicit re-resolution; the event's data keeps the
@@ -683,17 +692,14 @@ def _re_resolved(case: Case, resolution: dict[str, Any], data: dict[str, Any]
     old = case.resolution or {}
     new = orjson.loads(orjson.dumps({**resolution, "crs": old.get("crs", resolution.get("crs"))},
                                     default=str))  # as intake stores it: plain JSON
-    a, b = answer_of(old), answer_of(new)
+    b = answer_of(new)
     reassign = case.status in _REASSIGNABLE
     values: dict[str, Any] = {
         "resolution": new, "inside": b.inside, "grid_code": b.grid, "street_code": b.street,
         "h3_cell": new.get("h3"), "generation_id": new.get("generation")}
     if reassign:
         values["owner_department"] = b.dept
-    before = {"grid": a.grid, "generation": old.get("generation"), "owner": a.dept,
-              "asset": a.asset, "decided_by": (old.get("owner") or {}).get("decided_by")}
-    after = {"grid": b.grid, "generation": new.get("generation"), "owner": b.dept,
-             "asset": b.asset, "decided_by": (new.get("owner") or {}).get("decided_by")}
+    before, after = _summary(old), _summary(new)
     data.update(before=before, after=after,
                 changed=[k for k in before if before[k] != after[k]],
                 department=b.dept if reassign else case.owner_department,

@@ -184,7 +184,7 @@ class IntakeWriter:
     def _store(self, session: Session, batch: list[_Pending]) -> list[Answer]:
         got = cases.store_batch(session, [(p.report, p.actor) for p in batch],
                                 self._settings)
-        key = cases.rating_key(session)
+        key = cases.rating_key(session) if any(p.private for p in batch) else None
         return [(cases.view(g, private=p.private, key=key), isinstance(g, cases.Stored))
                 for p, g in zip(batch, got, strict=True)]
 

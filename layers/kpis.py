@@ -116,6 +116,15 @@ def load_config(path: Path | None) -> KpiConfig:
         raise ValueError(f"KPI config {path}: {where}") from None
 
 
+def check_year(name: str, d: datetime, shown: str | None = None) -> datetime:
+    """A date a query may take: years 1900 to 9000 (422 naming the field otherwise; a
+    window of days or a month around it stays within what datetime can hold)."""
+    if not 1900 <= d.year <= 9000:
+        raise InvalidInput(f"{name}: {shown or d.isoformat()} is out of range (years 1900 "
+                           "to 9000)")
+    return d
+
+
 @dataclass(frozen=True)
 class Period:
     """Cases reported in [since, until), months counted in a time zone."""
@@ -136,8 +145,7 @@ class Period:
                 first = datetime.strptime(month, "%Y-%m").replace(tzinfo=tz)
             except ValueError:
                 raise InvalidInput(f"month: {month!r} is not YYYY-MM") from None
-            if not 1900 <= first.year <= 9000:
-                raise InvalidInput(f"month: {month!r} is out of range (years 1900 to 9000)")
+            check_year("month", first, repr(month))
             nxt = (first + timedelta(days=32)).replace(day=1)
             return cls(first, nxt, timezone)
         if since is None:
@@ -145,10 +153,8 @@ class Period:
             since = local.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
         until = until or now
         since, until = (d if d.tzinfo else d.replace(tzinfo=tz) for d in (since, until))
-        for name, d in (("since", since), ("until", until)):
-            if not 1900 <= d.year <= 9000:
-                raise InvalidInput(f"{name}: {d.isoformat()} is out of range (years 1900 to "
-                                   "9000)")
+        check_year("since", since)
+        check_year("until", until)
         if until <= since:
             raise InvalidInput(f"until: {until.isoformat()} is not after since "
                                f"{since.isoformat()}")

@@ -24,9 +24,10 @@ class UnsupportedType(InvalidInput):
 
 
 async def store(chunks: AsyncIterator[bytes], content_type: str, root: Path, ref: str,
-                max_bytes: int) -> dict[str, object]:
+                max_bytes: int) -> tuple[dict[str, object], bool]:
     """Stream an upload to root/ref/<sha256>.<ext>; 415 for a wrong type, 413 over the
-    limit (nothing is kept then)."""
+    limit (nothing is kept then). Returns the photo's description and whether its file is
+    new (the same photo sent twice is one file)."""
     ctype = content_type.split(";")[0].strip().lower()
     if ctype not in SIGNATURES:
         raise UnsupportedType(f"content-type {ctype!r} is not accepted; send "
@@ -55,8 +56,9 @@ async def store(chunks: AsyncIterator[bytes], content_type: str, root: Path, ref
                                   "one thing, the file another)")
         sha = digest.hexdigest()
         final = folder / f"{sha}.{EXT[ctype]}"
+        new = not final.exists()
         os.replace(tmp, final)
-        return {"sha256": sha, "bytes": size, "type": ctype, "file": final.name}
+        return {"sha256": sha, "bytes": size, "type": ctype, "file": final.name}, new
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

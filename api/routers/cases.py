@@ -135,6 +135,13 @@ def list_cases(
                   "items": [cases.view(c, private=False) for c in rows]})
 
 
+def _view(session: SessionDep, case: Case, user: cases.Actor) -> Response:
+    """A case as its caller may see it (reporter contact and rating code: the centre)."""
+    private = _private_ok(user)
+    return json_response(cases.view(case, private=private,
+                                    key=cases.rating_key(session) if private else None))
+
+
 def _visible(session: SessionDep, ref: str, user: cases.Actor) -> Case:
     case = cases.get(session, ref)
     if user.role == DEPARTMENT and case.owner_department != user.department:
@@ -146,8 +153,7 @@ def _visible(session: SessionDep, ref: str, user: cases.Actor) -> Case:
 def get_case(ref: str, session: SessionDep, user: CurrentUser) -> Response:
     """One case with the answer it was given at intake and the actions now allowed."""
     require(user, CENTRE, DEPARTMENT, PATROL, PLANNER)
-    return json_response(cases.view(_visible(session, ref, user), private=_private_ok(user),
-                                    key=cases.rating_key(session)))
+    return _view(session, _visible(session, ref, user), user)
 
 
 @router.post("/cases/{ref}/actions")
@@ -166,7 +172,7 @@ def act(ref: str, body: ActionIn, request: Request, session: WriteSessionDep,
                                            case.category_code)
     case = cases.act(session, case, body.action, user, version=body.version, note=body.note,
                      data=body.data, resolution=resolution)
-    return json_response(cases.view(case, private=_private_ok(user)))
+    return _view(session, case, user)
 
 
 @router.get("/cases/{ref}/events")
@@ -190,18 +196,15 @@ async def add_photo(ref: str, request: Request, session: WriteSessionDep,
     step(case.status, "note", user.role)  # a finished case takes no photo: 409 before storing
     settings = request.app.state.settings
     root = settings.photos_dir or (settings.home / "photos")
-    folder = root / case.ref
-    before = set(folder.iterdir()) if folder.is_dir() else set()
-    info = await photos.store(request.stream(), request.headers.get("content-type", ""),
-                              root, case.ref, settings.photo_max_bytes)
+    info, new = await photos.store(request.stream(), request.headers.get("content-type", ""),
+                                   root, case.ref, settings.photo_max_bytes)
     try:
         cases.act(session, case, "note", user, version=case.version, note="photo",
                   data={"photo": info})
         session.flush()
     except Exception:
-        added = folder / str(info["file"])
-        if added not in before:  # nothing half-stored: the file goes with its event
-            added.unlink(missing_ok=True)
+        if new:  # nothing half-stored: the file goes with its event
+            (root / case.ref / str(info["file"])).unlink(missing_ok=True)
         raise
     return json_response({"ref": case.ref, "photo": info}, status=201)
 

@@ -26,6 +26,7 @@ from api.deps import SessionDep, SettingsDep, WriteSessionDep
 from api.geojson import json_response
 from api.resolution import resolve_report, to_point
 from layers import cases
+from layers.kpis import check_year
 from layers.models import Case, CaseEvent, Category, Department
 from layers.workflow import DONE, OPEN, PUBLIC, SYSTEM
 from spatial.errors import GridopsError, InvalidInput, NotFound
@@ -320,9 +321,7 @@ def _datetime(name: str, value: str | None) -> datetime | None:
                            "(e.g. 2026-01-01T00:00:00Z or 2026-01-01T08:00:00+08:00)") from None
     if dt.tzinfo is None:
         raise InvalidInput(f"{name}: {value!r} has no time zone; end it with Z or +hh:mm")
-    if not 1900 <= dt.year <= 9000:  # (a window of days is taken from it)
-        raise InvalidInput(f"{name}: {value!r} is out of range (years 1900 to 9000)")
-    return dt
+    return check_year(name, dt, repr(value))
 
 
 def _int(name: str, value: str | None, default: int, low: int, high: int) -> int:

@@ -22,15 +22,15 @@ from api.routers import (
     open311,
     resolve,
 )
+from api.services import Services
 from layers.auth import TOKENS_CHANNEL, TokenCache
 from layers.db import database_url, make_engine, make_sessionmaker
 from layers.escalation import Scheduler
 from layers.grids import NOTIFY_CHANNEL
-from layers.hotspots import StudyAreas
 from layers.intake_writer import IntakeWriter, OwnConnection
 from layers.kpis import load_config as load_kpi_config
 from layers.listener import Listener
-from layers.ownership import OwnershipRegistry
+from layers.ownership_store import OwnershipRegistry
 from layers.resolver import IndexRegistry
 from layers.responsibility import LAYERS_CHANNEL
 from layers.settings import Settings
@@ -39,11 +39,10 @@ from map_ui import router as map_router
 log = logging.getLogger(__name__)
 
 
-def create_app(settings: Settings | None = None, engine: Engine | None = None,
+def create_app(settings: Settings, engine: Engine | None = None,
                *, listen: bool = True) -> FastAPI:
     """Build the app; the engine is made from settings unless given (tests). With listen,
     each worker follows generation activations (LISTEN/NOTIFY) and swaps its index."""
-    settings = settings or Settings()
     own_engine = engine is None
     # a connection per request in flight (intake has its writer's own): a pool this size
     # serves dozens of concurrent reads and actions per worker without connecting anew
@@ -52,14 +51,17 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
     factory = make_sessionmaker(engine)
     indexes = IndexRegistry(factory, settings)
     owners = OwnershipRegistry(factory, settings)
-    tokens = TokenCache(factory, settings.token_cache_s)
     own = OwnConnection(engine)
-    intake = IntakeWriter(own, settings)
+    services = Services(
+        settings=settings, engine=engine, sessions=factory, indexes=indexes, owners=owners,
+        tokens=TokenCache(factory, settings.token_cache_s),
+        intake=IntakeWriter(own, settings),
+        kpi_config=load_kpi_config(settings.kpi_config))  # a bad file stops here
 
     def _on_generation() -> None:
         before = indexes.active
         if indexes.refresh() is not before:
-            owners.refresh()  # grid leaders come with the grid
+            services.owners.refresh()  # grid leaders come with the grid
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -70,14 +72,14 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
         except Exception:
             log.exception("could not build the grid index at start-up")
         listener = Listener(engine, {NOTIFY_CHANNEL: _on_generation,
-                                     LAYERS_CHANNEL: owners.refresh,
-                                     TOKENS_CHANNEL: tokens.clear})
+                                     LAYERS_CHANNEL: lambda: services.owners.refresh(),
+                                     TOKENS_CHANNEL: lambda: services.tokens.clear()})
         scheduler = Scheduler(factory, settings)
         if listen:
             listener.start()
             scheduler.start()
         yield
-        await anyio.to_thread.run_sync(intake.stop)  # what is queued is stored
+        await anyio.to_thread.run_sync(services.intake.stop)  # what is queued is stored
         own.close()
         scheduler.stop()
         listener.stop()
@@ -90,15 +92,7 @@ def create_app(settings: Settings | None = None, engine: Engine | None = None,
         summary="Spatial operations server for city grid management (网格化管理)",
         lifespan=lifespan,
     )
-    app.state.settings = settings
-    app.state.engine = engine
-    app.state.sessionmaker = factory
-    app.state.indexes = indexes
-    app.state.owners = owners
-    app.state.tokens = tokens
-    app.state.intake = intake
-    app.state.study_areas = StudyAreas()
-    app.state.kpi_config = load_kpi_config(settings.kpi_config)  # a bad file stops here
+    app.state.services = services
     install_error_handlers(app)
     app.include_router(cases.router)  # first: the busiest write path is matched first
     app.include_router(resolve.router)

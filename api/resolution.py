@@ -11,7 +11,8 @@ import numpy as np
 from fastapi import Request
 
 from api.routers.resolve import _index
-from layers.ownership import OwnershipRegistry, resolve_owner
+from layers.ownership import resolve_owner
+from layers.ownership_store import OwnershipRegistry
 from layers.resolver import metric_transformer
 from layers.settings import Settings
 from spatial import h3index

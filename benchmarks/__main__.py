@@ -282,7 +282,7 @@ def run_demo(rep: Report, cluster: Cluster, args: argparse.Namespace) -> Engine:
     checks = validation_seconds(engine, loaded.generation, settings)
     rep.add(sec, "one validation pass (validate_generation)", sum(checks.values()), "s",
             note=", ".join(f"{k} {v:.2f}" for k, v in checks.items()))
-    built = inmemory.build_active(engine)
+    built = inmemory.build_active(engine, settings)
     index_rows(rep, sec, DEMO_GOALS, built)
     bench_grid_set(rep, sec, DEMO_GOALS, built.index, settings, args.points, url)
     if not args.skip_http:
@@ -356,7 +356,7 @@ def run_megacity(rep: Report, cluster: Cluster, args: argparse.Namespace) -> Non
                     note=", ".join(f"{k} {v:.1f}" for k, v in checks.items()))
         if loaded.generation is not None:
             rep.add(sec, "ANALYZE grid_unit, grid_piece after the load", analyze(engine), "s")
-            built = inmemory.build_active(engine)
+            built = inmemory.build_active(engine, settings)
             index_rows(rep, sec, MEGA_GOALS, built)
             idx = built.index
             db_url: str | None = url

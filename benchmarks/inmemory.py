@@ -27,7 +27,7 @@ class Built:
     rss_growth: int
 
 
-def build_active(engine: Engine) -> Built:
+def build_active(engine: Engine, settings: Settings) -> Built:
     """`layers.resolver.build_index` on the active generation, with RSS growth."""
     gc.collect()
     rss0 = rss_bytes()
@@ -35,7 +35,7 @@ def build_active(engine: Engine) -> Built:
         gen = grids.active_generation(s)
         if gen is None:
             raise RuntimeError("no active generation to index")
-        t, idx = timed(lambda: build_index(s, gen))
+        t, idx = timed(lambda: build_index(s, gen, settings))
     gc.collect()
     return Built(idx, t.wall, rss_bytes() - rss0)
 

@@ -36,6 +36,7 @@ from layers import grids
 from layers.auth import create_token
 from layers.db import make_engine, upgrade
 from layers.ownership import Snapshot, resolve_owner
+from layers.ownership_store import load_snapshot
 from layers.resolver import build_index, resolve_sql
 from layers.settings import Settings
 from spatial.index import GridIndex
@@ -502,8 +503,8 @@ def main(argv: list[str] | None = None) -> int:
             with Session(engine) as s:
                 gen = grids.active_generation(s)
                 assert gen is not None
-                idx = build_index(s, gen, settings=settings)
-                snap = Snapshot.load(s, settings)
+                idx = build_index(s, gen, settings)
+                snap = load_snapshot(s, settings)
             n = max(20_000, args.seconds * 1500)
             seed = int(run[-8:], 16)  # new points every run: no duplicates of an earlier run
             n_open = int(args.rate * args.open_seconds)

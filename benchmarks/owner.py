@@ -15,7 +15,8 @@ from etl.demo_city import songjiang_units
 from layers import grids
 from layers import responsibility as resp
 from layers.db import make_engine
-from layers.ownership import Snapshot, resolve_owner
+from layers.ownership import resolve_owner
+from layers.ownership_store import load_snapshot
 from layers.resolver import build_index
 from layers.settings import Settings
 
@@ -79,10 +80,10 @@ def main(argv: list[str] | None = None) -> None:
             _copy_assets(s, args.assets, specs[0].geometry.bounds, 7)
             s.execute(text("ANALYZE asset"))
         with Session(engine) as s:
-            idx = build_index(s, grids.generation_at(s))
+            idx = build_index(s, grids.generation_at(s), settings)
             rss0 = rss_bytes()
             t0 = time.perf_counter()
-            snap = Snapshot.load(s, settings)
+            snap = load_snapshot(s, settings)
             build = time.perf_counter() - t0
             mem = (rss_bytes() - rss0) / 2**20
             rng = np.random.default_rng(3)

@@ -268,7 +268,7 @@ def resolve_cmd(
         engine = make_engine(database_url(s, start=True))
         with make_sessionmaker(engine)() as session:
             gen = grids.generation_at(session, generation=generation, at=at)
-            idx = build_index(session, gen)
+            idx = build_index(session, gen, s)
         engine.dispose()
         size = src.stat().st_size
         with Progress("[progress.description]{task.description}", BarColumn(),

@@ -19,10 +19,11 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from etl.demo_city import people
-from layers import grids
+from layers import grids, versioning
 from layers.escalation import LEVELS
 from layers.models import Case
-from layers.ownership import Snapshot, resolve_owner
+from layers.ownership import resolve_owner
+from layers.ownership_store import load_snapshot
 from layers.resolver import build_index
 from layers.settings import Settings
 from spatial import h3index
@@ -138,8 +139,8 @@ def _hotspots(session: Session, rng: np.random.Generator) -> _Places:
     rows = session.execute(text(
         "SELECT u.code, coalesce(u.attributes->>'kind', '') AS kind, "
         "ST_X(ST_PointOnSurface(u.geom)) AS x, ST_Y(ST_PointOnSurface(u.geom)) AS y "
-        "FROM grid_unit u WHERE u.generation_high IS NULL AND u.level = "
-        "(SELECT max(level) FROM grid_unit WHERE generation_high IS NULL) ORDER BY u.code"),
+        f"FROM grid_unit u WHERE {versioning.current('u')} AND u.level = "
+        f"{versioning.finest_level(versioning.ACTIVE_GENERATION_SQL)} ORDER BY u.code"),
     ).all()
     urban = [r for r in rows if r.kind != "rural"] or rows
     rural = [r for r in rows if r.kind == "rural"] or rows
@@ -474,8 +475,8 @@ def generate_history(session: Session, *, cases: int = 200_000,
     gen = grids.active_generation(session)
     if gen is None:
         raise grids.NotFound("no active grid generation: load the demo city first")
-    idx = build_index(session, gen, settings=settings)
-    snap = Snapshot.load(session, settings)
+    idx = build_index(session, gen, settings)
+    snap = load_snapshot(session, settings)
     codes = sorted(snap.categories)
     depts = sorted(snap.departments)
     places = _hotspots(session, rng)

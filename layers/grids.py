@@ -16,14 +16,19 @@ from sqlalchemy.orm import Session
 
 from layers.models import Generation, GridLevel, GridUnit
 from layers.settings import Settings
-from spatial.errors import GridInvariantError, InvalidGeometry, InvalidInput, NotFound
+from layers.versioning import current, finest_level, in_generation
+from spatial.errors import (
+    GridInvariantError,
+    InvalidGeometry,
+    InvalidInput,
+    NoActiveGrid,
+    NotFound,
+)
 
 log = logging.getLogger(__name__)
 
 NOTIFY_CHANNEL = "gridops_generation"
 
-# rows of grid_unit valid in generation :g (MapIt's generation_low/high, null high = current)
-VALID_IN = "u.generation_low <= :g AND (u.generation_high IS NULL OR u.generation_high >= :g)"
 
 
 @dataclass(frozen=True)
@@ -118,7 +123,7 @@ def generation_at(session: Session, *, generation: int | None = None,
         return gen
     gen = active_generation(session)
     if gen is None:
-        raise NotFound("no active generation: load a grid first (gridops demo)")
+        raise NoActiveGrid()
     return gen
 
 
@@ -270,7 +275,7 @@ def _carry_over(session: Session, current_id: int, gen_id: int, units: Sequence[
         for r in session.execute(
             text(f"SELECT u.id, u.code, u.name, u.level, u.parent_code, "
                  f"ST_AsBinary(u.geom) AS wkb, u.leader_name, u.leader_phone, u.attributes "
-                 f"FROM grid_unit u WHERE {VALID_IN}"),
+                 f"FROM grid_unit u WHERE {in_generation('u')}"),
             {"g": current_id},
         )
     }
@@ -303,11 +308,11 @@ _CHECKS: list[tuple[str, str]] = [
         SELECT ARRAY[u.code] AS codes, ST_IsValidReason(u.geom) AS detail,
                ST_X(l.loc) AS lon, ST_Y(l.loc) AS lat
           FROM grid_unit u, LATERAL (SELECT (ST_IsValidDetail(u.geom)).location AS loc) l
-         WHERE {VALID_IN} AND NOT ST_IsValid(u.geom)"""),
+         WHERE {in_generation('u')} AND NOT ST_IsValid(u.geom)"""),
     ("duplicate_code", f"""
         SELECT ARRAY[u.code] AS codes, count(*) || ' units share this code' AS detail,
                NULL::float AS lon, NULL::float AS lat
-          FROM grid_unit u WHERE {VALID_IN} GROUP BY u.code HAVING count(*) > 1"""),
+          FROM grid_unit u WHERE {in_generation('u')} GROUP BY u.code HAVING count(*) > 1"""),
     ("bad_code", f"""
         SELECT ARRAY[u.code] AS codes,
                CASE WHEN lv.code_length IS NOT NULL AND length(u.code) <> lv.code_length
@@ -319,7 +324,7 @@ _CHECKS: list[tuple[str, str]] = [
                     ELSE 'a grid serial must be 001-999' END AS detail,
                ST_X(ST_PointOnSurface(u.geom)) AS lon, ST_Y(ST_PointOnSurface(u.geom)) AS lat
           FROM grid_unit u JOIN grid_level lv ON lv.rank = u.level
-         WHERE {VALID_IN} AND (
+         WHERE {in_generation('u')} AND (
                (lv.code_length IS NOT NULL AND length(u.code) <> lv.code_length)
             OR (u.parent_code IS NOT NULL AND left(u.code, length(u.parent_code))
                 <> u.parent_code)
@@ -337,9 +342,8 @@ _CHECKS: list[tuple[str, str]] = [
                ST_X(ST_PointOnSurface(u.geom)) AS lon, ST_Y(ST_PointOnSurface(u.geom)) AS lat
           FROM grid_unit u
           LEFT JOIN grid_unit p ON p.code = u.parent_code
-               AND p.generation_low <= :g AND (p.generation_high IS NULL
-                                               OR p.generation_high >= :g)
-         WHERE {VALID_IN} AND (
+               AND {in_generation('p')}
+         WHERE {in_generation('u')} AND (
                (u.level = 1 AND u.parent_code IS NOT NULL)
             OR (u.level > 1 AND (u.parent_code IS NULL OR p.code IS NULL
                                  OR p.level <> u.level - 1)))"""),
@@ -349,17 +353,16 @@ _CHECKS: list[tuple[str, str]] = [
                ST_X(d.pt) AS lon, ST_Y(d.pt) AS lat
           FROM grid_unit u
           JOIN grid_unit p ON p.code = u.parent_code
-               AND p.generation_low <= :g AND (p.generation_high IS NULL
-                                               OR p.generation_high >= :g)
+               AND {in_generation('p')}
           CROSS JOIN LATERAL (
               SELECT ST_Area(ST_Transform(x.diff, :srid)) AS area, ST_PointOnSurface(x.diff) AS pt
                 FROM (SELECT ST_Difference(u.geom, p.geom) AS diff) x) d
-         WHERE {VALID_IN} AND ST_IsValid(u.geom) AND ST_IsValid(p.geom)
+         WHERE {in_generation('u')} AND ST_IsValid(u.geom) AND ST_IsValid(p.geom)
            AND NOT ST_CoveredBy(u.geom, p.geom) AND d.area > :tol"""),
     # invalid units (reported by the first check) are left out, each tested once
     ("sibling_overlap", f"""
         WITH bad AS MATERIALIZED (SELECT u.id FROM grid_unit u
-                                   WHERE {VALID_IN} AND NOT ST_IsValid(u.geom))
+                                   WHERE {in_generation('u')} AND NOT ST_IsValid(u.geom))
         SELECT ARRAY[a.code, b.code] AS codes,
                round(i.area::numeric, 2) || ' m² overlap between siblings' AS detail,
                ST_X(i.pt) AS lon, ST_Y(i.pt) AS lat
@@ -367,15 +370,14 @@ _CHECKS: list[tuple[str, str]] = [
           JOIN grid_unit b ON b.level = a.level
                AND b.parent_code IS NOT DISTINCT FROM a.parent_code AND a.code < b.code
                AND b.geom && a.geom
-               AND b.generation_low <= :g AND (b.generation_high IS NULL
-                                               OR b.generation_high >= :g)
+               AND {in_generation('b')}
           CROSS JOIN LATERAL (
               SELECT ST_Area(ST_Transform(x.ix, :srid)) AS area, ST_PointOnSurface(x.ix) AS pt
                 FROM (SELECT ST_Intersection(a.geom, b.geom) AS ix) x) i
-         WHERE a.generation_low <= :g AND (a.generation_high IS NULL OR a.generation_high >= :g)
+         WHERE {in_generation('a')}
            AND a.id NOT IN (SELECT id FROM bad) AND b.id NOT IN (SELECT id FROM bad)
            AND ST_Relate(a.geom, b.geom, '2********') AND i.area > :tol"""),
-    ("gap_in_parent", """
+    ("gap_in_parent", f"""
         SELECT ARRAY[p.code] AS codes,
                round(d.area::numeric, 2) || ' m² of the unit are covered by none of its '
                || c.n || ' children' AS detail,
@@ -384,18 +386,15 @@ _CHECKS: list[tuple[str, str]] = [
           CROSS JOIN LATERAL (
               SELECT count(*) AS n, ST_Union(ch.geom) AS geom FROM grid_unit ch
                WHERE ch.parent_code = p.code AND ch.level = p.level + 1
-                 AND ch.generation_low <= :g AND (ch.generation_high IS NULL
-                                                  OR ch.generation_high >= :g)
+                 AND {in_generation('ch')}
                  AND ST_IsValid(ch.geom)) c
           CROSS JOIN LATERAL (
               SELECT ST_Area(ST_Transform(x.gap, :srid)) AS area, ST_PointOnSurface(x.gap) AS pt
                 FROM (SELECT CASE WHEN c.geom IS NULL THEN p.geom
                                   ELSE ST_Difference(p.geom, c.geom) END AS gap) x) d
-         WHERE p.generation_low <= :g AND (p.generation_high IS NULL OR p.generation_high >= :g)
+         WHERE {in_generation('p')}
            AND ST_IsValid(p.geom)
-           AND p.level < (SELECT max(level) FROM grid_unit v
-                           WHERE v.generation_low <= :g AND (v.generation_high IS NULL
-                                                             OR v.generation_high >= :g))
+           AND p.level < {finest_level()}
            AND d.area > :tol"""),
 ]
 
@@ -417,7 +416,7 @@ def counts_per_level(session: Session, gen_id: int) -> dict[str, int]:
     """Number of units per level key in a generation."""
     rows = session.execute(
         text(f"SELECT lv.key, count(u.id) AS n FROM grid_level lv "
-             f"LEFT JOIN grid_unit u ON u.level = lv.rank AND {VALID_IN} "
+             f"LEFT JOIN grid_unit u ON u.level = lv.rank AND {in_generation('u')} "
              f"GROUP BY lv.rank, lv.key ORDER BY lv.rank"),
         {"g": gen_id},
     )
@@ -436,7 +435,7 @@ def list_units(session: Session, gen_id: int, *, level: int | None = None,
                limit: int = 1000, offset: int = 0, precision: int = 7,
                codes: Sequence[str] | None = None) -> tuple[list[Any], int]:
     """A page of units (with GeoJSON geometry) and the total that match."""
-    where = [VALID_IN]
+    where = [in_generation('u')]
     params: dict[str, Any] = {"g": gen_id, "limit": limit, "offset": offset,
                               "precision": precision}
     if codes is not None:
@@ -470,7 +469,7 @@ def get_unit(session: Session, gen_id: int, code: str, *, precision: int = 7) ->
         text(f"SELECT {_UNIT_COLUMNS}, ST_AsGeoJSON(u.geom, :precision) AS geojson, "
              f"ST_X(ST_PointOnSurface(u.geom)) AS lon, ST_Y(ST_PointOnSurface(u.geom)) AS lat "
              f"FROM grid_unit u JOIN grid_level lv ON lv.rank = u.level "
-             f"WHERE u.code = :code AND {VALID_IN}"),
+             f"WHERE u.code = :code AND {in_generation('u')}"),
         {"g": gen_id, "code": code, "precision": precision},
     ).first()
     if row is None:
@@ -487,10 +486,10 @@ def parent_chain(session: Session, gen_id: int, code: str) -> list[Any]:
         text(f"""
         WITH RECURSIVE chain AS (
             SELECT u.code, u.name, u.level, u.parent_code, 0 AS depth FROM grid_unit u
-             WHERE u.code = :code AND {VALID_IN}
+             WHERE u.code = :code AND {in_generation('u')}
             UNION ALL
             SELECT u.code, u.name, u.level, u.parent_code, c.depth + 1 FROM grid_unit u
-              JOIN chain c ON u.code = c.parent_code WHERE {VALID_IN})
+              JOIN chain c ON u.code = c.parent_code WHERE {in_generation('u')})
         SELECT c.code, c.name, c.level, lv.key AS level_key, lv.name AS level_name
           FROM chain c JOIN grid_level lv ON lv.rank = c.level
          WHERE c.depth > 0 ORDER BY c.level"""),
@@ -503,7 +502,7 @@ def children(session: Session, gen_id: int, code: str) -> list[Any]:
     """The unit's direct children, by code."""
     return list(session.execute(
         text(f"SELECT u.code, u.name, u.level, u.area_m2 FROM grid_unit u "
-             f"WHERE u.parent_code = :code AND {VALID_IN} ORDER BY u.code"),
+             f"WHERE u.parent_code = :code AND {in_generation('u')} ORDER BY u.code"),
         {"g": gen_id, "code": code},
     ))
 
@@ -515,11 +514,11 @@ def neighbours(session: Session, gen_id: int, code: str, settings: Settings,
     rows = session.execute(
         text(f"""
         WITH me AS (SELECT u.id, u.level, u.geom, ST_Transform(ST_Centroid(u.geom), :srid) AS c
-                      FROM grid_unit u WHERE u.code = :code AND {VALID_IN})
+                      FROM grid_unit u WHERE u.code = :code AND {in_generation('u')})
         SELECT u.code, u.name, s.len AS shared_m,
                degrees(ST_Azimuth(me.c, ST_Transform(ST_PointOnSurface(s.line), :srid))) AS az
           FROM me JOIN grid_unit u ON u.level = me.level AND u.id <> me.id
-               AND u.geom && ST_Expand(me.geom, 1e-6) AND {VALID_IN}
+               AND u.geom && ST_Expand(me.geom, 1e-6) AND {in_generation('u')}
           CROSS JOIN LATERAL (
               SELECT x.line, ST_Length(ST_Transform(x.line, :srid)) AS len FROM (
                   SELECT ST_Intersection(ST_Boundary(me.geom),
@@ -539,10 +538,12 @@ def neighbours(session: Session, gen_id: int, code: str, settings: Settings,
 
 
 def history(session: Session, code: str) -> list[Any]:
-    """Every version of a unit across generations, oldest first; 404 if the code never was."""
+    """Every version of a unit across activated generations (a draft's rows stay invisible),
+    oldest first; 404 if the code never was."""
     rows = list(session.execute(
-        text("""
+        text(f"""
         SELECT u.id, u.code, u.name, u.level, u.parent_code, u.generation_low, u.generation_high,
+               {current('u')} AS current,
                gl.label AS low_label, gl.activated_at AS valid_from,
                (SELECT min(g2.activated_at) FROM generation g2
                  WHERE g2.id > coalesce(u.generation_high, 2147483647)
@@ -550,7 +551,8 @@ def history(session: Session, code: str) -> list[Any]:
                u.area_m2, u.leader_name, u.leader_phone, u.created_at,
                ST_AsGeoJSON(u.geom, 7) AS geojson
           FROM grid_unit u JOIN generation gl ON gl.id = u.generation_low
-         WHERE u.code = :code ORDER BY u.generation_low"""),
+         WHERE u.code = :code AND gl.activated_at IS NOT NULL
+         ORDER BY u.generation_low"""),
         {"code": code},
     ))
     if not rows:
@@ -561,7 +563,7 @@ def history(session: Session, code: str) -> list[Any]:
 def iter_units(session: Session, gen_id: int, level: int | None = None) -> Iterable[Any]:
     """Stream units of a generation with WKB geometry (for index builds and exports)."""
     sql = (f"SELECT u.id, u.code, u.name, u.level, u.parent_code, ST_AsBinary(u.geom) AS wkb "
-           f"FROM grid_unit u WHERE {VALID_IN}")
+           f"FROM grid_unit u WHERE {in_generation('u')}")
     params: dict[str, Any] = {"g": gen_id}
     if level is not None:
         sql += " AND u.level = :level"

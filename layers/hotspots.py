@@ -23,7 +23,7 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from layers.grids import VALID_IN
+from layers.versioning import in_generation
 from spatial import h3index
 from spatial import hotspots as gi
 from spatial.errors import InvalidInput
@@ -191,8 +191,8 @@ class StudyAreas:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         wkb = session.execute(text(
-            f"SELECT ST_AsBinary(ST_Union(u.geom)) FROM grid_unit u WHERE {VALID_IN} AND "
-            f"u.level = (SELECT min(u.level) FROM grid_unit u WHERE {VALID_IN})"),
+            f"SELECT ST_AsBinary(ST_Union(u.geom)) FROM grid_unit u WHERE {in_generation('u')} AND "
+            f"u.level = (SELECT min(u.level) FROM grid_unit u WHERE {in_generation('u')})"),
             {"g": gen_id}).scalar()
         cells = (gi.cells_covering(shapely.from_wkb(bytes(wkb)), res) if wkb
                  else np.zeros(0, np.uint64))

@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from layers import versioning
 from spatial.errors import InvalidInput
 
 UNITS = ("department", "centre", "street", "grid")
@@ -298,8 +299,8 @@ def _sql(unit: str, monthly: bool, filters: str) -> str:
     parts = {"month": month, "period": _PERIOD.format(filters=filters), "filters": filters}
     if unit == "department":
         return _DEPARTMENT.format(**parts)
-    unit_name = ("(SELECT max(u.name) FROM grid_unit u WHERE u.code = f.code "
-                 "AND u.generation_high IS NULL)")
+    unit_name = (f"(SELECT max(u.name) FROM grid_unit u WHERE u.code = f.code "
+                 f"AND {versioning.current('u')})")
     if unit == "grid":
         return _GRID.format(**parts, name=unit_name)
     if unit == "street":

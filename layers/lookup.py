@@ -11,8 +11,8 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from layers.ownership import valid_at
 from layers.settings import Settings
+from layers.versioning import finest_level, in_generation, valid_at
 from spatial.errors import NotFound
 
 POINT = "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"
@@ -69,11 +69,7 @@ def alignment(session: Session, department: str, settings: Settings, gen_id: int
     rows = session.execute(text(f"""
         WITH g AS (
             SELECT u.code, u.name, u.geom, u.area_m2 FROM grid_unit u
-             WHERE u.level = (SELECT max(level) FROM grid_unit v
-                               WHERE v.generation_low <= :g AND (v.generation_high IS NULL
-                                                                 OR v.generation_high >= :g))
-               AND u.generation_low <= :g AND (u.generation_high IS NULL
-                                               OR u.generation_high >= :g)),
+             WHERE u.level = {finest_level()} AND {in_generation('u')}),
         z AS (SELECT z.layer, z.code, z.name, z.geom FROM department_zone z
                WHERE z.department_code = :dept AND {valid_at('z')})
         SELECT g.code AS grid, g.name AS grid_name, g.area_m2, z.layer, z.code AS zone,
@@ -91,10 +87,8 @@ def alignment(session: Session, department: str, settings: Settings, gen_id: int
                            "shared_m2": round(r["shared_m2"], 1),
                            "share": round(r["shared_m2"] / r["area_m2"], 4)})
     total = session.execute(text(
-        "SELECT count(*) FROM grid_unit u WHERE u.generation_low <= :g AND "
-        "(u.generation_high IS NULL OR u.generation_high >= :g) AND u.level = "
-        "(SELECT max(level) FROM grid_unit v WHERE v.generation_low <= :g AND "
-        "(v.generation_high IS NULL OR v.generation_high >= :g))"), p).scalar_one()
+        f"SELECT count(*) FROM grid_unit u WHERE {in_generation('u')} "
+        f"AND u.level = {finest_level()}"), p).scalar_one()
     whole = split = 0
     slivers = []
     for g in grids.values():

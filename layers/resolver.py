@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from layers import grids, heap
 from layers.models import Generation
 from layers.settings import Settings
+from layers.versioning import in_generation
 from spatial import h3index
 from spatial.crs import parse_crs, to_wgs84
 from spatial.errors import InvalidCoordinate
@@ -41,20 +42,19 @@ class GenerationRef:
 
 def finest_level(session: Session, gen_id: int) -> int:
     """The finest level present in a generation."""
-    lvl = session.scalar(text(f"SELECT max(u.level) FROM grid_unit u WHERE {grids.VALID_IN}"),
+    lvl = session.scalar(text(f"SELECT max(u.level) FROM grid_unit u WHERE {in_generation('u')}"),
                          {"g": gen_id})
     if lvl is None:
         raise grids.NotFound(f"generation {gen_id} has no grid units")
     return int(lvl)
 
 
-def build_index(session: Session, gen: Generation, resolution: int | None = None,
-                settings: Settings | None = None) -> GridIndex:
+def build_index(session: Session, gen: Generation, settings: Settings,
+                resolution: int | None = None) -> GridIndex:
     """Read a generation from PostGIS and build its index (finest level + parent arrays)."""
-    settings = settings or Settings()
     rows = session.execute(
         text(f"SELECT u.code, u.name, u.level, u.parent_code, ST_AsBinary(u.geom) AS wkb "
-             f"FROM grid_unit u WHERE {grids.VALID_IN} ORDER BY u.level, u.code"),
+             f"FROM grid_unit u WHERE {in_generation('u')} ORDER BY u.level, u.code"),
         {"g": gen.id},
     ).all()
     if not rows:
@@ -124,11 +124,23 @@ class IndexRegistry:
             cur = self._active
             if cur is not None and cur.generation == gen.id:
                 return cur
-            idx = build_index(session, gen, settings=self.settings)
+            idx = build_index(session, gen, self.settings)
         self._active = idx
         self.switched_at = time.monotonic()
         heap.settle()  # the new index out of the collector's way, the old one collected
         return idx
+
+    def get(self, *, at: datetime | None = None, generation: int | None = None) -> GridIndex:
+        """The index a read names: ?generation=, else as of ?at=, else the active one
+        (NoActiveGrid when there is none yet)."""
+        if at is None and generation is None:
+            idx = self._active or self.refresh()
+            if idx is None:
+                raise grids.NoActiveGrid()
+            return idx
+        with self._factory() as session:
+            gen = grids.generation_at(session, generation=generation, at=at)
+        return self.for_generation(gen)
 
     def for_generation(self, gen: Generation) -> GridIndex:
         """The index of any generation (built on first use, a few kept)."""
@@ -140,7 +152,7 @@ class IndexRegistry:
                 self._others.move_to_end(gen.id)
                 return self._others[gen.id]
             with self._factory() as session:
-                idx = build_index(session, gen, settings=self.settings)
+                idx = build_index(session, gen, self.settings)
             self._others[gen.id] = idx
             while len(self._others) > self._keep:
                 self._others.popitem(last=False)
@@ -158,7 +170,7 @@ def resolve_sql(session: Session, gen_id: int, lon: np.ndarray, lat: np.ndarray,
                WITH ORDINALITY AS p(x, y, i)
           LEFT JOIN LATERAL (
               SELECT u.code FROM grid_unit u
-               WHERE u.level = :lvl AND {grids.VALID_IN}
+               WHERE u.level = :lvl AND {in_generation('u')}
                  AND ST_Covers(u.geom, ST_SetSRID(ST_MakePoint(p.x, p.y), 4326))
                ORDER BY u.code LIMIT 1) g ON true
          ORDER BY p.i"""),

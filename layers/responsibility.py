@@ -15,6 +15,7 @@ from shapely.geometry import shape
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
+from layers import versioning
 from layers.layer_schemas import (
     AreaIn,
     AssetIn,
@@ -90,10 +91,7 @@ def _now(session: Session) -> datetime:
 
 
 def _current(d: LayerDef, at: datetime | None = None) -> Any:
-    m = d.model
-    if at is None:
-        return m.valid_to.is_(None)  # type: ignore[attr-defined]
-    return (m.valid_from <= at) & (m.valid_to.is_(None) | (m.valid_to > at))  # type: ignore[attr-defined]
+    return versioning.row_valid_at(d.model, at)
 
 
 def _key_filter(d: LayerDef, key: Sequence[str]) -> Any:
@@ -154,8 +152,8 @@ def load_refs(session: Session) -> Refs:
         categories=dict(session.execute(select(Category.code, Category.kind).where(
             Category.valid_to.is_(None))).all()),
         teams=set(session.scalars(select(PatrolTeam.code).where(PatrolTeam.valid_to.is_(None)))),
-        grids=set(session.scalars(text("SELECT code FROM grid_unit WHERE generation_high "
-                                       "IS NULL"))),
+        grids=set(session.scalars(text(f"SELECT u.code FROM grid_unit u "
+                                       f"WHERE {versioning.current('u')}"))),
     )
 
 
@@ -210,11 +208,11 @@ def _insert(session: Session, d: LayerDef, rows: Sequence[dict[str, Any]],
 
 def locate_assets(session: Session, ids: Sequence[int]) -> None:
     """Resolve each asset to the finest current grid it stands in (ST_Covers, lowest code)."""
-    session.execute(text("""
+    session.execute(text(f"""
         UPDATE asset a SET grid_code = (
             SELECT u.code FROM grid_unit u
-             WHERE u.generation_high IS NULL
-               AND u.level = (SELECT max(level) FROM grid_unit WHERE generation_high IS NULL)
+             WHERE {versioning.current('u')}
+               AND u.level = {versioning.finest_level(versioning.ACTIVE_GENERATION_SQL)}
                AND ST_Covers(u.geom, ST_PointOnSurface(a.geom))
              ORDER BY u.code LIMIT 1)
          WHERE a.id = ANY(:ids)"""), {"ids": list(ids)})

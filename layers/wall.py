@@ -13,9 +13,8 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from layers.grids import VALID_IN
 from layers.hotspots import parent_cell_sql
-from layers.ownership import valid_at
+from layers.versioning import in_generation, valid_at
 from layers.workflow import OPEN
 
 OPEN_SQL = "c.status IN (" + ", ".join(f"'{s}'" for s in OPEN) + ")"
@@ -34,7 +33,7 @@ def outlines(session: Session, gen_id: int, level: int) -> dict[str, Any]:
     rows = session.execute(text(
         f"SELECT u.code, u.name, u.parent_code, "
         f"ST_AsGeoJSON(ST_SimplifyPreserveTopology(u.geom, :tol), 6) AS geojson "
-        f"FROM grid_unit u WHERE {VALID_IN} AND u.level = :level ORDER BY u.code"),
+        f"FROM grid_unit u WHERE {in_generation('u')} AND u.level = :level ORDER BY u.code"),
         {"g": gen_id, "level": level, "tol": SIMPLIFY_DEG}).all()
     return _fc(rows, ["code", "name", "parent_code"])
 

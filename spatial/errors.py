@@ -57,6 +57,16 @@ class Unavailable(GridopsError):
     code = "unavailable"
 
 
+class NoActiveGrid(Unavailable):
+    """No grid generation is active yet: every endpoint that needs one answers this."""
+
+    code = "no_active_grid"
+
+    def __init__(self, detail: str = "no active grid generation: load a grid first "
+                 "(gridops demo, or gridops grids import)", **kw: Any) -> None:
+        super().__init__(detail, **kw)
+
+
 class Conflict(GridopsError):
     """The request conflicts with what is stored."""
 

@@ -106,8 +106,9 @@ def client(settings: Settings, engine: Engine, session: Session) -> Iterator[Tes
     app = create_app(settings, engine=engine)
     app.dependency_overrides[get_session] = lambda: session
     app.dependency_overrides[get_write_session] = write
-    app.state.intake = IntakeWriter(lambda: nested_transaction(session), settings)
-    app.state.tokens = TokenCache(lambda: nullcontext(session), settings.token_cache_s)
+    services = app.state.services
+    services.intake = IntakeWriter(lambda: nested_transaction(session), settings)
+    services.tokens = TokenCache(lambda: nullcontext(session), settings.token_cache_s)
     with TestClient(app, headers={"authorization": f"Bearer {secret}"}) as c:
         yield c
 
@@ -168,7 +169,7 @@ def full_client(settings: Settings, full_engine: Engine, full_session: Session
     from api.deps import get_session, get_write_session
     from layers.auth import TokenCache
     from layers.intake_writer import IntakeWriter
-    from layers.ownership import OwnershipRegistry
+    from layers.ownership_store import OwnershipRegistry
 
     def write() -> Iterator[Session]:
         with nested_transaction(full_session) as s:
@@ -177,8 +178,9 @@ def full_client(settings: Settings, full_engine: Engine, full_session: Session
     app = create_app(settings, engine=full_engine, listen=False)
     app.dependency_overrides[get_session] = lambda: full_session
     app.dependency_overrides[get_write_session] = write
-    app.state.intake = IntakeWriter(lambda: nested_transaction(full_session), settings)
-    app.state.tokens = TokenCache(lambda: nullcontext(full_session), settings.token_cache_s)
+    services = app.state.services
+    services.intake = IntakeWriter(lambda: nested_transaction(full_session), settings)
+    services.tokens = TokenCache(lambda: nullcontext(full_session), settings.token_cache_s)
     with TestClient(app) as c:
-        app.state.owners = OwnershipRegistry(lambda: nullcontext(full_session), settings)
+        services.owners = OwnershipRegistry(lambda: nullcontext(full_session), settings)
         yield c

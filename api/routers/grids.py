@@ -117,7 +117,7 @@ def grid_history(code: CodePath, session: SessionDep) -> dict[str, Any]:
             "generation_low": r.generation_low, "generation_high": r.generation_high,
             "generation_label": r.low_label,
             "valid_from": r.valid_from, "valid_to": r.valid_to,
-            "current": r.generation_high is None,
+            "current": r.current,
             "area_m2": round(r.area_m2, 1) if r.area_m2 is not None else None,
             "leader": {"name": r.leader_name, "phone": r.leader_phone},
             "geometry": orjson.loads(r.geojson),

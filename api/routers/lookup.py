@@ -15,7 +15,8 @@ from api.geojson import json_response
 from api.resolution import resolve_report, to_point
 from layers import grids
 from layers.lookup import alignment, layers_at, zone_departments
-from layers.ownership import OwnershipRegistry, candidate_categories, resolve_owner
+from layers.ownership import candidate_categories, resolve_owner
+from layers.ownership_store import OwnershipRegistry
 from layers.settings import Settings
 from spatial import h3index
 from spatial.errors import InvalidInput

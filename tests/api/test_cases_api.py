@@ -210,7 +210,7 @@ def test_overdue_cases_escalate_step_by_step(full_client: TestClient, tokens,
 
 
 def test_photos_are_checked_and_kept(full_client: TestClient, tokens, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    full_client.app.state.settings.photos_dir = tmp_path  # type: ignore[attr-defined]
+    full_client.app.state.services.settings.photos_dir = tmp_path  # type: ignore[attr-defined]
     ref = _report(full_client, tokens["patrol"]).json()["ref"]
     png = b"\x89PNG\r\n\x1a\n" + b"\x00" * 100
     h = tokens["patrol"]
@@ -226,14 +226,14 @@ def test_photos_are_checked_and_kept(full_client: TestClient, tokens, tmp_path) 
     pdf = full_client.post(f"/cases/{ref}/photos", content=b"%PDF-1.4",
                            headers=h | {"content-type": "application/pdf"})
     assert pdf.status_code == 415
-    full_client.app.state.settings.photo_max_bytes = 50  # type: ignore[attr-defined]
+    full_client.app.state.services.settings.photo_max_bytes = 50  # type: ignore[attr-defined]
     try:
         big = full_client.post(f"/cases/{ref}/photos", content=png,
                                headers=h | {"content-type": "image/png"})
         assert big.status_code == 413
     finally:
-        full_client.app.state.settings.photo_max_bytes = 10 * 1024 * 1024  # type: ignore[attr-defined]
-        full_client.app.state.settings.photos_dir = None  # type: ignore[attr-defined]
+        full_client.app.state.services.settings.photo_max_bytes = 10 * 1024 * 1024  # type: ignore[attr-defined]
+        full_client.app.state.services.settings.photos_dir = None  # type: ignore[attr-defined]
     assert len(list((tmp_path / ref).iterdir())) == 1  # nothing half-stored
 
 
@@ -451,7 +451,7 @@ def test_bad_action_data_is_a_precise_4xx(full_client: TestClient, tokens,
 
 def test_feedback_points_to_its_photos_and_a_finished_case_takes_none(
         full_client: TestClient, tokens, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    full_client.app.state.settings.photos_dir = tmp_path  # type: ignore[attr-defined]
+    full_client.app.state.services.settings.photos_dir = tmp_path  # type: ignore[attr-defined]
     try:
         c, d = tokens["centre"], tokens["cgzf"]
         ref = _report(full_client, tokens["patrol"]).json()["ref"]
@@ -474,7 +474,7 @@ def test_feedback_points_to_its_photos_and_a_finished_case_takes_none(
         assert late.status_code == 409 and "evaluated" in late.json()["detail"]
         assert [p.name for p in (tmp_path / ref).iterdir()] == [name]
     finally:
-        full_client.app.state.settings.photos_dir = None  # type: ignore[attr-defined]
+        full_client.app.state.services.settings.photos_dir = None  # type: ignore[attr-defined]
 
 
 def test_reports_on_the_same_asset_are_one_case(full_client: TestClient, tokens,
@@ -486,7 +486,7 @@ def test_reports_on_the_same_asset_are_one_case(full_client: TestClient, tokens,
     c = tokens["centre"]
     full_session.execute(text("UPDATE category SET duplicate_radius_m = 0 "
                               "WHERE code = 'C0101' AND valid_to IS NULL"))
-    full_client.app.state.owners.refresh()  # type: ignore[attr-defined]
+    full_client.app.state.services.owners.refresh()  # type: ignore[attr-defined]
     covers = full_session.execute(text("""
         SELECT a.code, ST_X(a.geom) AS x, ST_Y(a.geom) AS y FROM asset a
          WHERE a.kind = 'manhole_water' AND a.valid_to IS NULL

@@ -13,7 +13,7 @@ from shapely import box
 from shapely.geometry import mapping
 from sqlalchemy.orm import Session
 
-from layers.ownership import OwnershipRegistry
+from layers.ownership_store import OwnershipRegistry
 from layers.settings import Settings
 from tests import ownerfixtures as fx
 
@@ -24,7 +24,7 @@ def spots(client: TestClient, session: Session, settings: Settings,
     chain = client.get("/resolve", params={"lon": fx.P[0], "lat": fx.P[1]}).json()["chain"]
     out = fx.load(session, chain[1]["code"], chain[-1]["code"])
     # the API's owner snapshot reads through the test's transaction
-    client.app.state.owners = OwnershipRegistry(  # type: ignore[attr-defined]
+    client.app.state.services.owners = OwnershipRegistry(  # type: ignore[attr-defined]
         lambda: nullcontext(session), settings)
     yield out | {"chain": chain}
 

@@ -116,12 +116,12 @@ def test_batch_rows_with_bad_coordinates_get_an_error(
 
 def test_batch_limits_and_formats(client: TestClient, demo_loaded: int) -> None:
     app = client.app
-    app.state.settings.batch_max_points = 10  # type: ignore[attr-defined]
+    app.state.services.settings.batch_max_points = 10  # type: ignore[attr-defined]
     try:
         r = client.post("/resolve/batch", json=[[121.2, 31.0]] * 11)
         assert r.status_code == 413 and "10" in r.json()["detail"]
     finally:
-        app.state.settings.batch_max_points = 1_000_000  # type: ignore[attr-defined]
+        app.state.services.settings.batch_max_points = 1_000_000  # type: ignore[attr-defined]
     r = client.post("/resolve/batch", content=b"x", headers={"content-type": "text/plain"})
     assert r.status_code == 422 and "text/plain" in r.json()["detail"]
     r = client.post("/resolve/batch", content=b"lng,lt\n1,2\n",

@@ -23,11 +23,12 @@ SLOW = settings(max_examples=40, deadline=None,
 
 
 @pytest.fixture(scope="module")
-def truth(engine: Engine, demo_loaded: int) -> Iterator[tuple[GridIndex, Session]]:
+def truth(engine: Engine, demo_loaded: int, request: pytest.FixtureRequest
+          ) -> Iterator[tuple[GridIndex, Session]]:
     """The demo index and a session for SQL truth."""
     with Session(engine) as s:
         gen = grids.generation_at(s, generation=demo_loaded)
-        yield build_index(s, gen), s
+        yield build_index(s, gen, request.getfixturevalue("settings")), s
 
 
 def _agree(truth: tuple[GridIndex, Session], lon: np.ndarray, lat: np.ndarray) -> None:

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 from layers import cases, grids, workflow
 from layers.intake_writer import IntakeWriter
 from layers.models import Case, CaseEvent
-from layers.ownership import Snapshot, resolve_owner
+from layers.ownership import resolve_owner
+from layers.ownership_store import load_snapshot
 from layers.resolver import build_index
 from layers.settings import Settings
 from spatial import h3index
@@ -32,8 +33,8 @@ def resolve(full_session: Session, settings: Settings) -> Any:
     """A report's resolution as the server makes it (index, chain, owner)."""
     gen = grids.active_generation(full_session)
     assert gen is not None
-    idx = build_index(full_session, gen, settings=settings)
-    snap = Snapshot.load(full_session, settings)
+    idx = build_index(full_session, gen, settings)
+    snap = load_snapshot(full_session, settings)
 
     def res(lon: float, lat: float, category: str) -> dict[str, Any]:
         g, cell = idx.lookup_one(lon, lat)

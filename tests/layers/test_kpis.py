@@ -482,13 +482,13 @@ lowest = "差"
 """, encoding="utf-8")
     app = create_app(settings.model_copy(update={"kpi_config": path}), engine=full_engine,
                      listen=False)
-    config = app.state.kpi_config
+    config = app.state.services.kpi_config
     assert config.response_window_h == 3 and config.weights["department"] == {
         "completion_rate": 1.0}
     assert config.weights["grid"] == kpis.KpiConfig().weights["grid"]  # not given: kept
     default = full_client.get("/kpis", params={"unit": "department", "month": "2025-03"})
     assert default.json()["scoring"]["grades"]["lowest"] == "E"
-    full_client.app.state.kpi_config = config  # type: ignore[attr-defined]
+    full_client.app.state.services.kpi_config = config  # type: ignore[attr-defined]
     body = full_client.get("/kpis", params={"unit": "department", "month": "2025-03"}).json()
     assert body["scoring"] == {"weights": {"completion_rate": 1.0}, "grades": {
         "thresholds": [["优", 0.9], ["良", 0.5]], "lowest": "差"}}

@@ -10,7 +10,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from layers import grids
-from layers.ownership import Snapshot, _covers, resolve_owner
+from layers.ownership import _covers, resolve_owner
+from layers.ownership_store import load_snapshot
 from layers.resolver import build_index
 from layers.settings import Settings
 from spatial.errors import InvalidInput
@@ -21,11 +22,11 @@ from tests import ownerfixtures as fx
 def world(session: Session, settings: Settings, engine: Engine, demo_loaded: int
           ) -> dict:  # type: ignore[type-arg]
     gen = grids.generation_at(session, generation=demo_loaded)
-    idx = build_index(session, gen)
+    idx = build_index(session, gen, settings)
     g, _ = idx.lookup_one(*fx.P)
     chain = idx.chain(g)
     spots = fx.load(session, chain[1]["code"], chain[-1]["code"])
-    snap = Snapshot.load(session, settings)
+    snap = load_snapshot(session, settings)
 
     def ask(point: tuple[float, float], cat: str, when: datetime | None = None) -> dict:  # type: ignore[type-arg]
         gi, _ = idx.lookup_one(*point)
@@ -119,8 +120,8 @@ def test_past_answers_use_the_layers_of_that_time(session: Session, settings: Se
     d = resp.layer("assets")
     resp.update(session, d, ["3101170101000001"], {"owner_department": "SW-PS",
                                                     "maintainer_department": "SW-PS"})
-    now = Snapshot.load(session, settings)
-    then = Snapshot.load(session, settings, at=before, near=(*fx.P, 100.0))
+    now = load_snapshot(session, settings)
+    then = load_snapshot(session, settings, at=before, near=(*fx.P, 100.0))
     chain = world["chain"]
     assert resolve_owner(now, *fx.P, "C0101", chain, settings)["owner"]["code"] == "SW-PS"
     assert resolve_owner(then, *fx.P, "C0101", chain, settings)["owner"]["code"] == "SW-GS"

@@ -15,12 +15,14 @@ serve: setup
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy spatial layers api map_ui etl
 
 # the browser tests need Debian's chromium and CJK fonts (for the screenshots' labels)
 test:
 	@GRIDOPS_EXTRA_APT="chromium fonts-noto-cjk" scripts/setup.sh
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	$(BIN)/mypy spatial layers api map_ui etl
 	$(BIN)/pytest -q
 

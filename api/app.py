@@ -19,6 +19,7 @@ from api.routers import (
     kpis,
     layers,
     lookup,
+    maps,
     open311,
     resolve,
 )
@@ -34,7 +35,6 @@ from layers.ownership_store import OwnershipRegistry
 from layers.resolver import IndexRegistry
 from layers.responsibility import LAYERS_CHANNEL
 from layers.settings import Settings
-from map_ui import router as map_router
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
     app.include_router(open311.router)
     app.include_router(kpis.router)
     app.include_router(hotspots.router)
-    map_router.install(app)
+    maps.install(app)
 
     @app.get("/", include_in_schema=False)
     def root() -> RedirectResponse:

@@ -111,6 +111,21 @@ def check_res(res: int) -> int:
     return res
 
 
+def pick_res(res: int | None, zoom: float | None) -> int:
+    """?res=, else from ?zoom=, else 9."""
+    if res is not None:
+        return check_res(res)
+    return res_for_zoom(zoom) if zoom is not None else 9
+
+
+def case_filter(period: str | None, since: datetime | None, until: datetime | None,
+                category: str | None, department: str | None, tz: str,
+                now: datetime | None = None) -> CaseFilter:
+    """The cases a hot-spot or wall request counts: its period and filters."""
+    a, b = period_bounds(period, since, until, tz, now or datetime.now().astimezone())
+    return CaseFilter(a, b, category, department)
+
+
 def parent_cell_sql(res: int) -> tuple[str, dict[str, int]]:
     """SQL turning the stored cell (c.h3_int, any finer resolution) into its ancestor at
     res, as a bigint: resolution field set to res, the digits below it set to 7."""

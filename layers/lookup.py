@@ -4,15 +4,19 @@ department's zones with the grid. PostGIS does the set work."""
 from __future__ import annotations
 
 import math
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from layers.ownership import candidate_categories, resolve_owner
+from layers.ownership_store import OwnershipRegistry
+from layers.resolver import IndexRegistry
 from layers.settings import Settings
 from layers.versioning import finest_level, in_generation, valid_at
+from spatial import h3index
 from spatial.errors import NotFound
 
 POINT = "ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)"
@@ -53,6 +57,25 @@ def layers_at(session: Session, lon: float, lat: float, radius_m: float, at: dat
     for a in assets:
         a["distance_m"] = float(a["distance_m"])
     return {"zones": zones, "areas": areas, "assets": assets}
+
+
+def spot(session: Session, indexes: IndexRegistry, owners: OwnershipRegistry,
+         settings: Settings, lon: float, lat: float, radius: float, at: datetime | None,
+         category: str | None) -> dict[str, Any]:
+    """Everything at a WGS84 spot for settling a dispute: the grid chain, zones and areas
+    covering it, assets within the radius, and the owner answer for the category or for
+    every category with a candidate there (the /lookup answer and the dispute page's data)."""
+    when = at or datetime.now(UTC)
+    idx = indexes.get(at=at)
+    g, cell = idx.lookup_one(lon, lat)
+    chain = idx.chain(g) if g >= 0 else []
+    found = layers_at(session, lon, lat, radius, when)
+    snap = owners.current if at is None else owners.at(at, lon, lat)
+    cats = [category] if category else candidate_categories(snap, lon, lat)
+    answers = [resolve_owner(snap, lon, lat, c, chain, settings, when=at) for c in cats]
+    return {"wgs84": {"lon": lon, "lat": lat}, "radius_m": radius, "at": when,
+            "inside": bool(chain), "chain": chain, "h3": h3index.cell_str(cell),
+            "generation": idx.generation, **found, "owners": answers}
 
 
 def alignment(session: Session, department: str, settings: Settings, gen_id: int,

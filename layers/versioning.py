@@ -66,5 +66,5 @@ def unit_current(model: Any) -> ColumnElement[bool]:
 def row_valid_at(model: Any, at: datetime | None) -> ColumnElement[bool]:
     """ORM: rows of a time-versioned model valid at `at`; the current version when None."""
     if at is None:
-        return model.valid_to.is_(None)  # type: ignore[no-any-return]
+        return model.valid_to.is_(None)
     return and_(model.valid_from <= at, or_(model.valid_to.is_(None), model.valid_to > at))

@@ -13,7 +13,9 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from layers import grids
 from layers.hotspots import parent_cell_sql
+from layers.settings import Settings
 from layers.versioning import in_generation, valid_at
 from layers.workflow import OPEN
 
@@ -171,3 +173,30 @@ def grid_cases(session: Session, code: str, now: datetime, limit: int = 25
              WHERE c.grid_code = :code ORDER BY c.created_at DESC LIMIT :limit"""),
         p).mappings()]
     return {"by_status": by_status, "latest": latest}
+
+
+def unit_feature(session: Session, gen_id: int, code: str) -> dict[str, Any]:
+    """One unit for a page: its fields and its outline (GeoJSON, 6 decimals)."""
+    u = grids.get_unit(session, gen_id, code, precision=6)
+    return {"code": u.code, "name": u.name, "level": u.level, "area_m2": u.area_m2,
+            "generation_low": u.generation_low, "lon": u.lon, "lat": u.lat,
+            "leader_name": u.leader_name, "leader_phone": u.leader_phone,
+            "geometry": orjson.loads(u.geojson)}
+
+
+def neighbour_features(session: Session, settings: Settings, gen_id: int, code: str
+                       ) -> list[dict[str, Any]]:
+    """The unit's edge neighbours (四至) with their outlines, in one query for the shapes."""
+    found = grids.neighbours(session, gen_id, code, settings)
+    rows, _ = grids.list_units(session, gen_id, codes=[n["code"] for n in found],
+                               precision=6)
+    shapes = {r.code: orjson.loads(r.geojson) for r in rows}
+    return [n | {"geometry": shapes[n["code"]]} for n in found]
+
+
+def leader_role(unit: dict[str, Any]) -> list[dict[str, Any]]:
+    """The grid leader (网格长) as a row of the grid page's people table."""
+    if not unit["leader_name"]:
+        return []
+    return [{"role": "leader (网格长)", "name": unit["leader_name"],
+             "phone": unit["leader_phone"], "department_name": None}]

@@ -11,6 +11,7 @@ import html
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import folium
@@ -18,7 +19,8 @@ from branca.element import Element, Figure, MacroElement
 from folium.utilities import JsCode
 from jinja2 import Template
 
-STATIC = "/map/static"
+STATIC = "/map/static"  # where the API serves STATIC_DIR
+STATIC_DIR = Path(__file__).parent / "static"
 # outlines by depth from the finest level: (colour, weight, label from zoom, label class)
 # (the district, the whole map, is never labelled on it)
 DEPTH_STYLE = (("#6b6b6b", 0.7, 16, "lbl-fine"), ("#2f7d32", 1.6, 14, "lbl-mid"),

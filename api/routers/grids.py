@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
 
-from api.deps import GenerationDep, SessionDep, SettingsDep
+from api.deps import SessionDep, SettingsDep
 from api.geojson import GeoJSONResponse, feature, unit_properties
+from api.params import BboxDep, GenerationDep
 from api.schemas import GenerationOut
 from layers import grids
 from spatial.errors import InvalidInput
@@ -20,42 +20,17 @@ CodePath = Annotated[str, Path(description="unit code (6/9/12/15 digits)",
                                pattern=r"^[0-9]{1,32}$")]
 
 
-def parse_bbox(raw: str) -> tuple[float, float, float, float]:
-    """'minlon,minlat,maxlon,maxlat' in EPSG:4326 -> a tuple; 422 naming what is wrong."""
-    parts = raw.split(",")
-    if len(parts) != 4:
-        raise InvalidInput(f"bbox: expected 4 comma-separated numbers "
-                           f"minlon,minlat,maxlon,maxlat, got {len(parts)} in {raw!r}")
-    values: list[float] = []
-    for name, part in zip(("minlon", "minlat", "maxlon", "maxlat"), parts, strict=True):
-        try:
-            v = float(part)
-        except ValueError:
-            raise InvalidInput(f"bbox: {name} is not a number: {part.strip()!r}") from None
-        if not math.isfinite(v):
-            raise InvalidInput(f"bbox: {name} must be finite, got {part.strip()!r}")
-        limit = 180.0 if name.endswith("lon") else 90.0
-        if not -limit <= v <= limit:
-            raise InvalidInput(f"bbox: {name} {v} is outside [-{limit:g}, {limit:g}]")
-        values.append(v)
-    x0, y0, x1, y1 = values
-    if x0 > x1 or y0 > y1:
-        raise InvalidInput(f"bbox: min must not exceed max, got {raw!r}")
-    return x0, y0, x1, y1
-
-
 @router.get("", response_class=GeoJSONResponse)
 def list_grids(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
     gen: GenerationDep,
+    box: BboxDep,
     level: Annotated[str | None, Query(description="rank (1-4) or key (district, street, "
                                        "community, grid)")] = None,
     parent: Annotated[str | None, Query(pattern=r"^[0-9]{1,32}$",
                                         description="only children of this code")] = None,
-    bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat (EPSG:4326)")]
-    = None,
     limit: Annotated[int, Query(ge=1, description="page size")] = 1000,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> GeoJSONResponse:
@@ -63,7 +38,6 @@ def list_grids(
     if limit > settings.page_size_max:
         raise InvalidInput(f"limit: at most {settings.page_size_max} per page, got {limit}")
     rank = grids.level_rank(session, level) if level is not None else None
-    box = parse_bbox(bbox) if bbox is not None else None
     rows, total = grids.list_units(session, gen.id, level=rank, parent=parent, bbox=box,
                                    limit=limit, offset=offset)
     links: list[dict[str, str]] = []

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
-from api.deps import SessionDep
+from api.deps import IntakeDep, SessionDep
 from api.schemas import GenerationOut, Health, IntakeStats
 from layers import grids
+from layers.db import reachable
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health", response_model=Health)
-def health(request: Request, session: SessionDep) -> Health | JSONResponse:
+def health(session: SessionDep, intake_writer: IntakeDep) -> Health | JSONResponse:
     """Database reachability, the active generation, unit counts per level, and the
     answering worker's intake counters."""
-    intake = IntakeStats(**request.app.state.intake.stats())
-    try:
-        session.execute(text("SELECT 1"))
-    except SQLAlchemyError:
+    intake = IntakeStats(**intake_writer.stats())
+    if not reachable(session):
         body = Health(status="degraded", database=False, active_generation=None,
                       units_per_level={}, levels=[], intake=intake)
         return JSONResponse(body.model_dump(mode="json"), status_code=503)

@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 import orjson
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api.deps import CurrentUser, SessionDep, require
+from api.deps import CurrentUser, KpiConfigDep, SessionDep, SettingsDep, require
 from layers import kpis
 from layers.workflow import CENTRE, PLANNER
 
@@ -19,7 +19,7 @@ router = APIRouter(tags=["kpis"])
 
 @router.get("/kpis")
 def get_kpis(
-    request: Request, session: SessionDep, user: CurrentUser,
+    session: SessionDep, user: CurrentUser, settings: SettingsDep, config: KpiConfigDep,
     unit: Annotated[Literal["department", "centre", "street", "grid"], Query(
         description="department, centre (the whole city), street or grid")] = "department",
     since: Annotated[datetime | None, Query(
@@ -44,12 +44,11 @@ def get_kpis(
     or planner token. Nothing here names a reporter."""
     if unit != "department":
         require(user, CENTRE, PLANNER)
-    config: kpis.KpiConfig = request.app.state.kpi_config  # GRIDOPS_KPI_CONFIG
     if window_h is not None:
         config = config.model_copy(update={"response_window_h": window_h})
     now = datetime.now().astimezone()
     period = kpis.Period.of(since=since, until=until, month=month,
-                            timezone=request.app.state.settings.timezone, now=now)
+                            timezone=settings.timezone, now=now)
     table = kpis.compute(session, unit, period, config=config, monthly=monthly,
                          department=department, street=street, category=category)
     if format == "csv":

@@ -14,12 +14,13 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
+from api.bodies import read_body
 from api.deps import CurrentUser, SessionDep, SettingsDep, WriteSessionDep, require
 from api.geojson import GeoJSONResponse, json_response
-from api.routers.grids import parse_bbox
+from api.params import BboxDep
 from layers import responsibility as resp
 from layers.workflow import CENTRE, PLANNER
-from spatial.errors import InvalidInput, TooLarge
+from spatial.errors import InvalidInput
 
 router = APIRouter(tags=["layers"])
 
@@ -52,15 +53,6 @@ def _split(d: resp.LayerDef, key: str) -> list[str]:
     if len(parts) != len(d.key):
         raise InvalidInput(f"{d.name}: the path names {'/'.join(d.key)}, got {key!r}")
     return parts
-
-
-async def _body(request: Request, limit: int) -> bytes:
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            raise TooLarge(f"the upload is over {limit:,} bytes; split it")
-    return bytes(body)
 
 
 def _props_geometry(d: resp.LayerDef, payload: Any) -> tuple[dict[str, Any], Any]:
@@ -136,9 +128,8 @@ def list_layers() -> dict[str, Any]:
 
 @router.get("/layers/{name}")
 def list_layer(
-    name: str, request: Request, session: SessionDep, settings: SettingsDep,
+    name: str, request: Request, session: SessionDep, settings: SettingsDep, box: BboxDep,
     at: Annotated[datetime | None, Query(description="rows valid at this time")] = None,
-    bbox: Annotated[str | None, Query(description="minlon,minlat,maxlon,maxlat")] = None,
     limit: Annotated[int, Query(ge=1)] = 1000,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
@@ -156,7 +147,6 @@ def list_layer(
     if unknown:
         raise InvalidInput(f"unknown filter(s) {sorted(unknown)} for {name}; filters are "
                            f"{list(FILTERS[name])}")
-    box = parse_bbox(bbox) if bbox else None
     rows, total = resp.list_rows(session, d, at=at, bbox=box, filters=filters, limit=limit,
                                  offset=offset)
     head = {"numberMatched": total, "numberReturned": len(rows), "layer": name}
@@ -175,7 +165,7 @@ async def import_layer(name: str, request: Request, session: WriteSessionDep,
     valid rows are created."""
     d = resp.layer(name)
     require(user, PLANNER, CENTRE)
-    raw = await _body(request, settings.upload_max_bytes)
+    raw = await read_body(request, settings.upload_max_bytes, "split it")
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
     report = resp.import_rows(session, d, _rows_from_upload(d, raw, ctype),
                               actor=_actor(request))
@@ -188,7 +178,8 @@ async def create_row(name: str, request: Request, session: WriteSessionDep,
     """Create a row: a GeoJSON Feature for spatial layers, else a JSON object."""
     d = resp.layer(name)
     require(user, PLANNER, CENTRE)
-    props, geom = _props_geometry(d, _parse(await _body(request, settings.upload_max_bytes)))
+    raw = await read_body(request, settings.upload_max_bytes, "split it")
+    props, geom = _props_geometry(d, _parse(raw))
     row = resp.create(session, d, props, geom, actor=_actor(request))
     return json_response(_feature(session, d, row), status=201)
 
@@ -217,7 +208,8 @@ async def update_row(name: str, key: str, request: Request, session: WriteSessio
     """Change a row: the current version ends, a new one starts (give only what changes)."""
     d = resp.layer(name)
     require(user, PLANNER, CENTRE)
-    props, geom = _props_geometry(d, _parse(await _body(request, settings.upload_max_bytes)))
+    raw = await read_body(request, settings.upload_max_bytes, "split it")
+    props, geom = _props_geometry(d, _parse(raw))
     row = resp.update(session, d, _split(d, key), props, geom, actor=_actor(request))
     return json_response(_feature(session, d, row))
 

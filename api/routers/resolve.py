@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime
 from typing import Annotated, Any
 
 import anyio
@@ -13,58 +12,27 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.deps import SettingsDep
+from api.bodies import limited_stream, read_body
+from api.deps import IndexesDep, SettingsDep
+from api.params import At, Crs, GenerationParam, get_index
 from api.schemas import ResolveIn, ResolveOut
-from layers import grids
 from layers.batch_io import Points, encode_csv, encode_json_items, read_csv_points
-from layers.resolver import IndexRegistry, columns, metric_transformer, resolve_columns
+from layers.resolution import nearest_grid
+from layers.resolver import IndexRegistry, columns, resolve_columns
 from layers.settings import Settings
 from spatial import h3index
 from spatial.crs import CRSInfo, parse_crs, to_wgs84
-from spatial.errors import InvalidInput, TooLarge, Unavailable
+from spatial.errors import InvalidInput, TooLarge
 from spatial.index import GridIndex
 
 router = APIRouter(tags=["resolve"])
-
-def _registry(request: Request) -> IndexRegistry:
-    reg: IndexRegistry = request.app.state.indexes
-    return reg
-
-
-def _index_for(request: Request, at: datetime | None, generation: int | None) -> GridIndex:
-    """The index for the generation a request names (default: the active one)."""
-    reg = _registry(request)
-    if at is None and generation is None:
-        idx = reg.active or reg.refresh()
-        if idx is None:
-            raise Unavailable("no active generation: load a grid first (gridops demo)")
-        return idx
-    with request.app.state.sessionmaker() as session:
-        gen = grids.generation_at(session, generation=generation, at=at)
-    return reg.for_generation(gen)
-
-
-async def _index(request: Request, at: datetime | None, generation: int | None) -> GridIndex:
-    """_index_for without blocking the event loop when a build or a query is needed."""
-    reg = _registry(request)
-    if at is None and generation is None and reg.active is not None:
-        return reg.active
-    return await anyio.to_thread.run_sync(_index_for, request, at, generation)
-
 
 def _answer_one(idx: GridIndex, lon: float, lat: float, info: CRSInfo,
                 raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
     g, cell = idx.lookup_one(lon, lat)
     chain = idx.chain(g) if g >= 0 else []
     ref = idx.meta["generation"]
-    nearest = None
-    if g < 0:
-        ng, nd = idx.nearest(np.array([lon]), np.array([lat]),
-                             metric_transformer(settings.metric_srid))
-        if ng[0] >= 0:
-            n = int(ng[0])
-            nearest = {"code": str(idx.codes[n]), "name": str(idx.names[n]),
-                       "distance_m": round(float(nd[0]), 2)}
+    nearest = None if g >= 0 else nearest_grid(idx, lon, lat, settings)
     return {
         "inside": g >= 0,
         "grid": chain[-1] if chain else None,
@@ -80,8 +48,7 @@ def _answer_one(idx: GridIndex, lon: float, lat: float, info: CRSInfo,
     }
 
 
-async def _one(request: Request, body: ResolveIn) -> Response:
-    settings: Settings = request.app.state.settings
+async def _one(indexes: IndexRegistry, settings: Settings, body: ResolveIn) -> Response:
     info = parse_crs(body.crs)
     names = ("x", "y") if info.projected else ("lon", "lat")
     first = body.x if body.x is not None else body.lon
@@ -91,7 +58,7 @@ async def _one(request: Request, body: ResolveIn) -> Response:
         raise InvalidInput(f"{missing}: required (give lon and lat, or x and y for a "
                            f"projected CRS)")
     lon, lat, info = to_wgs84(np.array([first]), np.array([second]), body.crs, fields=names)
-    idx = await _index(request, body.at, body.generation)
+    idx = await get_index(indexes, body.at, body.generation)
     raw = {names[0]: first, names[1]: second, "crs": body.crs}
     answer = _answer_one(idx, float(lon[0]), float(lat[0]), info, raw, settings)
     return Response(orjson.dumps(answer), media_type="application/json")
@@ -99,25 +66,24 @@ async def _one(request: Request, body: ResolveIn) -> Response:
 
 @router.get("/resolve", response_model=ResolveOut)
 async def resolve_get(
-    request: Request,
+    indexes: IndexesDep, settings: SettingsDep,
     lon: Annotated[float | None, Query(description="longitude (or x in metres)")] = None,
     lat: Annotated[float | None, Query(description="latitude (or y in metres)")] = None,
     x: Annotated[float | None, Query()] = None,
     y: Annotated[float | None, Query()] = None,
-    crs: Annotated[str, Query(description="EPSG:4326 (default), EPSG:4490, GCJ-02, BD-09, "
-                                          "EPSG:4549, ...")] = "EPSG:4326",
-    at: Annotated[datetime | None, Query(description="the grid as of this time")] = None,
-    generation: Annotated[int | None, Query(ge=1)] = None,
+    crs: Crs = "EPSG:4326",
+    at: At = None,
+    generation: GenerationParam = None,
 ) -> Response:
     """Resolve one point to its grid at every level (in memory: microseconds)."""
     body = ResolveIn(lon=lon, lat=lat, x=x, y=y, crs=crs, at=at, generation=generation)
-    return await _one(request, body)
+    return await _one(indexes, settings, body)
 
 
 @router.post("/resolve", response_model=ResolveOut)
-async def resolve_post(request: Request, body: ResolveIn) -> Response:
+async def resolve_post(indexes: IndexesDep, settings: SettingsDep, body: ResolveIn) -> Response:
     """Resolve one point (JSON body) to its grid at every level."""
-    return await _one(request, body)
+    return await _one(indexes, settings, body)
 
 
 # ---------------------------------------------------------------- batch
@@ -125,12 +91,8 @@ async def resolve_post(request: Request, body: ResolveIn) -> Response:
 
 async def _read_json(request: Request, limit: int, max_bytes: int) -> tuple[Points, str]:
     """A JSON array of [lon, lat] / {"lon", "lat", "id"}, or a FeatureCollection of Points."""
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > max_bytes:
-            raise TooLarge(f"the request body is over {max_bytes:,} bytes; send at most "
-                                f"{limit:,} points, as CSV for the largest batches")
+    body = await read_body(request, max_bytes, f"send at most {limit:,} points, as CSV for "
+                                               "the largest batches")
     try:
         data = orjson.loads(bytes(body))
     except orjson.JSONDecodeError as e:
@@ -199,11 +161,7 @@ async def _read_csv(request: Request, limit: int, max_bytes: int, lon_col: str, 
                     id_col: str) -> Points:
     """CSV streamed to a spooled file (memory-bounded), then parsed in chunks."""
     with tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024) as spool:
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > max_bytes:
-                raise TooLarge(f"the request body is over {max_bytes:,} bytes")
+        async for chunk in limited_stream(request, max_bytes):
             spool.write(chunk)
         spool.seek(0)
         parts: list[Points] = []
@@ -258,10 +216,10 @@ def _stream(idx: GridIndex, pts: Points, kind: str, crs: str,
 
 @router.post("/resolve/batch")
 async def resolve_batch(
-    request: Request, settings: SettingsDep,
+    request: Request, settings: SettingsDep, indexes: IndexesDep,
     crs: Annotated[str, Query(description="CRS of every point")] = "EPSG:4326",
-    at: Annotated[datetime | None, Query()] = None,
-    generation: Annotated[int | None, Query(ge=1)] = None,
+    at: At = None,
+    generation: GenerationParam = None,
     lon_col: Annotated[str, Query(description="CSV column of lon (or x)")] = "lon",
     lat_col: Annotated[str, Query(description="CSV column of lat (or y)")] = "lat",
     id_col: Annotated[str, Query(description="CSV column passed through as id")] = "id",
@@ -281,7 +239,7 @@ async def resolve_batch(
     else:
         raise InvalidInput(f"content-type {ctype!r} is not supported: send application/json, "
                            "application/geo+json or text/csv")
-    idx = await _index(request, at, generation)
+    idx = await get_index(indexes, at, generation)
     ref = idx.meta["generation"]
     headers = {"X-Gridops-Generation": str(ref.id), "X-Gridops-CRS": parse_crs(crs).key,
                "X-Gridops-Count": str(len(pts))}

@@ -1,63 +1,51 @@
 """The map pages, served by the API: /map/wall, /map/lookup, /map/grid/{code}, the wall's
-live data and the static files (Leaflet vendored by the set-up, gridops.js, map.css)."""
+live data and the static files. The pages are built by map_ui (data in, HTML out); their
+data comes from layers (wall, lookup, hotspots, kpis)."""
 
 from __future__ import annotations
 
-import threading
-import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from functools import partial
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi import APIRouter, FastAPI, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.orm import Session
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import (
+    IndexesDep,
+    OwnersDep,
+    PageCacheDep,
+    SessionDep,
+    SettingsDep,
+    StudyAreasDep,
+)
 from api.geojson import GeoJSONResponse, json_response
-from api.resolution import to_point
-from api.routers.grids import parse_bbox
-from api.routers.hotspots import Category, Department, Period, active_index
-from api.routers.lookup import Crs, Lat, Lon, spot
+from api.params import (
+    ActiveIndexDep,
+    Category,
+    Crs,
+    Department,
+    Lat,
+    Lon,
+    Period,
+    Radius,
+    parse_bbox,
+)
 from layers import grids, hotspots, kpis, wall
+from layers.lookup import spot
+from layers.resolution import normalise_point
 from layers.settings import Settings
 from map_ui import pages, vendor
 from spatial.errors import InvalidInput, Unavailable
 
 router = APIRouter(prefix="/map", tags=["map"])
-STATIC_DIR = Path(__file__).parent / "static"
-
-
-class PageCache:
-    """Slow-changing page data (grid outlines of a generation, chronic spots) kept for a
-    while so that a wall's refresh does not recompute them."""
-
-    def __init__(self, ttl_s: float = 300.0) -> None:
-        self.ttl_s = ttl_s
-        self._lock = threading.Lock()
-        self._data: dict[Any, tuple[float, Any]] = {}
-
-    def get(self, key: Any, make: Any, ttl_s: float | None = None) -> Any:
-        """The cached value of key, made anew when older than the ttl."""
-        now = time.monotonic()
-        with self._lock:
-            hit = self._data.get(key)
-        if hit is not None and now - hit[0] < (self.ttl_s if ttl_s is None else ttl_s):
-            return hit[1]
-        value = make()
-        with self._lock:
-            self._data[key] = (now, value)
-            if len(self._data) > 64:
-                self._data.pop(next(iter(self._data)))
-        return value
 
 
 def install(app: FastAPI) -> None:
     """Mount the pages and their static files on the app."""
-    app.state.page_cache = PageCache()
-    app.mount("/map/static", StaticFiles(directory=STATIC_DIR), name="map-static")
+    app.mount("/map/static", StaticFiles(directory=pages.STATIC_DIR), name="map-static")
     app.include_router(router)
 
 
@@ -86,29 +74,26 @@ def map_home() -> RedirectResponse:
 
 
 @router.get("/wall", response_class=HTMLResponse)
-def wall_page(request: Request, session: SessionDep, settings: SettingsDep,
+def wall_page(session: SessionDep, settings: SettingsDep, idx: ActiveIndexDep,
+              cache: PageCacheDep, areas: StudyAreasDep,
               period: Period = None, category: Category = None, department: Department = None,
               refresh: Annotated[int | None, Query(ge=0, le=3600, description=(
                   "seconds between refreshes (0 = never; default from the settings)"))] = None,
               ) -> HTMLResponse:
     """The command-centre wall map (full screen; filters and period in the URL)."""
     _ready()
-    idx = active_index(request)
     now = datetime.now().astimezone()
     since, until = hotspots.period_bounds(period, None, None, settings.timezone, now)
-    cache: PageCache = request.app.state.page_cache
-    ranks = grids.levels(session)
     levels = []
-    for lv in ranks:
+    for lv in grids.levels(session):
         fc = cache.get(("outline", idx.generation, lv.rank),
-                       lambda r=lv.rank: wall.outlines(session, idx.generation, r),
-                       ttl_s=3600)
+                       partial(wall.outlines, session, idx.generation, lv.rank), ttl_s=3600)
         levels.append((lv.rank, f"{lv.name} ({lv.key})", fc))
     zones = cache.get(("zones",), lambda: wall.zone_layers(session, datetime.now(UTC)))
     chronic = cache.get(("chronic", idx.generation, category, department),
-                        lambda: hotspots.chronic(session, request.app.state.study_areas,
-                                                 idx.generation, idx, now, settings.timezone,
-                                                 category=category, department=department))
+                        lambda: hotspots.chronic(session, areas, idx.generation, idx, now,
+                                                 settings.timezone, category=category,
+                                                 department=department))
     counts = wall.counts(session, settings.timezone, now)
     period_text = (f"Hot spots of cases reported {since:%Y-%m-%d %H:%M} – "
                    f"{until:%Y-%m-%d %H:%M} ({period or 'last 30 days'})")
@@ -137,60 +122,35 @@ def wall_open(session: SessionDep,
     return GeoJSONResponse(wall.open_cases(session, box, res, datetime.now().astimezone()))
 
 
-def _unit_feature(session: Session, gen_id: int, code: str) -> dict[str, Any]:
-    u = grids.get_unit(session, gen_id, code, precision=6)
-    return {"code": u.code, "name": u.name, "level": u.level, "area_m2": u.area_m2,
-            "generation_low": u.generation_low, "lon": u.lon, "lat": u.lat,
-            "leader_name": u.leader_name, "leader_phone": u.leader_phone,
-            "geometry": orjson.loads(u.geojson)}
-
-
-def _neighbours(session: Session, settings: Settings, gen_id: int, code: str
-                ) -> list[dict[str, Any]]:
-    found = grids.neighbours(session, gen_id, code, settings)
-    rows, _ = grids.list_units(session, gen_id, codes=[n["code"] for n in found],
-                               precision=6)
-    shapes = {r.code: orjson.loads(r.geojson) for r in rows}
-    return [n | {"geometry": shapes[n["code"]]} for n in found]
-
-
 @router.get("/lookup", response_class=HTMLResponse)
-def lookup_page(request: Request, session: SessionDep, settings: SettingsDep, lon: Lon,
-                lat: Lat, crs: Crs = "EPSG:4326",
-                radius: Annotated[float, Query(gt=0, le=500, description="metres")] = 30.0,
+def lookup_page(session: SessionDep, settings: SettingsDep, indexes: IndexesDep,
+                owners: OwnersDep, idx: ActiveIndexDep, lon: Lon, lat: Lat,
+                crs: Crs = "EPSG:4326", radius: Radius = 30.0,
                 category: Annotated[str | None, Query(max_length=16)] = None) -> HTMLResponse:
     """The dispute page: everything at a spot on a map, the owner trail as a table; a click
     anywhere looks that spot up."""
     _ready()
-    x, y, _info = to_point(lon, lat, crs)
-    data = _plain(spot(request, session, settings, x, y, radius, None, category))
-    idx = active_index(request)
+    p = normalise_point(lon, lat, crs)
+    data = _plain(spot(session, indexes, owners, settings, p.lon, p.lat, radius, None,
+                       category))
     unit = neighbours = None
     if data["chain"]:
         code = data["chain"][-1]["code"]
-        unit = _unit_feature(session, idx.generation, code)
-        neighbours = _neighbours(session, settings, idx.generation, code)
+        unit = wall.unit_feature(session, idx.generation, code)
+        neighbours = wall.neighbour_features(session, settings, idx.generation, code)
     return _html(pages.lookup_page(base=_base(settings), spot=data, unit=unit,
                                    neighbours=neighbours or [], radius=radius))
 
 
-def _leader(unit: dict[str, Any]) -> list[dict[str, Any]]:
-    if not unit["leader_name"]:
-        return []
-    return [{"role": "leader (网格长)", "name": unit["leader_name"],
-             "phone": unit["leader_phone"], "department_name": None}]
-
-
 @router.get("/grid/{code}", response_class=HTMLResponse)
-def grid_page(request: Request, code: str, session: SessionDep, settings: SettingsDep
+def grid_page(code: str, session: SessionDep, settings: SettingsDep, idx: ActiveIndexDep
               ) -> HTMLResponse:
     """One grid: boundary, neighbours, people, patrols, assets, cases and KPIs."""
     _ready()
     if len(code) > 32:
         raise InvalidInput(f"code: {code[:40]!r}... is longer than 32 characters")
-    idx = active_index(request)
     gen = idx.generation
-    unit = _unit_feature(session, gen, code)
+    unit = wall.unit_feature(session, gen, code)
     chain = [dict(r._mapping) for r in grids.parent_chain(session, gen, code)]
     now = datetime.now().astimezone()
     at = datetime.now(UTC)
@@ -202,8 +162,8 @@ def grid_page(request: Request, code: str, session: SessionDep, settings: Settin
         kpi_row = next((r for r in table.rows if r["code"] == code), None)
     body = pages.grid_page(
         base=_base(settings), unit=unit, chain=[*chain, {"name": unit["name"]}],
-        neighbours=_neighbours(session, settings, gen, code),
-        people=_leader(unit) + wall.grid_people(session, code, at),
+        neighbours=wall.neighbour_features(session, settings, gen, code),
+        people=wall.leader_role(unit) + wall.grid_people(session, code, at),
         patrols=wall.grid_patrols(session, code, at),
         assets=wall.grid_assets(session, code, at), cases=wall.grid_cases(session, code, now),
         kpi=kpi_row, kpi_period=f"{period.since:%Y-%m-%d} – {period.until:%Y-%m-%d}")

@@ -3,8 +3,8 @@ Shared query parameters live in api/params.py."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Annotated, Any
 
 import anyio
 from fastapi import Depends, Request
@@ -24,8 +24,8 @@ from layers.settings import Settings
 from layers.workflow import ADMIN, PUBLIC, Forbidden
 
 
-def get_services(request: Request) -> Services:
-    """The container create_app built."""
+async def get_services(request: Request) -> Services:
+    """The container create_app built (async: no thread hop for a getter)."""
     services: Services = request.app.state.services
     return services
 
@@ -33,44 +33,18 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> Settings:
-    """The settings create_app was built with."""
-    return services.settings
+def _service(attr: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency returning one service of the container (typed by its Annotated alias;
+    async, so FastAPI calls it on the loop instead of in a worker thread)."""
+
+    async def get(request: Request) -> Any:
+        return getattr(request.app.state.services, attr)
+
+    get.__name__ = f"get_{attr}"
+    return get
 
 
-def get_indexes(services: ServicesDep) -> IndexRegistry:
-    """The grid indexes: the active generation's and a few others."""
-    return services.indexes
-
-
-def get_owners(services: ServicesDep) -> OwnershipRegistry:
-    """The ownership snapshots: the current one, and small ones for other times."""
-    return services.owners
-
-
-def get_reports(services: ServicesDep) -> ReportResolver:
-    """The composed answer to a report (grid chain, owner, patrol)."""
-    return services.reports
-
-
-def get_intake(services: ServicesDep) -> IntakeWriter:
-    """This worker's intake writer (group commit)."""
-    return services.intake
-
-
-def get_study_areas(services: ServicesDep) -> StudyAreas:
-    """The Gi* neighbourhoods per generation and resolution."""
-    return services.study_areas
-
-
-def get_kpi_config(services: ServicesDep) -> KpiConfig:
-    """The deployment's KPI weights and grades (GRIDOPS_KPI_CONFIG)."""
-    return services.kpi_config
-
-
-def get_page_cache(services: ServicesDep) -> TTLCache:
-    """Slow-changing page data kept for a while."""
-    return services.page_cache
+get_settings = _service("settings")
 
 
 def get_session(services: ServicesDep) -> Iterator[Session]:
@@ -86,13 +60,13 @@ def get_write_session(services: ServicesDep) -> Iterator[Session]:
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-IndexesDep = Annotated[IndexRegistry, Depends(get_indexes)]
-OwnersDep = Annotated[OwnershipRegistry, Depends(get_owners)]
-ReportsDep = Annotated[ReportResolver, Depends(get_reports)]
-IntakeDep = Annotated[IntakeWriter, Depends(get_intake)]
-StudyAreasDep = Annotated[StudyAreas, Depends(get_study_areas)]
-KpiConfigDep = Annotated[KpiConfig, Depends(get_kpi_config)]
-PageCacheDep = Annotated[TTLCache, Depends(get_page_cache)]
+IndexesDep = Annotated[IndexRegistry, Depends(_service("indexes"))]
+OwnersDep = Annotated[OwnershipRegistry, Depends(_service("owners"))]
+ReportsDep = Annotated[ReportResolver, Depends(_service("reports"))]
+IntakeDep = Annotated[IntakeWriter, Depends(_service("intake"))]
+StudyAreasDep = Annotated[StudyAreas, Depends(_service("study_areas"))]
+KpiConfigDep = Annotated[KpiConfig, Depends(_service("kpi_config"))]
+PageCacheDep = Annotated[TTLCache, Depends(_service("page_cache"))]
 SessionDep = Annotated[Session, Depends(get_session)]
 # scope="function": the transaction commits before the response is sent, so a failed commit
 # (a unique key lost to a concurrent request) is the client's error, not a silent loss

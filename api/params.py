@@ -44,9 +44,9 @@ def parse_bbox(raw: str) -> tuple[float, float, float, float]:
     return x0, y0, x1, y1
 
 
-def get_bbox(bbox: Annotated[str | None, Query(
+async def get_bbox(bbox: Annotated[str | None, Query(
         description="minlon,minlat,maxlon,maxlat (EPSG:4326)")] = None,
-             ) -> tuple[float, float, float, float] | None:
+                   ) -> tuple[float, float, float, float] | None:
     """?bbox= parsed, or None."""
     return parse_bbox(bbox) if bbox is not None else None
 
@@ -82,7 +82,7 @@ async def get_index(indexes: IndexesDep, at: At = None,
 IndexDep = Annotated[GridIndex, Depends(get_index)]
 
 
-def get_active_index(indexes: IndexesDep) -> GridIndex:
+async def get_active_index(indexes: IndexesDep) -> GridIndex:
     """The active grid's index (503 no_active_grid before a grid is loaded)."""
     idx = indexes.active
     if idx is None:

@@ -35,7 +35,6 @@ IntArray = npt.NDArray[np.intp]
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 
-SONGJIANG_CODE = "310117"
 SONGJIANG_GRIDS = 1322
 
 # Approximate real centres (lon, lat) of Songjiang's streets, towns and parks.

@@ -24,7 +24,8 @@ IntArray = npt.NDArray[np.intp]
 GeomArray = npt.NDArray[np.object_]
 XY = Callable[[FloatArray], FloatArray]
 
-METRIC_CRS = "EPSG:4549"
+# the demo is built in Songjiang's own Gauss-Kruger zone, whatever a deployment's metric CRS
+DEMO_METRIC_CRS = "EPSG:4549"
 
 # Road classes: red-line half width (m) and the owning department.
 ROAD_CLASSES: dict[str, tuple[float, str]] = {
@@ -358,7 +359,7 @@ def _closing(geom: BaseGeometry, dist: float) -> BaseGeometry:
 
 def _city(units: Sequence[UnitSpec], rng: np.random.Generator) -> _City:
     """Project the units to metres and derive the urban masks from grid density."""
-    fwd = _xy_transform("EPSG:4326", METRIC_CRS)
+    fwd = _xy_transform("EPSG:4326", DEMO_METRIC_CRS)
     district = [u for u in units if u.level == 1]
     if len(district) != 1:
         raise ValueError("expected exactly one district unit")
@@ -1493,7 +1494,7 @@ def demo_layers(units: list[UnitSpec], *, seed: int = 365) -> DemoLayers:
     city = _city(units, rng(0))
     departments = _street_offices(city, load_departments())
     categories = load_categories(departments=departments)
-    inv = _xy_transform(METRIC_CRS, "EPSG:4326")
+    inv = _xy_transform(DEMO_METRIC_CRS, "EPSG:4326")
 
     roads = _roads(city, rng(1))
     red_gap = shapely.buffer(roads.lines, roads.half + 3.0, cap_style="flat")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -558,14 +558,3 @@ def history(session: Session, code: str) -> list[Any]:
     if not rows:
         raise NotFound(f"grid unit {code!r} does not exist in any generation")
     return rows
-
-
-def iter_units(session: Session, gen_id: int, level: int | None = None) -> Iterable[Any]:
-    """Stream units of a generation with WKB geometry (for index builds and exports)."""
-    sql = (f"SELECT u.id, u.code, u.name, u.level, u.parent_code, ST_AsBinary(u.geom) AS wkb "
-           f"FROM grid_unit u WHERE {in_generation('u')}")
-    params: dict[str, Any] = {"g": gen_id}
-    if level is not None:
-        sql += " AND u.level = :level"
-        params["level"] = level
-    return session.execute(text(sql + " ORDER BY u.level, u.code"), params)

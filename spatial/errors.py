@@ -6,10 +6,19 @@ from typing import Any
 
 
 class GridopsError(Exception):
-    """Base of every error gridops reports to a caller."""
+    """Base of every error gridops reports to a caller; a subclass names its status and code
+    as class keywords: `class NotFound(GridopsError, status=404, code="not_found")`."""
 
     status: int = 400
     code: str = "bad_request"
+
+    def __init_subclass__(cls, *, status: int | None = None, code: str | None = None,
+                          **kw: Any) -> None:
+        super().__init_subclass__(**kw)
+        if status is not None:
+            cls.status = status
+        if code is not None:
+            cls.code = code
 
     def __init__(self, detail: str, *, extra: dict[str, Any] | None = None) -> None:
         super().__init__(detail)
@@ -17,64 +26,45 @@ class GridopsError(Exception):
         self.extra = extra or {}
 
 
-class NotFound(GridopsError):
+class NotFound(GridopsError, status=404, code="not_found"):
     """The named thing does not exist (at that time)."""
 
-    status = 404
-    code = "not_found"
 
-
-class InvalidInput(GridopsError):
+class InvalidInput(GridopsError, status=422, code="invalid_input"):
     """A parameter or body is malformed; the message names the field and the value."""
 
-    status = 422
-    code = "invalid_input"
 
-
-class InvalidCoordinate(InvalidInput):
+class InvalidCoordinate(InvalidInput, code="invalid_coordinate"):
     """A coordinate is NaN, infinite or out of range."""
 
-    code = "invalid_coordinate"
 
-
-class InvalidGeometry(InvalidInput):
+class InvalidGeometry(InvalidInput, code="invalid_geometry"):
     """A geometry is invalid, self-intersecting or of the wrong type."""
 
-    code = "invalid_geometry"
+
+class GridInvariantError(InvalidInput, code="grid_invariant_violated"):
+    """A generation breaks the nested-grid invariants; nothing of it was kept."""
 
 
-class TooLarge(GridopsError):
+class TooLarge(GridopsError, status=413, code="too_large"):
     """An upload or batch over its configured limit."""
 
-    status = 413
-    code = "too_large"
+
+class UnsupportedMediaType(GridopsError, status=415, code="unsupported_media_type"):
+    """A body of a content type the endpoint does not read."""
 
 
-class Unavailable(GridopsError):
+class Conflict(GridopsError, status=409, code="conflict"):
+    """The request conflicts with what is stored."""
+
+
+class Unavailable(GridopsError, status=503, code="unavailable"):
     """The service cannot answer yet (no grid loaded, database down)."""
 
-    status = 503
-    code = "unavailable"
 
-
-class NoActiveGrid(Unavailable):
+class NoActiveGrid(Unavailable, code="no_active_grid"):
     """No grid generation is active yet: every endpoint that needs one answers this."""
-
-    code = "no_active_grid"
 
     def __init__(self, detail: str = "no active grid generation: load a grid first "
                  "(gridops demo, or gridops grids import)", **kw: Any) -> None:
         super().__init__(detail, **kw)
-
-
-class Conflict(GridopsError):
-    """The request conflicts with what is stored."""
-
-    status = 409
-    code = "conflict"
-
-
-class GridInvariantError(InvalidInput):
-    """A generation breaks the nested-grid invariants; nothing of it was kept."""
-
-    code = "grid_invariant_violated"

@@ -120,23 +120,6 @@ def cell_str(cell: int | np.integer) -> str:
     return format(int(cell), "x")
 
 
-def cell_boundary(cell: int | str) -> list[tuple[float, float]]:
-    """A cell's boundary as (lon, lat) pairs, closed."""
-    c = cell if isinstance(cell, str) else cell_str(cell)
-    ring = [(lng, lat) for lat, lng in h3.cell_to_boundary(c)]
-    return [*ring, ring[0]]
-
-
-def cell_edge_length_m(res: int) -> float:
-    """Average hexagon edge length at a resolution."""
-    return float(h3.average_hexagon_edge_length(res, unit="m"))
-
-
-def cell_area_m2(res: int) -> float:
-    """Average hexagon area at a resolution."""
-    return float(h3.average_hexagon_area(res, unit="m^2"))
-
-
 def cell_centres(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Centres of many cells as (lon, lat) arrays."""
     if len(cells) == 0:

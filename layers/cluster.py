@@ -19,6 +19,11 @@ INSTALL_HINT = (
 )
 
 
+# an acknowledged commit survives a crash: flushed to the WAL on disk before COMMIT returns
+# (concurrent commits share one flush; the intake writer batches reports into one commit)
+DURABLE = "fsync = on\nsynchronous_commit = on\n"
+
+
 class ClusterError(RuntimeError):
     """A one-line, actionable problem with the embedded cluster."""
 
@@ -163,7 +168,8 @@ class Cluster:
             "listen_addresses = '127.0.0.1'\n"
             f"unix_socket_directories = '{self.socket_dir}'\n"
             "max_connections = 200\nshared_buffers = 256MB\nwork_mem = 32MB\n"
-            "maintenance_work_mem = 256MB\nfsync = on\nsynchronous_commit = off\n"
+            "maintenance_work_mem = 256MB\n"
+            f"{DURABLE}"
             "timezone = 'UTC'\nlog_min_messages = warning\n"
         )
         self._conf.write_text(conf)
@@ -188,11 +194,22 @@ class Cluster:
         proc = self._cmd(self.bindir / "pg_ctl", "-D", self.datadir, "status", check=False)
         return proc.returncode == 0
 
+    def _make_durable(self) -> None:
+        """Clusters made by earlier versions had synchronous_commit off (a commit could be
+        answered and then lost in a crash): set the durable settings before starting."""
+        lines = self._conf.read_text().splitlines()
+        keep = [ln for ln in lines
+                if ln.partition("=")[0].strip() not in ("fsync", "synchronous_commit")]
+        fixed = "\n".join(keep) + "\n" + DURABLE
+        if fixed != self._conf.read_text():
+            self._conf.write_text(fixed)
+
     def start(self) -> bool:
         """Start the cluster if it is not running; True if this call started it."""
         self.init()
         if self.running():
             return False
+        self._make_durable()
         if self.logfile.exists():
             self._chown(self.logfile)
         self._cmd(self.bindir / "pg_ctl", "-D", self.datadir, "-l", self.logfile,

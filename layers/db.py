@@ -51,7 +51,10 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     return create_engine(
         sqlalchemy_url(url),
         pool_pre_ping=True,
-        connect_args={"options": "-c timezone=UTC", "client_encoding": "utf8"},
+        # durable commits whatever the server's default: an answer that says "stored" is sent
+        # only after the commit is on disk
+        connect_args={"options": "-c timezone=UTC -c synchronous_commit=on",
+                      "client_encoding": "utf8"},
         **kwargs,
     )
 

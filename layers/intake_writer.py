@@ -2,9 +2,9 @@
 stored together, one transaction for all of them, by a writer thread of the worker.
 
 A batch costs two statements and a commit however many reports it holds
-(layers.cases.store_batch), one trip to the thread instead of one per report. Reports in
-one batch see each other (the second report of a spot
-joins the first; a repeated idempotency key returns the first case). If anything in a batch
+(layers.intake.store_batch), one trip to the thread instead of one per report. Reports in
+one batch see each other (the second report of a spot joins the first; a repeated
+idempotency key returns the first case). If anything in a batch
 fails, the batch is rolled back and its reports are stored one by one, each in its own
 transaction, so a report fails only for its own fault and nothing is stored twice. An answer
 is given only after its transaction committed."""
@@ -25,7 +25,11 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from layers import cases
+from layers.case_queries import original_ref
+from layers.case_view import view
+from layers.cases import Actor, Intake, Stored, check_channel
+from layers.intake import store_batch
+from layers.rating import rating_key
 from layers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,8 +41,8 @@ Answer = tuple[dict[str, Any], bool]  # the case as the caller may see it, creat
 
 @dataclass
 class _Pending:
-    report: cases.Intake
-    actor: cases.Actor
+    report: Intake
+    actor: Actor
     private: bool  # may the caller see the reporter's contact
     future: asyncio.Future[Answer]  # on the caller's event loop
 
@@ -98,10 +102,9 @@ class IntakeWriter:
         self.largest = 0  # reports in the largest batch
         self.last_at: float | None = None  # when the last batch was committed (epoch s)
 
-    async def submit(self, report: cases.Intake, actor: cases.Actor, *, private: bool
-                     ) -> Answer:
+    async def submit(self, report: Intake, actor: Actor, *, private: bool) -> Answer:
         """Store a report; returns (the case's view, created) once it is committed."""
-        cases.check_channel(report.channel)  # the caller's fault: before it joins a batch
+        check_channel(report.channel)  # the caller's fault: before it joins a batch
         item = _Pending(report, actor, private, asyncio.get_running_loop().create_future())
         with self._lock:
             if self._stop:
@@ -182,11 +185,17 @@ class IntakeWriter:
         _answer(outcomes)
 
     def _store(self, session: Session, batch: list[_Pending]) -> list[Answer]:
-        got = cases.store_batch(session, [(p.report, p.actor) for p in batch],
-                                self._settings)
-        key = cases.rating_key(session) if any(p.private for p in batch) else None
-        return [(cases.view(g, private=p.private, key=key), isinstance(g, cases.Stored))
-                for p, g in zip(batch, got, strict=True)]
+        got = store_batch(session, [(p.report, p.actor) for p in batch], self._settings)
+        key = rating_key(session) if any(p.private for p in batch) else None
+        out: list[Answer] = []
+        for p, g in zip(batch, got, strict=True):
+            if isinstance(g, Stored):  # new
+                out.append((view(g, private=p.private, duplicate_ref=g.duplicate_ref,
+                                 key=key), True))
+            else:  # a retried request: the case it made before
+                out.append((view(g, private=p.private, duplicate_ref=original_ref(session, g),
+                                 key=key), False))
+        return out
 
     def _store_one(self, p: _Pending) -> Answer:
         """One report in its own transaction; again if a unique key was taken meanwhile (a

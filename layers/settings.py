@@ -97,3 +97,9 @@ class Settings(BaseSettings):
                 raise ValueError(f"GRIDOPS_LEVELS has an empty level in {self.levels!r}")
             out.append((key.strip(), (name or key).strip()))
         return out
+
+
+def export_database_url(url: str) -> None:
+    """Set GRIDOPS_DATABASE_URL in this process's environment, so that the server's worker
+    processes (which build their own Settings from it) use the database url names."""
+    os.environ["GRIDOPS_DATABASE_URL"] = url

@@ -1,44 +1,64 @@
 """Open311 GeoReport v2 (http://wiki.open311.org/GeoReport_v2), JSON only: the category
 taxonomy as services, and service requests on the same intake and the same cases as
 POST /cases (channel "open311"). Errors answer in the spec's shape:
-[{"code": 400, "description": "..."}]. Reporter contact details never leave the server."""
+[{"code": 400, "description": "..."}]. Reporter contact details never leave the server.
+The reads are layers.service_requests'; a posted request goes to the worker's intake writer
+like any report."""
 
 from __future__ import annotations
 
 import math
 import re
 from collections.abc import Callable, Coroutine
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 from zoneinfo import ZoneInfo
 
+import anyio
 import orjson
 from fastapi import APIRouter, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.routing import APIRoute
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.dialects.postgresql import distinct_on
-from sqlalchemy.orm import Session
 
-from api.deps import SessionDep, SettingsDep, WriteSessionDep
+from api.deps import IntakeDep, ReportsDep, SessionDep, SettingsDep
 from api.geojson import json_response
-from api.resolution import resolve_report, to_point
-from layers import cases
+from api.schemas.open311 import (
+    Discovery,
+    Open311Error,
+    RequestCreated,
+    Service,
+    ServiceDefinition,
+    ServiceRequest,
+)
+from layers.cases import Actor, Intake
 from layers.kpis import check_year
-from layers.models import Case, CaseEvent, Category, Department
-from layers.workflow import DONE, OPEN, PUBLIC, SYSTEM
+from layers.models import Category
+from layers.resolution import normalise_point
+from layers.service_requests import (
+    PublicRequest,
+    RequestFilter,
+    current_categories,
+    current_category,
+    public_requests,
+)
+from layers.workflow import DONE, OPEN, PUBLIC
 from spatial.errors import GridopsError, InvalidInput, NotFound
 
 SPEC = "http://wiki.open311.org/GeoReport_v2"
 CHANGESET = "2026-11-23T00:00:00Z"  # when this endpoint's behaviour last changed
-ACTOR = cases.Actor("open311", PUBLIC)
+ACTOR = Actor("open311", PUBLIC)
 DEFAULT_DAYS = 90  # the spec's default window when no date is named
 MAX_PAGE = 1000  # the spec's default cap, and the largest page of the paging extension
 KIND_NAMES = {"component": "component (部件)", "event": "event (事件)"}
-# notes of these actions (and every system note) are written for the public to read
-PUBLIC_NOTES = ("feedback", "verify", "reject", "cancel", "reopen")
+# the spec's error array, for the OpenAPI document; "4XX" stands for any other client
+# error and keeps FastAPI from listing a 422 this router never answers (it is a 400 here)
+ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": list[Open311Error], "description": "bad request (the spec's errors)"},
+    404: {"model": list[Open311Error], "description": "not found (the spec's errors)"},
+    "4XX": {"model": list[Open311Error], "description": "any other client error, in the "
+                                                       "same shape"}}
 
 
 def _error(status: int, description: str) -> Response:
@@ -66,7 +86,8 @@ class Open311Route(APIRoute):
         return route
 
 
-router = APIRouter(prefix="/open311", tags=["open311"], route_class=Open311Route)
+router = APIRouter(prefix="/open311", tags=["open311"], route_class=Open311Route,
+                   responses=ERRORS)
 
 
 def _json(obj: Any, status: int = 200) -> Response:
@@ -87,15 +108,10 @@ def _notice(hours: int | None) -> str | None:
     return f"to be handled within {hours} hours of dispatch (办结时限)" if hours else None
 
 
-def _current_category(session: Session, code: str) -> Category | None:
-    return session.scalar(select(Category).where(Category.code == code,
-                                                 Category.valid_to.is_(None)))
-
-
 # ------------------------------------------------------------------ discovery and services
 
 
-@router.get("/discovery.{fmt}")
+@router.get("/discovery.{fmt}", response_model=Discovery)
 def discovery(fmt: str, request: Request) -> Response:
     """The Open311 service discovery document: where GeoReport v2 lives and in which format."""
     _json_only(fmt)
@@ -115,20 +131,18 @@ def _service(c: Category) -> dict[str, Any]:
             "group": c.major_name}
 
 
-@router.get("/v2/services.{fmt}")
+@router.get("/v2/services.{fmt}", response_model=list[Service])
 def services(fmt: str, session: SessionDep) -> Response:
     """Every current category of the taxonomy as a service (code, names, major class)."""
     _json_only(fmt)
-    rows = session.scalars(select(Category).where(Category.valid_to.is_(None))
-                           .order_by(Category.code))
-    return _json([_service(c) for c in rows])
+    return _json([_service(c) for c in current_categories(session)])
 
 
-@router.get("/v2/services/{service_code}.{fmt}")
+@router.get("/v2/services/{service_code}.{fmt}", response_model=ServiceDefinition)
 def service_definition(service_code: str, fmt: str, session: SessionDep) -> Response:
     """A service's definition; gridops asks no extra attributes, so the list is empty."""
     _json_only(fmt)
-    if _current_category(session, service_code) is None:
+    if current_category(session, service_code) is None:
         raise NotFound(f"service_code: no service {service_code!r}; "
                        "GET /open311/v2/services.json lists them")
     return _json({"service_code": service_code, "attributes": []})
@@ -244,9 +258,12 @@ def _email(fields: dict[str, Any]) -> str | None:
     return email
 
 
-@router.post("/v2/requests.{fmt}", status_code=201)
+@router.post("/v2/requests.{fmt}", status_code=201, response_model=list[RequestCreated],
+             responses={200: {"model": list[RequestCreated],
+                              "description": "a retry (same Idempotency-Key): the request "
+                                             "it made"}})
 async def post_request(
-    fmt: str, request: Request, session: WriteSessionDep,
+    fmt: str, request: Request, session: SessionDep, reports: ReportsDep, intake: IntakeDep,
     idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
 ) -> Response:
     """Report a problem: resolved and stored exactly as POST /cases does (channel open311).
@@ -259,7 +276,7 @@ async def post_request(
     code = _text(fields, "service_code", 16)
     if not code:
         raise InvalidInput("service_code: missing; GET /open311/v2/services.json lists them")
-    category = _current_category(session, code)
+    category = await anyio.to_thread.run_sync(current_category, session, code)
     if category is None:
         raise InvalidInput(f"service_code: no service {code!r}; "
                            "GET /open311/v2/services.json lists them")
@@ -274,32 +291,32 @@ async def post_request(
     device = _text(fields, "device_id", 100)
     extra = {"media_url": _media_url(fields), "attributes": _attributes(fields),
              "address_string": _text(fields, "address_string", 500)}
-    lon, lat, crs = to_point(lon, lat, "EPSG:4326")
-    resolution = await resolve_report(request, lon, lat, code)
-    resolution["crs"] = crs
+    pt = normalise_point(lon, lat, "EPSG:4326")
+    if reports.needs_io(None):  # no index in memory yet: it is built from the database
+        resolution = await anyio.to_thread.run_sync(reports.resolve, pt.lon, pt.lat, code)
+    else:
+        resolution = reports.resolve(pt.lon, pt.lat, code)
+    resolution["crs"] = pt.crs
     resolution["open311"] = {k: v for k, v in extra.items() if v}
-    it = cases.Intake(channel="open311", category=code, lon=lon, lat=lat,
-                      input_crs=crs["key"], description=description, reporter_name=name,
-                      reporter_phone=phone, idempotency_key=idempotency_key,
-                      resolution=resolution, reporter_email=email, reporter_device=device)
-    with session.begin_nested():  # a savepoint: an error below leaves nothing behind
-        case = cases.store(session, it, ACTOR, request.app.state.settings)
-    created = isinstance(case, cases.Stored)
-    if case.duplicate_of is not None:
-        first_ref = (case.duplicate_ref if isinstance(case, cases.Stored) else
-                     session.scalar(select(Case.ref).where(Case.id == case.duplicate_of)))
-        notice = (f"the same problem was reported already as "
-                  f"{first_ref or 'another request'}; this request joins it")
-    elif not case.inside:
+    it = Intake(channel="open311", category=code, lon=pt.lon, lat=pt.lat,
+                input_crs=pt.crs["key"], description=description, reporter_name=name,
+                reporter_phone=phone, idempotency_key=idempotency_key,
+                resolution=resolution, reporter_email=email, reporter_device=device)
+    # the same intake as POST /cases: the worker's writer stores it with the reports that
+    # arrive meanwhile and answers once committed (its view with the rating code)
+    case, created = await intake.submit(it, ACTOR, private=True)
+    if case["duplicate_of"] is not None:
+        notice = (f"the same problem was reported already as {case['duplicate_of']}; "
+                  "this request joins it")
+    elif not case["inside"]:
         notice = "received; the spot is outside every grid, the command centre places it"
     else:
         dept = ((resolution.get("owner") or {}).get("owner") or {}).get("name")
         notice = "received" + (f"; {dept} is responsible" if dept else "") + (
             f", {_notice(category.deadline_hours)}" if category.deadline_hours else "")
     # rating_code (a gridops extension): the submitter's key to rate the request once closed
-    return _json([{"service_request_id": case.ref, "service_notice": notice,
-                   "account_id": None,
-                   "rating_code": cases.rating_code(cases.rating_key(session), case.ref)}],
+    return _json([{"service_request_id": case["ref"], "service_notice": notice,
+                   "account_id": None, "rating_code": case["rating_code"]}],
                  201 if created else 200)
 
 
@@ -336,76 +353,40 @@ def _int(name: str, value: str | None, default: int, low: int, high: int) -> int
     return n
 
 
-def _status_filter(value: str | None) -> Any:
+def _states(value: str | None) -> tuple[str, ...]:
+    """GeoReport's status filter (open, closed, or both) as the case states it means."""
     wanted = {s.lower() for s in _split(value)}
-    if not wanted:
-        return None
     bad = wanted - {"open", "closed"}
     if bad:
         raise InvalidInput(f"status: {', '.join(sorted(bad))} is not one of open, closed")
-    states = (OPEN if "open" in wanted else ()) + (DONE if "closed" in wanted else ())
-    return Case.status.in_(states)
+    return (OPEN if "open" in wanted else ()) + (DONE if "closed" in wanted else ())
 
 
-def _public_notes(session: Session, ids: list[int]) -> dict[int, str]:
-    """Each case's latest note that was written for the public (system notes, results,
-    reasons for rejecting or cancelling), with phone numbers and e-mails blanked."""
-    if not ids:
-        return {}
-    rows = session.execute(
-        select(CaseEvent.case_id, CaseEvent.note)
-        .where(CaseEvent.case_id.in_(ids), CaseEvent.note != "",
-               or_(CaseEvent.role == SYSTEM, CaseEvent.action.in_(PUBLIC_NOTES)))
-        .order_by(CaseEvent.case_id, CaseEvent.id.desc())
-        .ext(distinct_on(CaseEvent.case_id)))
-    return {r.case_id: cases.mask_contacts(r.note) or "" for r in rows}
+def _request(r: PublicRequest, tz: ZoneInfo) -> dict[str, Any]:
+    """A case as a GeoReport service request, with nothing about the reporter."""
+    chain = " ".join(u.get("name") or u["code"] for u in r.chain) or None
+    return {
+        "service_request_id": r.ref,
+        "status": "open" if r.status in OPEN else "closed",
+        "status_notes": r.public_note,
+        "service_name": r.category_name or r.category_code,
+        "service_code": r.category_code,
+        "description": r.description,
+        "agency_responsible": r.agency,
+        "service_notice": _notice(r.deadline_hours),
+        "requested_datetime": _w3c(r.created_at, tz),
+        "updated_datetime": _w3c(r.updated_at, tz),
+        "expected_datetime": _w3c(r.deadline_at, tz),
+        "address": r.address or chain,
+        "address_id": None,
+        "zipcode": None,
+        "lat": r.lat,
+        "long": r.lon,
+        "media_url": r.media_url,
+    }
 
 
-def _requests(session: Session, where: list[Any], tz: ZoneInfo, *, limit: int = MAX_PAGE,
-              offset: int = 0) -> list[dict[str, Any]]:
-    """Cases as GeoReport service requests, newest first, with nothing about the reporter."""
-    q = (select(Case.id, Case.ref, Case.status, Case.category_code, Case.description,
-                Case.created_at, Case.updated_at, Case.deadline_at,
-                Case.resolution["chain"].label("chain"),
-                Case.resolution["open311"].label("extra"),
-                func.ST_X(Case.geom).label("lon"), func.ST_Y(Case.geom).label("lat"),
-                Category.name.label("service_name"), Category.deadline_hours,
-                Department.name.label("agency"))
-         .outerjoin(Category, and_(Category.code == Case.category_code,
-                                   Category.valid_to.is_(None)))
-         .outerjoin(Department, and_(Department.code == Case.owner_department,
-                                     Department.valid_to.is_(None)))
-         .where(*where).order_by(Case.created_at.desc(), Case.id.desc())
-         .limit(limit).offset(offset))
-    rows = session.execute(q).all()
-    notes = _public_notes(session, [r.id for r in rows])
-    out = []
-    for r in rows:
-        extra = r.extra or {}
-        chain = " ".join(u.get("name") or u.get("code") for u in (r.chain or [])) or None
-        out.append({
-            "service_request_id": r.ref,
-            "status": "open" if r.status in OPEN else "closed",
-            "status_notes": notes.get(r.id),
-            "service_name": r.service_name or r.category_code,
-            "service_code": r.category_code,
-            "description": cases.mask_contacts(r.description),
-            "agency_responsible": r.agency,
-            "service_notice": _notice(r.deadline_hours),
-            "requested_datetime": _w3c(r.created_at, tz),
-            "updated_datetime": _w3c(r.updated_at, tz),
-            "expected_datetime": _w3c(r.deadline_at, tz),
-            "address": cases.mask_contacts(extra.get("address_string")) or chain,
-            "address_id": None,
-            "zipcode": None,
-            "lat": r.lat,
-            "long": r.lon,
-            "media_url": extra.get("media_url"),
-        })
-    return out
-
-
-@router.get("/v2/requests.{fmt}")
+@router.get("/v2/requests.{fmt}", response_model=list[ServiceRequest])
 def get_requests(
     fmt: str, session: SessionDep, settings: SettingsDep,
     service_request_id: str | None = None, service_code: str | None = None,
@@ -419,38 +400,26 @@ def get_requests(
     _json_only(fmt)
     size = _int("page_size", page_size, MAX_PAGE, 1, MAX_PAGE)
     number = _int("page", page, 1, 1, 1_000_000)
-    ids = _split(service_request_id)
-    where: list[Any] = []
+    ids = tuple(_split(service_request_id))
     if ids:
-        where.append(Case.ref.in_(ids))
+        wanted = RequestFilter(refs=ids)
     else:
         start, end = _datetime("start_date", start_date), _datetime("end_date", end_date)
         if start and end and start > end:
             raise InvalidInput(f"start_date: {start_date} is after end_date {end_date}")
-        if start is None and end is None:
-            start = session.execute(select(func.now())).scalar_one() - timedelta(
-                days=DEFAULT_DAYS)
-        elif start is None and end is not None:
-            start = end - timedelta(days=DEFAULT_DAYS)
-        where.append(Case.created_at >= start)
-        if end is not None:
-            where.append(Case.created_at <= end)
-        codes = _split(service_code)
-        if codes:
-            where.append(Case.category_code.in_(codes))
-        cond = _status_filter(status)
-        if cond is not None:
-            where.append(cond)
+        wanted = RequestFilter(start=start, end=end, window_days=DEFAULT_DAYS,
+                               categories=tuple(_split(service_code)), states=_states(status))
     tz = ZoneInfo(settings.timezone)
-    return _json(_requests(session, where, tz, limit=size, offset=(number - 1) * size))
+    found = public_requests(session, wanted, limit=size, offset=(number - 1) * size)
+    return _json([_request(r, tz) for r in found])
 
 
-@router.get("/v2/requests/{service_request_id}.{fmt}")
+@router.get("/v2/requests/{service_request_id}.{fmt}", response_model=list[ServiceRequest])
 def get_request(service_request_id: str, fmt: str, session: SessionDep,
                 settings: SettingsDep) -> Response:
     """One service request, as a one-element array (the spec's shape)."""
     _json_only(fmt)
-    found = _requests(session, [Case.ref == service_request_id], ZoneInfo(settings.timezone))
+    found = public_requests(session, RequestFilter(refs=(service_request_id,)), limit=1)
     if not found:
         raise NotFound(f"service_request_id: no request {service_request_id!r}")
-    return _json(found)
+    return _json([_request(found[0], ZoneInfo(settings.timezone))])

@@ -88,9 +88,15 @@ def test_idempotency_and_duplicates(full_client: TestClient, tokens,
     assert full_session.scalar(select(func.count()).select_from(Case)) == n
     # the same problem, 10 m away, reported by a hotline: joins the open case
     d = _report(full_client, tokens["centre"], channel="hotline_12345", lon=P[0] + 1e-4).json()
-    assert d["status"] == "merged" and d["duplicate_of"] is not None
+    # the original named by its public reference (never by a database id), everywhere
+    assert d["status"] == "merged" and d["duplicate_of"] == a["ref"]
+    assert full_client.get(f"/cases/{d['ref']}", headers=tokens["centre"]).json()[
+        "duplicate_of"] == a["ref"]
+    listed = full_client.get("/cases", params={"status": "merged"},
+                             headers=tokens["centre"]).json()["items"]
+    assert next(x for x in listed if x["ref"] == d["ref"])["duplicate_of"] == a["ref"]
     first = full_client.get(f"/cases/{a['ref']}", headers=tokens["centre"]).json()
-    assert first["reporters"] == 2
+    assert first["reporters"] == 2 and first["duplicate_of"] is None
     ev = full_client.get(f"/cases/{a['ref']}/events", headers=tokens["centre"]).json()
     assert [e["action"] for e in ev["events"]] == ["report", "reporter_added"]
     # another category at the same spot is another case
@@ -247,7 +253,7 @@ def test_split_of_a_wrong_merge(full_client: TestClient, tokens) -> None:  # typ
     # a hotline report 10 m away, same category: linked to a as a duplicate
     d = _report(full_client, c, channel="hotline_12345", lon=P[0] + 1e-4,
                 description="a different vendor, at the other gate").json()
-    assert d["status"] == "merged"
+    assert d["status"] == "merged" and d["duplicate_of"] == a["ref"]
     assert full_client.get(f"/cases/{a['ref']}", headers=c).json()["reporters"] == 2
     ref = d["ref"]
     assert "split" in full_client.get(f"/cases/{ref}", headers=c).json()["allowed"]
@@ -309,7 +315,7 @@ def test_the_centre_merges_by_hand_and_splits_back(full_client: TestClient, toke
     assert _act(full_client, b["ref"], tokens["patrol"], "merge",
                 data={"into": a["ref"]}).status_code == 403
     m = _act(full_client, b["ref"], c, "merge", data={"into": a["ref"]}).json()
-    assert m["status"] == "merged" and m["duplicate_of"] is not None
+    assert m["status"] == "merged" and m["duplicate_of"] == a["ref"]
     assert full_client.get(f"/cases/{a['ref']}", headers=c).json()["reporters"] == 2
     # nothing merges into a merged case
     other = _report(full_client, c, channel="web", lon=P[0] - 0.003).json()
@@ -346,7 +352,7 @@ def test_duplicate_rules_are_per_category(full_client: TestClient, tokens) -> No
     assert b["status"] == "collected"  # 25 m from a parked car is another car
     a, b = pair("E0406", 120)
     assert a["resolution"]["owner"]["category"]["duplicate"]["radius_m"] == 150.0
-    assert b["status"] == "merged" and b["duplicate_of"] is not None
+    assert b["status"] == "merged" and b["duplicate_of"] == a["ref"]
     assert full_client.get(f"/cases/{a['ref']}", headers=c).json()["reporters"] == 2
     a, b = pair("E0101", 25)  # exposed garbage: no rule of its own, the default 30 m
     assert a["resolution"]["owner"]["category"]["duplicate"] == {"radius_m": 30.0,
@@ -505,7 +511,7 @@ def test_reports_on_the_same_asset_are_one_case(full_client: TestClient, tokens,
     assert a["resolution"]["owner"]["asset"]["code"] == covers[0].code
     assert a["resolution"]["owner"]["category"]["duplicate"]["radius_m"] == 0
     b = report(covers[0], +east)
-    assert b["status"] == "merged" and b["duplicate_of"] is not None
+    assert b["status"] == "merged" and b["duplicate_of"] == a["ref"]
     assert full_client.get(f"/cases/{a['ref']}", headers=c).json()["reporters"] == 2
     other = report(covers[1], east)
     assert other["status"] == "collected"
@@ -543,3 +549,17 @@ def test_reject_cancel_suspend_resume(full_client: TestClient, tokens) -> None: 
     events = [(e["action"], e["from"], e["to"]) for e in _events(full_client, held, c)]
     assert events[-2:] == [("suspend", "in_progress", "suspended"),
                            ("resume", "suspended", "in_progress")]
+
+
+def test_a_retried_duplicate_names_its_original_by_reference(full_client: TestClient,
+                                                             tokens) -> None:  # type: ignore[no-untyped-def]
+    """A retry of a report that joined an open case answers that case's reference as its
+    duplicate_of, as the first answer did (the replay is read back from the database)."""
+    c = tokens["centre"]
+    a = _report(full_client, tokens["patrol"], lon=P[0] - 0.02).json()
+    key = {"idempotency-key": "hotline-7-retry"}
+    d = _report(full_client, c | key, channel="hotline_12345", lon=P[0] - 0.02 + 1e-4)
+    assert d.status_code == 201 and d.json()["duplicate_of"] == a["ref"]
+    again = _report(full_client, c | key, channel="hotline_12345", lon=P[0] - 0.02 + 1e-4)
+    assert again.status_code == 200 and again.json()["ref"] == d.json()["ref"]
+    assert again.json()["duplicate_of"] == a["ref"]

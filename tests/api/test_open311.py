@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
-from layers import cases
+from layers import case_actions, case_queries, rating
+from layers.cases import Actor
 from layers.models import Case, CaseEvent, Category
 from tests.servers import serving
 
@@ -102,7 +103,7 @@ def test_post_form_encoded_creates_a_case(full_client: TestClient,
                             "rating_code"}
     assert body[0]["account_id"] is None and body[0]["service_notice"]
     ref = body[0]["service_request_id"]
-    assert body[0]["rating_code"] == cases.rating_code(cases.rating_key(full_session), ref)
+    assert body[0]["rating_code"] == rating.rating_code(rating.rating_key(full_session), ref)
 
     # the same intake as POST /cases: resolved, kept with the case, channel open311
     case = full_session.scalar(select(Case).where(Case.ref == ref))
@@ -155,9 +156,9 @@ def test_filters(full_client: TestClient, full_session: Session) -> None:
     b = _post(full_client, service_code="E0301", lat=Q[1], long=Q[0]).json()[0][
         "service_request_id"]
     # the centre rejects b: it is closed for Open311, with the reason as its public note
-    case = cases.get(full_session, b)
-    cases.act(full_session, case, "reject", cases.Actor("c", "centre"), version=None,
-              note="no noise found on site; ring 13800001111 for details")
+    case = case_queries.get(full_session, b)
+    case_actions.act(full_session, case, "reject", Actor("c", "centre"), version=None,
+                     note="no noise found on site; ring 13800001111 for details")
 
     def refs(**params: str) -> list[str]:
         r = full_client.get(f"{V2}/requests.json", params=params)

@@ -108,7 +108,8 @@ def test_a_batch_sees_itself(full_session: Session, settings: Settings, resolve:
     assert [v["status"] for v in views[1:4]] == ["collected", "merged", "merged"]
     first = full_session.scalar(select(Case).where(Case.ref == views[1]["ref"]))
     assert first is not None and first.reporters == 3
-    assert views[2]["duplicate_of"] == views[3]["duplicate_of"] == first.id
+    # the original named by its reference, not its database id
+    assert views[2]["duplicate_of"] == views[3]["duplicate_of"] == first.ref
     # as if one by one: each later than the one before, the original changed by the last
     assert views[1]["created_at"] < views[2]["created_at"] < views[3]["created_at"]
     assert first.updated_at == views[1]["updated_at"] == views[3]["created_at"]

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.orm import Session
 
 from etl.demo_history import generate_history
-from layers import cases, kpis, workflow
+from layers import case_actions, cases, intake, kpis, workflow
 from layers.auth import create_token
 from layers.cluster import Cluster
 from layers.db import make_engine
@@ -67,13 +67,13 @@ def month(full_session: Session, settings: Settings) -> dict[str, Any]:
                "owner": {"owner": {"code": "CGZF"}, "category": {"deadline_hours": 4}}}
         it = cases.Intake("hotline_12345", category, grid.x + 0.002 * k + dx, grid.y, "EPSG:4326",
                           f"case {key}", "张三", PHONE, None, res)
-        case, _ = cases.intake(s, it, CENTRE, settings)
+        case, _ = intake.store_one(s, it, CENTRE, settings)
         made[key] = case
         return case
 
     def do(case: Case, action: str, actor: cases.Actor, **kw: Any) -> None:
         kw.setdefault("note", action)
-        cases.act(s, case, action, actor, version=case.version, **kw)
+        case_actions.act(s, case, action, actor, version=case.version, **kw)
 
     c1 = report("c1", g1, 0)
     for a, who in (("accept", CENTRE), ("dispatch", CENTRE), ("take", _dept("CGZF")),
@@ -312,7 +312,7 @@ def _walk(s: Session, settings: Settings, n: int, seed: int) -> int:
         it = cases.Intake("hotline_12345", rng.choice(["E0501", "E0101", "C0117"]),
                           g.x + rng.choice([0.0, 0.0, 0.01]), g.y, "EPSG:4326", f"walk {i}",
                           None, None, None, res)
-        made.append(cases.intake(s, it, CENTRE, settings)[0])
+        made.append(intake.store_one(s, it, CENTRE, settings)[0])
     taken = 0
     for case in made:
         for _ in range(rng.randint(0, 14)):
@@ -336,7 +336,7 @@ def _walk(s: Session, settings: Settings, n: int, seed: int) -> int:
                 data["hours"] = rng.choice([1, 24])
             elif action == "evaluate":
                 data["satisfaction"] = rng.randint(1, 5)
-            cases.act(s, case, action, actor, version=case.version, note="walk", data=data)
+            case_actions.act(s, case, action, actor, version=case.version, note="walk", data=data)
             taken += 1
     return taken
 

@@ -1,0 +1,1 @@
+"""The gridops commands, one module per command group; etl.cli assembles them."""

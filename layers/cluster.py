@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from layers.settings import child_environment
+
 PG_MAJOR = "15"
 INSTALL_HINT = (
     "apt-get install -y postgresql-15 postgresql-15-postgis-3 "
@@ -110,7 +112,7 @@ class Cluster:
         if self._run_as:
             argv = ["runuser", "-u", self._run_as, "--", *argv]
         proc = subprocess.run(argv, capture_output=True, text=True, check=False, cwd="/",
-                              env={**os.environ, **(env or {})})
+                              env=child_environment(**(env or {})))
         if check and proc.returncode != 0:
             msg = (proc.stderr or proc.stdout).strip().splitlines()
             last = msg[-1] if msg else f"exit code {proc.returncode}"

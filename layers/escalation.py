@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
+from layers.background import BackgroundLoop
 from layers.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -64,32 +65,24 @@ def escalate_overdue(session: Session, settings: Settings) -> dict[str, Any]:
             "levels": {n: sum(1 for r in rows if r.new == n) for n in LEVELS}}
 
 
-class Scheduler:
+class Scheduler(BackgroundLoop):
     """Runs escalate_overdue every interval in a background thread (one per worker; the
     advisory lock lets only one of them work at a time)."""
 
+    name = "gridops-scheduler"
+
     def __init__(self, factory: sessionmaker[Session], settings: Settings) -> None:
+        super().__init__()
         self._factory = factory
         self._settings = settings
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
 
-    def start(self) -> None:
-        """Start the loop."""
-        if self._thread is None and self._settings.scheduler_interval_s > 0:
-            self._thread = threading.Thread(target=self._loop, name="gridops-scheduler",
-                                            daemon=True)
-            self._thread.start()
+    def enabled(self) -> bool:
+        """Off when GRIDOPS_SCHEDULER_INTERVAL_S is 0 (cron runs `gridops escalate`)."""
+        return self._settings.scheduler_interval_s > 0
 
-    def stop(self) -> None:
-        """Stop the loop."""
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self._settings.scheduler_interval_s):
+    def run(self, stop: threading.Event) -> None:
+        """Escalate every interval until stopped; a failed run is logged, the next one runs."""
+        while not stop.wait(self._settings.scheduler_interval_s):
             try:
                 with self._factory() as session, session.begin():
                     out = escalate_overdue(session, self._settings)

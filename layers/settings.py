@@ -83,6 +83,14 @@ class Settings(BaseSettings):
     batch_max_bytes: int = Field(default=256 * 1024 * 1024,
                                  description="JSON batch body limit, in bytes")
 
+    npm_registry: str | None = Field(
+        default=None, description="an npm registry mirror the set-up fetches Leaflet from")
+
+    @property
+    def photos_root(self) -> Path:
+        """Where photos are kept: photos_dir, else $GRIDOPS_HOME/photos."""
+        return self.photos_dir or (self.home / "photos")
+
     @property
     def cluster_dir(self) -> Path:
         """The embedded cluster's data directory."""
@@ -103,3 +111,8 @@ def export_database_url(url: str) -> None:
     """Set GRIDOPS_DATABASE_URL in this process's environment, so that the server's worker
     processes (which build their own Settings from it) use the database url names."""
     os.environ["GRIDOPS_DATABASE_URL"] = url
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """This process's environment plus extra variables, for a child process (psql)."""
+    return {**os.environ, **extra}

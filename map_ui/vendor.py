@@ -10,11 +10,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import os
 import sys
 import tarfile
 import urllib.request
 from pathlib import Path
+
+from layers.settings import Settings
 
 VENDOR = Path(__file__).parent / "static" / "vendor"
 PACKAGES = {
@@ -30,9 +31,10 @@ def present() -> bool:
     return all((VENDOR / f).is_file() for f in NEEDED)
 
 
-def fetch(name: str, version: str, url: str, integrity: str, dest: Path) -> None:
-    """Download an npm tarball, verify it, unpack its dist/ into dest/name."""
-    registry = os.environ.get("GRIDOPS_NPM_REGISTRY")
+def fetch(name: str, version: str, url: str, integrity: str, dest: Path,
+          registry: str | None = None) -> None:
+    """Download an npm tarball (from a mirror registry if given), verify it, unpack its dist/
+    into dest/name."""
     if registry:
         url = url.replace("https://registry.npmjs.org", registry.rstrip("/"))
     with urllib.request.urlopen(url, timeout=60) as r:
@@ -61,9 +63,10 @@ def main() -> int:
     """Fetch what is missing; 0 when everything is in place."""
     if present():
         return 0
+    registry = Settings().npm_registry  # GRIDOPS_NPM_REGISTRY
     for name, (version, url, integrity) in PACKAGES.items():
         print(f"map_ui: fetching {name}@{version} from the npm registry", file=sys.stderr)
-        fetch(name, version, url, integrity, VENDOR)
+        fetch(name, version, url, integrity, VENDOR, registry)
     if not present():
         print("map_ui: vendored files still missing", file=sys.stderr)
         return 1

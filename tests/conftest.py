@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from layers.cluster import Cluster, find_bindir
 from layers.db import make_engine, upgrade
 from layers.settings import Settings
+from tests.support.transactions import nested_transaction
 
 
 @pytest.fixture(scope="session")
@@ -36,18 +37,6 @@ def pg_cluster() -> Iterator[Cluster]:
 def settings(pg_cluster: Cluster) -> Settings:
     """Settings pointing at the test cluster."""
     return Settings(database_url=pg_cluster.url(), home=pg_cluster.datadir.parent)
-
-
-@contextmanager
-def nested_transaction(session: Session) -> Iterator[Session]:
-    """A savepoint of the test's transaction that a unit of work commits (or rolls back)."""
-    nested = session.begin_nested()
-    try:
-        yield session
-    except BaseException:
-        nested.rollback()
-        raise
-    nested.commit()
 
 
 @pytest.fixture(scope="session")

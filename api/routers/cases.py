@@ -6,7 +6,6 @@ calls them, and answers."""
 from __future__ import annotations
 
 from datetime import datetime
-from pathlib import Path
 from typing import Annotated, Any
 
 import anyio
@@ -41,7 +40,6 @@ from layers.cases import Actor, Intake
 from layers.models import Case
 from layers.rating import check_rating_code, rating_key
 from layers.resolution import normalise_point
-from layers.settings import Settings
 from layers.workflow import ADMIN, CENTRE, DEPARTMENT, PATROL, PLANNER, PUBLIC, step
 from spatial.errors import InvalidInput, NotFound
 
@@ -63,11 +61,6 @@ def _view(session: SessionDep, case: Case, user: Actor) -> Response:
     return json_response(view(case, private=private,
                               duplicate_ref=case_queries.original_ref(session, case),
                               key=rating_key(session) if private else None))
-
-
-def _photos_root(settings: Settings) -> Path:
-    """The folder of the cases' photos (a folder per case reference)."""
-    return settings.photos_dir or (settings.home / "photos")
 
 
 @router.post("/cases", status_code=201, response_model=CaseOut,
@@ -175,7 +168,7 @@ async def add_photo(ref: str, request: Request, session: WriteSessionDep,
     require(user, CENTRE, DEPARTMENT, PATROL)
     case = case_queries.get_for(session, ref, user)
     step(case.status, "note", user.role)  # a finished case takes no photo: 409 before storing
-    root = _photos_root(settings)
+    root = settings.photos_root
     info, new = await photos.store(request.stream(), request.headers.get("content-type", ""),
                                    root, case.ref, settings.photo_max_bytes)
     try:
@@ -198,7 +191,7 @@ def get_photo(ref: str, name: str, session: SessionDep, user: CurrentUser,
     require(user, CENTRE, DEPARTMENT, PATROL, PLANNER)
     case = case_queries.get_for(session, ref, user)
     sha, _, ext = name.partition(".")
-    path = _photos_root(settings) / case.ref / f"{sha}.{ext}"
+    path = settings.photos_root / case.ref / f"{sha}.{ext}"
     if not (len(sha) == 64 and ext in photos.EXT.values() and path.is_file()):
         raise NotFound(f"no photo {name!r} on case {ref}")
     media = next(k for k, v in photos.EXT.items() if v == ext)

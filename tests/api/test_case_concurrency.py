@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from layers.auth import create_token
-from tests.servers import serving
+from tests.support.servers import serving
 
 RACERS = 8
 

@@ -22,7 +22,7 @@ from layers.auth import create_token
 from layers.cluster import Cluster, find_bindir
 from layers.db import make_engine, upgrade
 from layers.settings import Settings
-from tests.servers import serving
+from tests.support.servers import serving
 
 CLIENTS = 8
 BEFORE_KILL = 300  # reports acknowledged before the kill (at most 60 s of streaming)...

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from layers.ownership_store import OwnershipRegistry
 from layers.settings import Settings
-from tests import ownerfixtures as fx
+from tests.support import ownerfixtures as fx
 
 
 @pytest.fixture()

@@ -16,8 +16,8 @@ from layers import grids
 from layers.cluster import free_port
 from layers.db import make_engine, upgrade
 from layers.settings import Settings
-from tests.servers import wait_ready
-from tests.tinycity import X0, Y0, D, replace, tiny_city
+from tests.support.servers import wait_ready
+from tests.support.tinycity import X0, Y0, D, replace, tiny_city
 
 # inside community 1, 100 m north of the line between its two grids
 P = (X0 + D / 2, Y0 + D / 2 + 0.001)

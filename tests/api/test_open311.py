@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from layers import case_actions, case_queries, rating
 from layers.cases import Actor
 from layers.models import Case, CaseEvent, Category
-from tests.servers import serving
+from tests.support.servers import serving
 
 V2 = "/open311/v2"
 P = (121.2277, 31.0322)  # inside a grid; E0501 (illegal vending) belongs to CGZF here

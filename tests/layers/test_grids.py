@@ -13,7 +13,7 @@ from layers import grids
 from layers.models import Generation, GridPiece, GridUnit
 from layers.settings import Settings
 from spatial.errors import GridInvariantError, InvalidGeometry, InvalidInput, NotFound
-from tests.tinycity import X0, Y0, D, replace, tiny_city
+from tests.support.tinycity import X0, Y0, D, replace, tiny_city
 
 
 def _state(session: Session) -> tuple[int, int, int, int | None]:

@@ -22,7 +22,7 @@ from layers.ownership_store import load_snapshot
 from layers.resolver import build_index
 from layers.settings import Settings
 from spatial import h3index
-from tests.conftest import nested_transaction
+from tests.support.transactions import nested_transaction
 
 P = (121.2277, 31.0322)
 CENTRE = cases.Actor("test-centre", workflow.CENTRE)

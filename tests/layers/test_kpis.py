@@ -25,7 +25,7 @@ from layers.cluster import Cluster
 from layers.db import make_engine
 from layers.models import Case, CaseEvent
 from layers.settings import Settings
-from tests import kpi_reference
+from tests.support import kpi_reference
 
 TZ = ZoneInfo("Asia/Shanghai")
 MARCH = kpis.Period(datetime(2025, 3, 1, tzinfo=TZ), datetime(2025, 4, 1, tzinfo=TZ),

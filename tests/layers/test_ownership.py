@@ -15,7 +15,7 @@ from layers.ownership_store import load_snapshot
 from layers.resolver import build_index
 from layers.settings import Settings
 from spatial.errors import InvalidInput
-from tests import ownerfixtures as fx
+from tests.support import ownerfixtures as fx
 
 
 @pytest.fixture()

@@ -14,7 +14,7 @@ from layers import grids, responsibility, versioning
 from layers.ownership_store import load_snapshot
 from layers.settings import Settings
 from spatial.errors import NotFound
-from tests.tinycity import X0, Y0, D, replace, tiny_city
+from tests.support.tinycity import X0, Y0, D, replace, tiny_city
 
 G1 = "319999001001001"  # its leader changes in the draft
 G2_SOUTH = "319999002001002"  # split in the draft: west half keeps the code, east half is 003

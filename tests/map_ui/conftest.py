@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from layers.cluster import Cluster, free_port
 from layers.db import make_engine
 from layers.settings import Settings
-from tests.servers import wait_ready
+from tests.support.servers import wait_ready
 
 ARTIFACTS = Path(os.environ.get("GRIDOPS_TEST_ARTIFACTS", "test-artifacts")) / "map"
 HISTORY_CASES = 20_000

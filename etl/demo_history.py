@@ -5,6 +5,7 @@ every state change an event, written with COPY. Deterministic for a seed."""
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import logging
 import time
@@ -19,14 +20,17 @@ from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from etl.demo_city import people
-from layers import grids, versioning
-from layers.escalation import LEVELS
+from layers import grids, versioning, workflow
+from layers.escalation import ACTION as ESCALATE
+from layers.escalation import ESCALATING, LEVELS
 from layers.models import Case
-from layers.ownership import resolve_owner
+from layers.ownership import Snapshot
 from layers.ownership_store import load_snapshot
+from layers.resolution import answer_for, normalise_point
 from layers.resolver import build_index
 from layers.settings import Settings
-from spatial import h3index
+from layers.workflow import CENTRE, DEPARTMENT, PATROL, PUBLIC, SYSTEM
+from spatial.index import GridIndex
 
 log = logging.getLogger(__name__)
 
@@ -113,9 +117,13 @@ CASE_COLUMNS = ("id", "ref", "channel", "category_code", "description", "status"
                 "taken_at", "feedback_at", "bounced_by", "verified_role")
 EVENT_COLUMNS = ("case_id", "at", "actor", "role", "action", "from_status", "to_status",
                  "note", "data")
-# actions that bump a case's version (everything but intake's own bookkeeping)
-VERSIONED = frozenset({"accept", "reject", "cancel", "dispatch", "bounce", "take", "feedback",
-                       "reopen", "verify", "evaluate", "extend", "escalate"})
+# Events that are no workflow action (every other one is, taken by layers.workflow.step,
+# and bumps the case's version as layers.case_actions.act does): intake's report (a case starts
+# at workflow.INITIAL) and its merge of a duplicate (the workflow's merge, by the system);
+# a reporter joining and the scheduler's escalation (layers.escalation) keep the state and
+# the version.
+REPORT, REPORTER_ADDED, MERGE = "report", "reporter_added", "merge"
+WGS84 = "EPSG:4326"  # the demo's points are WGS84 lon/lat
 
 
 @dataclass
@@ -281,6 +289,19 @@ def _compact(owner: dict[str, Any]) -> dict[str, Any]:
             "area": {"code": owner["area"]["code"]} if owner.get("area") else None}
 
 
+def _answer(idx: GridIndex, snap: Snapshot, lon: float, lat: float, category: str,
+            settings: Settings, chains: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """A case's stored resolution as the API makes it (layers.resolution.answer_for) for a
+    point inside the grid, the owner answer compacted (_compact) and the chain one list per
+    grid (200,000 answers are kept in memory until written); the CRS is added when written."""
+    a = answer_for(idx, snap, lon, lat, category, settings)
+    if not a["chain"]:
+        raise ValueError(f"demo point {lon}, {lat} lies outside every grid")
+    a["chain"] = chains.setdefault(a["chain"][-1]["code"], a["chain"])
+    a["owner"] = _compact(a["owner"])
+    return a
+
+
 @dataclass
 class _Plan:
     """Every case's random draws (times in epoch seconds), computed once for all cases."""
@@ -351,13 +372,44 @@ def _plan(rng: np.random.Generator, created: np.ndarray, take_median: np.ndarray
 
 @dataclass
 class _Ev:
+    """One planned event; the state it leads to is the workflow's (see _after)."""
+
     at: float
     actor: str
     role: str
     action: str
-    to: str | None  # None: no state change
     note: str = ""
     data: dict[str, Any] | None = None
+
+
+@functools.cache
+def _step(state: str, action: str, role: str, previous: str | None) -> str:
+    return workflow.step(state, action, role, previous)  # the same few keys, 10^6 times
+
+
+def _after(state: str, e: _Ev, previous: str | None = None) -> tuple[str, bool]:
+    """The state after an event, and whether it is a workflow action (one that bumps the
+    case's version, as layers.case_actions.act does): the workflow's step for the action and the
+    role (IllegalTransition or Forbidden if not possible); the same state for the
+    scheduler's escalation (only of a state it escalates) and a reporter joining."""
+    if e.action == ESCALATE:
+        if state not in ESCALATING:
+            raise workflow.IllegalTransition(f"the scheduler does not escalate a {state} case")
+        return state, False
+    if e.action == REPORTER_ADDED:
+        return state, False
+    return _step(state, e.action, e.role, previous), True
+
+
+def _closes(life: list[_Ev]) -> float:
+    """When a lifecycle leaves the open states (a duplicate can only join it before)."""
+    state, previous = workflow.INITIAL, None
+    for e in life:
+        to, _ = _after(state, e, previous)
+        state, previous = to, (state if to != state else previous)
+        if state not in workflow.OPEN:
+            return e.at
+    return np.inf
 
 
 def _choose(names: list[str], u: float) -> str:
@@ -373,11 +425,11 @@ def _lifecycle(p: _Plan, i: int, cat: dict[str, Any], right: str, wrong: list[st
     patrols = ppl.patrol.get(grid) or ppl.centre
     ev: list[_Ev] = []
     if p.outcome[i] == 1:
-        return [_Ev(p.t_decide[i], centre, "centre", "reject", "rejected",
+        return [_Ev(p.t_decide[i], centre, CENTRE, "reject",
                     REJECT_NOTES[int(u[1] * len(REJECT_NOTES))])]
     if p.outcome[i] == 2:
-        return [_Ev(p.t_decide[i], centre, "centre", "cancel", "cancelled", "上报人撤回")]
-    ev.append(_Ev(p.t_decide[i], centre, "centre", "accept", "accepted"))
+        return [_Ev(p.t_decide[i], centre, CENTRE, "cancel", "上报人撤回")]
+    ev.append(_Ev(p.t_decide[i], centre, CENTRE, "accept"))
     deadline_h = float(cat["deadline_hours"])
     t = float(p.t_disp[i])
     nb = int(p.bounces[i])
@@ -385,54 +437,57 @@ def _lifecycle(p: _Plan, i: int, cat: dict[str, Any], right: str, wrong: list[st
     if nb == 2 and len(wrong) > 1:
         targets[1] = wrong[(int(u[2] * len(wrong)) + 1) % len(wrong)]
     for k, dept in enumerate(targets):
-        ev.append(_Ev(t, centre, "centre", "dispatch", "dispatched", data={
+        ev.append(_Ev(t, centre, CENTRE, "dispatch", data={
             "department": dept, "deadline_at": t + deadline_h * HOUR}))
         if k < nb:
             t += float(p.gap_bounce[k, i])
-            ev.append(_Ev(t, _choose(ppl.handlers[dept], u[3]), "department", "bounce",
-                          "bounced", BOUNCE_NOTES[int(u[4] * len(BOUNCE_NOTES))]))
+            ev.append(_Ev(t, _choose(ppl.handlers[dept], u[3]), DEPARTMENT, "bounce",
+                          BOUNCE_NOTES[int(u[4] * len(BOUNCE_NOTES))]))
             t += float(p.gap_redisp[k, i])
     t_disp = t
     deadline = t_disp + deadline_h * HOUR
     handler = _choose(ppl.handlers[right], u[3])
     t_take = t_disp + float(p.take_gap[i])
-    ev.append(_Ev(t_take, handler, "department", "take", "in_progress"))
+    ev.append(_Ev(t_take, handler, DEPARTMENT, "take"))
+    t_ext = max(t_disp + 0.5 * (deadline - t_disp), t_take + 60)
     if p.extend[i]:
-        t_ext = t_disp + 0.5 * (deadline - t_disp)
         deadline += float(p.extend_h[i]) * HOUR
-        ev.append(_Ev(max(t_ext, t_take + 60), centre, "centre", "extend", None,
-                      "申请延期已批准", {"hours": float(p.extend_h[i]), "deadline_at": deadline}))
     late = bool(p.late[i]) and not p.extend[i]
+    t_fb = np.inf if p.stall[i] else (
+        max(deadline, t_take) + float(p.late_by[i]) if late
+        else t_take + float(p.work_frac[i]) * max(deadline - t_take, 1800.0))
+    if p.extend[i]:  # asked for while in progress: before the feedback of a quick job
+        ev.append(_Ev(t_ext if t_ext < t_fb else t_take + 0.5 * (t_fb - t_take), centre,
+                      CENTRE, "extend", "申请延期已批准",
+                      {"hours": float(p.extend_h[i]), "deadline_at": deadline}))
     t_close = np.inf
     if not p.stall[i]:
-        t_fb = (max(deadline, t_take) + float(p.late_by[i]) if late
-                else t_take + float(p.work_frac[i]) * max(deadline - t_take, 1800.0))
-        ev.append(_Ev(t_fb, handler, "department", "feedback", "feedback", "已处置完毕"))
+        ev.append(_Ev(t_fb, handler, DEPARTMENT, "feedback", "已处置完毕"))
         t = t_fb
-        verifier, vrole = ((centre, "centre") if p.centre_verify[i]
-                           else (_choose(patrols, u[5]), "patrol"))
+        verifier, vrole = ((centre, CENTRE) if p.centre_verify[i]
+                           else (_choose(patrols, u[5]), PATROL))
         if p.reopen[i]:
             t += float(p.reopen_gap[i])
-            ev.append(_Ev(t, verifier, vrole, "reopen", "in_progress", "现场复核未整改到位"))
+            ev.append(_Ev(t, verifier, vrole, "reopen", "现场复核未整改到位"))
             t += float(p.refeed_gap[i])
-            ev.append(_Ev(t, handler, "department", "feedback", "feedback", "已再次处置"))
+            ev.append(_Ev(t, handler, DEPARTMENT, "feedback", "已再次处置"))
         if p.prompt[i] and t < deadline - 600:  # checked while the deadline still holds
             t_close = t + float(p.verify_frac[i]) * (deadline - t)
         else:
             t_close = t + float(p.verify_gap[i]) * min(1.0, max(0.15, deadline_h / 24))
-        ev.append(_Ev(t_close, verifier, vrole, "verify", "closed",
-                      "电话回访确认已解决" if vrole == "centre" else "现场核查已解决"))
+        ev.append(_Ev(t_close, verifier, vrole, "verify",
+                      "电话回访确认已解决" if vrole == CENTRE else "现场核查已解决"))
         if p.evaluate[i]:
             score = int(p.sat_late[i] if late else p.sat_ok[i])
             citizen = channel in CITIZEN_CHANNELS
             ev.append(_Ev(t_close + float(p.eval_gap[i]), "public" if citizen else centre,
-                          "public" if citizen else "centre", "evaluate", "evaluated",
+                          PUBLIC if citizen else CENTRE, "evaluate",
                           data={"satisfaction": score}))
     for level, at in ((1, deadline), (2, deadline + escal[0] * HOUR),
                       (3, deadline + escal[1] * HOUR)):
         if at + 30 < t_close:
-            ev.append(_Ev(at + 30, "scheduler", "system", "escalate", None,
-                          f"overdue: {LEVELS[level]}", {"level": level}))
+            ev.append(_Ev(at + 30, "scheduler", SYSTEM, ESCALATE, f"overdue: {LEVELS[level]}",
+                          {"level": level}))
     ev.sort(key=lambda e: e.at)
     return ev
 
@@ -461,12 +516,11 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).isoformat()
 
 
-def generate_history(session: Session, *, cases: int = 200_000,
-                     year_end: datetime | None = None, seed: int = 2025,
-                     settings: Settings | None = None) -> dict[str, int]:
-    """Write a year (before year_end, default now) of cases and events; returns counts."""
+def generate_history(session: Session, *, settings: Settings, cases: int = 200_000,
+                     year_end: datetime | None = None, seed: int = 2025) -> dict[str, int]:
+    """Write a year (before year_end, default now) of cases and events; returns counts.
+    Every state change is a step of layers.workflow, every resolution the API's answer."""
     t0 = time.perf_counter()
-    settings = settings or Settings()
     tz = ZoneInfo(settings.timezone)
     session.flush()
     end = (year_end or session.execute(text("SELECT clock_timestamp()")).scalar_one())
@@ -495,16 +549,11 @@ def generate_history(session: Session, *, cases: int = 200_000,
     cw = np.array(list(CHANNEL_WEIGHTS.values()))
     channel = rng.choice(len(channel_names), n, p=cw / cw.sum())
 
-    # owners: the full rules for every case (≈ 70 µs a case)
-    chains: dict[int, list[dict[str, Any]]] = {}
-    owners: list[dict[str, Any]] = []
-    for i in range(n):
-        g = int(grid[i])
-        ch = chains.get(g)
-        if ch is None:
-            ch = chains[g] = idx.chain(g)
-        owners.append(_compact(resolve_owner(snap, float(lon[i]), float(lat[i]),
-                                             codes[cat[i]], ch, settings)))
+    # resolutions: the API's answer, owner rules and all, for every case (≈ 80 µs a case)
+    chains: dict[str, list[dict[str, Any]]] = {}
+    answers = [_answer(idx, snap, float(lon[i]), float(lat[i]), codes[cat[i]], settings,
+                       chains) for i in range(n)]
+    owners = [a["owner"] for a in answers]
     right = [((o.get("owner") or {}).get("code") or snap.categories[codes[cat[i]]][
         "default_department"]) for i, o in enumerate(owners)]
     wrong_p = np.array([WRONG_IF_DISPUTED if o["disputed"] else
@@ -518,8 +567,8 @@ def generate_history(session: Session, *, cases: int = 200_000,
     by_major: dict[str, set[str]] = {}
     for c in snap.categories.values():
         by_major.setdefault(c["major_code"], set()).add(c["default_department"])
-    street_of = [next((u["code"] for u in chains[int(g)] if u["level"] == 2), None)
-                 for g in grid]
+    street_of = [next((u["code"] for u in a["chain"] if u["level"] == 2), None)
+                 for a in answers]
 
     confusable: dict[tuple[str, str | None, str], list[str]] = {}
 
@@ -543,10 +592,7 @@ def generate_history(session: Session, *, cases: int = 200_000,
 
     # when each case stops being open (duplicates can only join open cases); the events
     # themselves are drawn again when written, to keep memory flat
-    closes = np.full(n, np.inf)
-    for i in range(n):
-        done = [e.at for e in life_of(i) if e.to in ("closed", "rejected", "cancelled")]
-        closes[i] = done[0] if done else np.inf
+    closes = np.array([_closes(life_of(i)) for i in range(n)])
     ok = (plan.outcome == 0) & (created < end_s - 600)
     parents = rng.choice(np.flatnonzero(ok), n_dup) if n_dup else np.empty(0, dtype=np.int64)
     window = np.minimum.reduce([closes[parents] - created[parents], np.full(n_dup, DAY),
@@ -554,9 +600,12 @@ def generate_history(session: Session, *, cases: int = 200_000,
     d_created = created[parents] + rng.uniform(0.02, 0.98, n_dup) * np.maximum(window, 1.0)
     d_lon = lon[parents] + rng.normal(0, 8, n_dup) / (M_PER_DEG * np.cos(np.radians(31.0)))
     d_lat = lat[parents] + rng.normal(0, 8, n_dup) / M_PER_DEG
-    d_grid = idx.lookup(d_lon, d_lat)
-    d_grid = np.where(d_grid >= 0, d_grid, grid[parents])
+    outside = idx.lookup(d_lon, d_lat) < 0  # reported at the parent's point instead
+    d_lon = np.where(outside, lon[parents], d_lon)
+    d_lat = np.where(outside, lat[parents], d_lat)
     d_channel = rng.choice(len(channel_names), n_dup, p=cw / cw.sum())
+    d_answers = [_answer(idx, snap, float(d_lon[j]), float(d_lat[j]), codes[cat[parents[j]]],
+                         settings, chains) for j in range(n_dup)]
 
     # everything in time order: ids and refs ascend with the report time
     all_created = np.concatenate([created, d_created])
@@ -585,7 +634,6 @@ def generate_history(session: Session, *, cases: int = 200_000,
     assert raw is not None
     cur = raw.cursor()
     cases_w, events_w = _Writer(), _Writer()
-    gen_id = idx.generation
 
     def flush() -> None:
         t1 = time.perf_counter()
@@ -598,12 +646,11 @@ def generate_history(session: Session, *, cases: int = 200_000,
         dup = k >= n
         src = int(parents[k - n]) if dup else k
         t_rep = float(all_created[k])
-        g = int(d_grid[k - n]) if dup else int(grid[k])
-        ch = chains.get(g) or chains.setdefault(g, idx.chain(g))
-        x, y = (float(d_lon[k - n]), float(d_lat[k - n])) if dup else (float(lon[k]),
-                                                                          float(lat[k]))
+        answer = d_answers[k - n] if dup else answers[k]
+        ch, owner = answer["chain"], answer["owner"]
+        point = normalise_point(*((float(d_lon[k - n]), float(d_lat[k - n])) if dup
+                                  else (float(lon[k]), float(lat[k]))), WGS84)
         chan = channel_names[int(d_channel[k - n] if dup else channel[k])]
-        owner = owners[src]
         cat_code = codes[cat[src]]
         cid = int(case_id[k])
         grid_code = ch[-1]["code"]
@@ -612,33 +659,35 @@ def generate_history(session: Session, *, cases: int = 200_000,
         cname = snap.categories[cat_code]["name"]
         if chan == "patrol_app":
             who = _choose(ppl.patrol.get(grid_code) or ppl.centre, plan.pick[5, src])
-            role = "patrol"
+            role = PATROL
         elif chan == "camera":
-            who, role = "camera-ai", "system"
+            who, role = "camera-ai", SYSTEM
         else:
-            who, role = _choose(ppl.centre, plan.pick[1, src]), "centre"
+            who, role = _choose(ppl.centre, plan.pick[1, src]), CENTRE
         citizen = chan in CITIZEN_CHANNELS
         rep = cits[(k * 7919) % len(cits)] if citizen else (None, None)
         owner_code = (owner.get("owner") or {}).get("code")
+        status = workflow.INITIAL
         evs: list[tuple[float, str, str, str, str | None, str, str, dict[str, Any]]] = [
-            (t_rep, who, role, "report", None, "collected", f"{cname}（{place}附近）",
+            (t_rep, who, role, REPORT, None, status, f"{cname}（{place}附近）",
              {"channel": chan, "inside": True, "owner": owner_code,
               "disputed": owner["disputed"]})]
-        if dup:
+        if dup:  # intake merges it at once (its version stays, as layers.cases writes it)
             par_ref = refs[src]
-            evs.append((t_rep + 0.5, "system", "system", "merge", "collected", "merged",
+            merged = workflow.next_state(status, MERGE)
+            evs.append((t_rep + 0.5, "system", SYSTEM, MERGE, status, merged,
                         f"same problem as {par_ref}", {"into": par_ref}))
+            status = merged
             life: list[_Ev] = []
         else:
             life = life_of(k)
             # reporters who joined this case later
             for r, j in enumerate(dups_of.get(k, []), start=2):
-                life.append(_Ev(float(d_created[j]) + 0.5, "system", "system",
-                                "reporter_added", None,
+                life.append(_Ev(float(d_created[j]) + 0.5, "system", SYSTEM, REPORTER_ADDED,
                                 f"{refs[n + j]} reports the same problem",
                                 {"from": refs[n + j], "reporters": r}))
             life.sort(key=lambda e: e.at)
-        status = evs[-1][5]
+        previous: str | None = None  # the state before the last change (for a resume)
         version = 1
         deadline: float | None = None
         dept = owner_code
@@ -646,7 +695,7 @@ def generate_history(session: Session, *, cases: int = 200_000,
         sat: int | None = None
         esc = 0
         reporters = 1
-        # the facts layers.cases.act keeps on the row
+        # the facts layers.case_actions.act keeps on the row
         accepted: float | None = None
         dispatched: float | None = None
         taken: float | None = None
@@ -656,7 +705,7 @@ def generate_history(session: Session, *, cases: int = 200_000,
         for e in life:
             if e.at >= end_s:
                 break
-            to = e.to or status
+            to, acted = _after(status, e, previous)
             data = dict(e.data or {})
             if e.action == "dispatch":
                 dept = data["department"]
@@ -679,24 +728,23 @@ def generate_history(session: Session, *, cases: int = 200_000,
                 verified_role = e.role
             elif e.action == "evaluate":
                 sat = data["satisfaction"]
-            elif e.action == "escalate":
+            elif e.action == ESCALATE:
                 esc = data["level"]
-            elif e.action == "reporter_added":
+            elif e.action == REPORTER_ADDED:
                 reporters = data["reporters"]
             if "deadline_at" in data:
                 data["deadline_at"] = _iso(data["deadline_at"])
-            if e.action in VERSIONED:
+            if acted:  # a workflow action: layers.case_actions.act bumps the version
                 version += 1
             evs.append((e.at, e.actor, e.role, e.action, status, to, e.note, data))
-            status = to
+            status, previous = to, (status if to != status else previous)
         updated = evs[-1][0]
-        resolution = {"chain": ch, "h3": h3index.cell_str(h3index.cell_for_point(
-            x, y, idx.resolution)), "generation": gen_id, "nearest": None,
-            "owner": owner, "crs": {"key": "EPSG:4326", "name": "WGS 84"}}
+        resolution = {**answer, "crs": point.crs}
         cases_w.row((
             cid, refs[k], chan, cat_code, evs[0][6], status, version,
-            f"SRID=4326;POINT({x!r} {y!r})", "EPSG:4326", "t", grid_code, street,
-            resolution["h3"], gen_id, dept, orjson.dumps(resolution).decode(),
+            f"SRID=4326;POINT({point.lon!r} {point.lat!r})", point.crs["key"], "t", grid_code,
+            street, answer["h3"], answer["generation"], dept,
+            orjson.dumps(resolution).decode(),
             _iso(deadline) if deadline else None, esc, rep[0], rep[1], reporters,
             int(case_id[src]) if dup else None, sat, _iso(t_rep), _iso(updated),
             _iso(closed) if closed else None, *(_iso(t) if t else None for t in (

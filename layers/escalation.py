@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 LEVELS = {1: "supervision (督办)", 2: "second-tier joint meeting (二级联席会议)",
           3: "first-tier joint meeting (一级联席会议)"}
 LOCK_KEY = 7_311_001  # pg advisory lock: one escalation run at a time across workers
+ACTION = "escalate"  # the event an escalation step writes (not a workflow transition)
 ESCALATING = ("dispatched", "bounced", "in_progress", "feedback")
 _ESCALATING_SQL = ", ".join(f"'{s}'" for s in ESCALATING)  # as index case_escalating has it
 
@@ -52,7 +53,7 @@ def escalate_overdue(session: Session, settings: Settings) -> dict[str, Any]:
         session.execute(text("""
             INSERT INTO case_event (case_id, actor, role, action, from_status, to_status,
                                     note, data)
-            SELECT r.id, 'scheduler', 'system', 'escalate', r.status, r.status,
+            SELECT r.id, 'scheduler', 'system', :action, r.status, r.status,
                    'overdue: ' || (ARRAY[:l1, :l2, :l3])[lvl],
                    jsonb_build_object('level', lvl)
               FROM unnest(CAST(:ids AS bigint[]), CAST(:olds AS int[]), CAST(:news AS int[]),
@@ -60,7 +61,7 @@ def escalate_overdue(session: Session, settings: Settings) -> dict[str, Any]:
                    generate_series(r.old + 1, r.new) AS lvl"""),
             {"ids": [r.id for r in rows], "olds": [r.old for r in rows],
              "news": [r.new for r in rows], "sts": [r.status for r in rows],
-             "l1": LEVELS[1], "l2": LEVELS[2], "l3": LEVELS[3]})
+             "l1": LEVELS[1], "l2": LEVELS[2], "l3": LEVELS[3], "action": ACTION})
     return {"ran": True, "escalated": len(rows),
             "levels": {n: sum(1 for r in rows if r.new == n) for n in LEVELS}}
 

@@ -3,7 +3,7 @@ a street) and per grid, with a composite score, six grades (A+ ... E) and ranks.
 
 One SQL round trip and one pass over the period's cases (by created_at) per table (the
 department table adds one over the period's few bounced cases, on their own index). The facts
-the figures need beyond a case's state live on the case row, kept by layers.cases.act at
+the figures need beyond a case's state live on the case row, kept by layers.case_actions.act at
 every transition (and by the demo history loader; migration 0005 backfilled them from
 case_event): when it was accepted, the standing dispatch, when that was taken, the first
 feedback, the departments that bounced it, and the role that verified it. Nothing reads
@@ -203,7 +203,7 @@ class KpiTable:
 
 # The period's cases; one pass each table (the department table adds a pass over the few
 # bounced cases, on their own index). The facts come from the row, where
-# layers.cases.act keeps them at every transition (migration 0005): dispatched_at is the
+# layers.case_actions.act keeps them at every transition (migration 0005): dispatched_at is the
 # standing dispatch (None until dispatched and after a bounce), bounced_by the departments
 # whose dispatches were bounced, in order.
 _PERIOD = """

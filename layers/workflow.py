@@ -15,6 +15,7 @@ OPEN = ("collected", "accepted", "dispatched", "bounced", "in_progress", "suspen
         "feedback")
 DONE = ("closed", "evaluated", "rejected", "cancelled", "merged")
 STATES = OPEN + DONE
+INITIAL = "collected"  # where every case starts: intake's report makes it
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,32 @@ def allowed(state: str, role: str | None = None) -> list[str]:
     if state in OPEN:
         out += [a for a, roles in SIDE_ACTIONS.items() if role is None or role in roles]
     return out
+
+
+def transition(state: str, action: str) -> Move:
+    """The table's move for an action from a state, or IllegalTransition (409) listing the
+    actions allowed there (as step raises it). Side actions are not moves."""
+    found = next((m for m in MOVES.get(state, ()) if m.action == action), None)
+    if found is None:
+        raise IllegalTransition(
+            f"cannot {action} a case that is {state}; allowed: "
+            f"{', '.join(allowed(state)) or 'nothing (the case is finished)'}",
+            extra={"state": state, "allowed": allowed(state)})
+    return found
+
+
+def next_state(state: str, action: str, previous: str | None = None) -> str:
+    """The state after an action, whoever takes it: the table's target, the same state for
+    a side action of an open case, `previous` (the state before) for a move back (resume).
+    IllegalTransition as step raises it; who may take the action is step's question."""
+    if action in SIDE_ACTIONS and state in OPEN:
+        return state
+    to = transition(state, action).to
+    if to is None:
+        if previous is None:
+            raise IllegalTransition(f"cannot {action}: the state before {state} is unknown")
+        return previous
+    return to
 
 
 def step(state: str, action: str, role: str, previous: str | None = None) -> str:

@@ -1,6 +1,6 @@
 """A small synthetic year on the demo city: every case has its events, states agree with the
-events, reports cluster on hotspots, bounce and overdue shares are plausible, and the same
-seed gives the same history."""
+events, reports cluster on hotspots, bounce and overdue shares are plausible, the same seed
+gives the same history, and every history is a walk of the case state machine."""
 
 from __future__ import annotations
 
@@ -8,10 +8,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from etl.demo_history import generate_history
+from etl import demo_history
+from etl.demo_history import ESCALATE, MERGE, REPORT, REPORTER_ADDED, generate_history
+from layers import escalation, grids, workflow
+from layers.ownership_store import load_snapshot
+from layers.resolution import answer_for, normalise_point
+from layers.resolver import build_index
 from layers.settings import Settings
 from spatial import h3index
 
@@ -99,17 +105,126 @@ def test_a_year_of_history(full_session: Session, settings: Settings) -> None:
     assert 0.04 <= shares.bounced <= 0.10
     assert 0.05 <= shares.overdue <= 0.30 and 0.02 <= shares.escalated <= shares.overdue
     assert 0.6 <= shares.evaluated <= 0.85 and shares.satisfied >= 0.75
-    by_status = dict(s.execute(text(
+    by_status: dict[str, int] = dict(s.execute(text(
         'SELECT status, count(*) FROM "case" WHERE id > :b GROUP BY 1'), p).all())
     assert 0.02 <= by_status["rejected"] / N <= 0.1
     assert by_status["closed"] + by_status["evaluated"] > 0.8 * N
-    channels = dict(s.execute(text(
+    channels: dict[str, int] = dict(s.execute(text(
         'SELECT channel, count(*) FROM "case" WHERE id > :b GROUP BY 1'), p).all())
     assert max(channels, key=lambda k: channels[k]) == "patrol_app" and len(channels) >= 6
 
+    # each stored resolution is the API's answer for the case's point (the owner compacted)
+    gen = grids.active_generation(s)
+    assert gen is not None
+    idx, snap = build_index(s, gen, settings), load_snapshot(s, settings)
+    sample = s.execute(text("""
+        SELECT ST_X(geom) AS lon, ST_Y(geom) AS lat, category_code, resolution, input_crs,
+               grid_code, h3_cell, generation_id FROM "case" WHERE id > :b AND id % 37 = 0"""),
+        p).all()
+    assert len(sample) > 50
+    for r in sample:
+        want = answer_for(idx, snap, r.lon, r.lat, r.category_code, settings)
+        want["owner"] = demo_history._compact(want["owner"])
+        want["crs"] = normalise_point(r.lon, r.lat, "EPSG:4326").crs
+        assert r.resolution == want
+        assert (r.input_crs, r.grid_code, r.h3_cell, r.generation_id) == (
+            want["crs"]["key"], want["chain"][-1]["code"], want["h3"], want["generation"])
+
     # clustered: the busiest 5 % of resolution-9 H3 cells (≈ 0.1 km²) hold far more than 5 %
-    xy = np.array(s.execute(text(
+    xy: np.ndarray = np.array(s.execute(text(
         'SELECT ST_X(geom), ST_Y(geom) FROM "case" WHERE id > :b'), p).all())
     _, counts = np.unique(h3index.cells_for_points(xy[:, 0], xy[:, 1], 9), return_counts=True)
     top = np.sort(counts)[::-1][: max(1, len(counts) // 20)]
     assert top.sum() / N > 0.25
+
+
+def _walk_problems(s: Session, base: int) -> tuple[list[str], dict[str, int]]:
+    """Every case after `base` replayed through layers.workflow from its events (in their
+    order): what does not agree, and how often each action occurs."""
+    rows = s.execute(text("""
+        SELECT c.ref, c.status, c.version, e.action, e.role, e.from_status, e.to_status
+          FROM "case" c JOIN case_event e ON e.case_id = c.id
+         WHERE c.id > :b ORDER BY c.id, e.at, e.id"""), {"b": base}).all()
+    problems: list[str] = []
+    actions: dict[str, int] = {}
+    by_case: dict[str, list[Any]] = {}
+    for r in rows:
+        by_case.setdefault(r.ref, []).append(r)
+        actions[r.action] = actions.get(r.action, 0) + 1
+    for ref, evs in by_case.items():
+        first = evs[0]
+        if (first.action, first.from_status, first.to_status) != (REPORT, None,
+                                                                  workflow.INITIAL):
+            problems.append(f"{ref}: starts with {first.action} to {first.to_status}")
+            continue
+        state, before, version = workflow.INITIAL, None, 1
+        for k, e in enumerate(evs[1:], start=1):
+            if e.from_status != state:
+                problems.append(f"{ref} #{k} {e.action}: from {e.from_status}, was {state}")
+                break
+            try:
+                if e.action in (REPORTER_ADDED, ESCALATE):  # bookkeeping: the state stays
+                    to = state
+                    if e.role != workflow.SYSTEM or (e.action == ESCALATE
+                                                     and state not in escalation.ESCALATING):
+                        raise workflow.IllegalTransition(f"{e.role} {e.action} in {state}")
+                elif e.action == MERGE and e.role == workflow.SYSTEM and k == 1:
+                    to = workflow.next_state(state, e.action)  # intake's merge: no version
+                else:  # an action of layers.case_actions.act, by a role that may take it
+                    to = workflow.step(state, e.action, e.role, before)
+                    version += 1
+            except (workflow.IllegalTransition, workflow.Forbidden) as err:
+                problems.append(f"{ref} #{k}: {err}")
+                break
+            if to != e.to_status:
+                problems.append(f"{ref} #{k} {e.action}: to {e.to_status}, workflow: {to}")
+                break
+            state, before = to, (state if to != state else before)
+        else:
+            if state != first.status:
+                problems.append(f"{ref}: ends {state}, the case is {first.status}")
+            if version != first.version:
+                problems.append(f"{ref}: version {first.version}, its actions make {version}")
+    return problems, actions
+
+
+def test_every_history_is_a_walk_of_the_workflow(full_session: Session,
+                                                 settings: Settings) -> None:
+    s = full_session
+    base = s.execute(text('SELECT coalesce(max(id), 0) FROM "case"')).scalar_one()
+    out = generate_history(s, cases=2000, year_end=END, seed=7, settings=settings)
+    problems, actions = _walk_problems(s, base)
+    assert problems == []
+    assert sum(actions.values()) == out["events"]
+    # the sample has every kind of history: bounce-backs, extensions, reopenings, overdue
+    # (escalated) cases, ratings, duplicates, rejections and cancellations
+    assert {"accept", "dispatch", "bounce", "take", "extend", "feedback", "reopen", "verify",
+            "evaluate", "reject", "cancel", MERGE, REPORTER_ADDED, ESCALATE} <= set(actions)
+    assert set(actions) - {REPORT, REPORTER_ADDED, ESCALATE} <= {
+        m.action for ms in workflow.MOVES.values() for m in ms} | set(workflow.SIDE_ACTIONS)
+
+    # the replay is no rubber stamp: a history that skips a step, or a state the events do
+    # not lead to, is found
+    take = s.execute(text("SELECT min(id) FROM case_event WHERE case_id > :b "
+                          "AND action = 'take'"), {"b": base}).scalar_one()
+    s.execute(text("UPDATE case_event SET from_status = 'accepted' WHERE id = :e"), {"e": take})
+    s.execute(text("""UPDATE "case" SET status = 'closed' WHERE id = (
+        SELECT max(id) FROM "case" WHERE id > :b AND status = 'evaluated')"""), {"b": base})
+    problems, _ = _walk_problems(s, base)
+    assert len(problems) == 2
+    assert any("take: from accepted, was dispatched" in p for p in problems)
+    assert any("ends evaluated, the case is closed" in p for p in problems)
+
+
+def test_the_generator_refuses_what_the_workflow_refuses() -> None:
+    ev = demo_history._Ev  # one planned event, as _lifecycle draws them
+    assert demo_history._after("in_progress", ev(0.0, "x", workflow.CENTRE, "extend")) == (
+        "in_progress", True)
+    assert demo_history._after("feedback", ev(0.0, "x", workflow.SYSTEM, ESCALATE)) == (
+        "feedback", False)
+    with pytest.raises(workflow.IllegalTransition, match="cannot extend a case that is closed"):
+        demo_history._after("closed", ev(0.0, "x", workflow.CENTRE, "extend"))
+    with pytest.raises(workflow.Forbidden):
+        demo_history._after("feedback", ev(0.0, "x", workflow.DEPARTMENT, "verify"))
+    with pytest.raises(workflow.IllegalTransition, match="does not escalate"):
+        demo_history._after("accepted", ev(0.0, "x", workflow.SYSTEM, ESCALATE))

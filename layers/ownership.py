@@ -22,6 +22,7 @@ same rules answer it.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from datetime import datetime, time
 from typing import Any
@@ -65,6 +66,8 @@ class AssetSet:
 
 
 STATES = ("intact", "damaged", "missing", "occupied")
+# more than any snap radius (≤ 500 m) in degrees of latitude, with room for longitude's
+ASSET_EXTENT_PAD_DEG = 0.05
 
 
 @dataclass
@@ -85,12 +88,21 @@ class Snapshot:
     shifts: dict[str, list[dict[str, Any]]]
     teams: dict[str, dict[str, Any]]
     metric: Any
+    # lon/lat box of every asset, padded by ASSET_EXTENT_PAD_DEG; None when there are none
+    asset_extent: tuple[float, float, float, float] | None = None
     built_seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=dict)
 
-    # -------------------------------------------------------------- loading
-
     # -------------------------------------------------------------- questions
+
+    def asset_xy(self, lon: float, lat: float) -> tuple[float, float] | None:
+        """The point in the metric CRS of the asset trees, or None where no asset can be
+        near (outside the assets' box: far from the deployment the metric CRS breaks)."""
+        e = self.asset_extent
+        if e is None or not (e[0] <= lon <= e[2] and e[1] <= lat <= e[3]):
+            return None
+        x, y = self.metric(lon, lat)
+        return (float(x), float(y)) if math.isfinite(x) and math.isfinite(y) else None
 
     def department(self, code: str | None) -> dict[str, Any] | None:
         """A department as answers show it."""
@@ -197,8 +209,9 @@ def resolve_owner(snap: Snapshot, lon: float, lat: float, category_code: str,
                       "reason": f"category {cat['code']} is not owned through an asset "
                                 f"(owner_rule {cat['owner_rule']})"})
     else:
-        x, y = snap.metric(lon, lat)
-        near = snap.assets_near(cat["asset_kind"], float(x), float(y), cat["snap_radius_m"])
+        xy = snap.asset_xy(lon, lat)
+        near = ([] if xy is None else
+                snap.assets_near(cat["asset_kind"], *xy, cat["snap_radius_m"]))
         cands = [_asset(a, d) for a, d in near]
         if not near:
             trail.append({"rule": "asset", "outcome": "lost", "candidates": [],
@@ -348,13 +361,14 @@ def _area(a: dict[str, Any], applies: bool) -> dict[str, Any]:
 def candidate_categories(snap: Snapshot, lon: float, lat: float) -> list[str]:
     """Categories that have a candidate at the spot: an asset of their kind within their snap
     radius, or an area that covers the point and applies to them."""
-    x, y = snap.metric(lon, lat)
+    xy = snap.asset_xy(lon, lat)
     covering = snap.areas_covering(lon, lat)
     out = []
     for code, cat in sorted(snap.categories.items()):
         rule = cat["owner_rule"]
-        by_asset = rule == "asset" and bool(cat["asset_kind"]) and bool(snap.assets_near(
-            cat["asset_kind"], float(x), float(y), cat["snap_radius_m"], k=1))
+        by_asset = (rule == "asset" and bool(cat["asset_kind"]) and xy is not None
+                    and bool(snap.assets_near(cat["asset_kind"], *xy, cat["snap_radius_m"],
+                                              k=1)))
         by_area = rule in ("asset", "area") and any(_applies(a, cat) for a in covering)
         if by_asset or by_area:
             out.append(code)

@@ -18,7 +18,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from layers import heap, versioning
-from layers.ownership import STATES, AssetSet, Snapshot
+from layers.ownership import ASSET_EXTENT_PAD_DEG, STATES, AssetSet, Snapshot
 from layers.resolver import metric_transformer
 from layers.settings import Settings
 from layers.versioning import valid_at
@@ -83,6 +83,13 @@ def load_snapshot(session: Session, settings: Settings, at: datetime | None = No
             categories=np.asarray([sys.intern(c) for c in cols[3]], dtype=object),
             kind=kind)
         start = end
+    asset_extent = None
+    if rows:
+        lons = np.fromiter((r[8] for r in rows), dtype=np.float64, count=len(rows))
+        lats = np.fromiter((r[9] for r in rows), dtype=np.float64, count=len(rows))
+        pad = ASSET_EXTENT_PAD_DEG
+        asset_extent = (float(lons.min()) - pad, float(lats.min()) - pad,
+                        float(lons.max()) + pad, float(lats.max()) + pad)
     del rows
     dept_codes = [c for c, _ in sorted(dept_ix.items(), key=lambda kv: kv[1])]
     area_near = ""
@@ -122,7 +129,8 @@ def load_snapshot(session: Session, settings: Settings, at: datetime | None = No
                     assets=assets, dept_codes=dept_codes, areas=areas,
                     area_tree=shapely.STRtree(geoms) if len(geoms) else None,
                     area_geoms=geoms, specialists=dict(specialists), leaders=leaders,
-                    shifts=dict(shifts), teams=teams, metric=metric)
+                    shifts=dict(shifts), teams=teams, metric=metric,
+                    asset_extent=asset_extent)
     snap.built_seconds = _time.perf_counter() - t0
     snap.counts = {"departments": len(depts), "categories": len(cats),
                    "assets": n_assets, "areas": len(areas), "teams": len(teams)}

@@ -12,7 +12,7 @@ import numpy as np
 
 from layers.ownership import Snapshot, resolve_owner
 from layers.ownership_store import OwnershipRegistry
-from layers.resolver import IndexRegistry, metric_transformer
+from layers.resolver import IndexRegistry
 from layers.settings import Settings
 from spatial import h3index
 from spatial.crs import parse_crs, point_to_wgs84
@@ -36,11 +36,10 @@ def normalise_point(x: float, y: float, crs: str) -> ReportedPoint:
     return ReportedPoint(lon, lat, {"key": info.key, "name": info.name})
 
 
-def nearest_grid(idx: GridIndex, lon: float, lat: float,
-                 settings: Settings) -> dict[str, Any] | None:
-    """For a point outside every grid: the nearest grid (code, name) and its distance."""
-    ng, nd = idx.nearest(np.array([lon]), np.array([lat]),
-                         metric_transformer(settings.metric_srid))
+def nearest_grid(idx: GridIndex, lon: float, lat: float) -> dict[str, Any] | None:
+    """For a point outside every grid: the nearest grid (code, name) and its geodesic
+    distance in metres."""
+    ng, nd = idx.nearest(np.array([lon]), np.array([lat]))
     if ng[0] < 0:
         return None
     n = int(ng[0])
@@ -53,7 +52,7 @@ def answer_for(idx: GridIndex, snap: Snapshot, lon: float, lat: float, category:
     """Grid chain, H3 cell, generation, nearest grid if outside, and the owner answer."""
     g, cell = idx.lookup_one(lon, lat)
     chain = idx.chain(g) if g >= 0 else []
-    nearest = None if g >= 0 else nearest_grid(idx, lon, lat, settings)
+    nearest = None if g >= 0 else nearest_grid(idx, lon, lat)
     owner = resolve_owner(snap, lon, lat, category, chain, settings, when=when)
     return {"chain": chain, "h3": h3index.cell_str(cell), "generation": idx.generation,
             "nearest": nearest, "owner": owner}

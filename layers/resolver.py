@@ -84,7 +84,7 @@ def build_index(session: Session, gen: Generation, settings: Settings,
                           levels, **kwargs)
     idx.meta["generation"] = GenerationRef(gen.id, gen.label, gen.activated_at)
     # the nearest-grid tree for outside points, now rather than on the first such request
-    idx.nearest(np.array([0.0]), np.array([0.0]), metric_transformer(settings.metric_srid))
+    idx.nearest(np.array([0.0]), np.array([0.0]))
     log.info("index for generation %s: %d grids, %d boundary cells, %.2f s, %.1f MB",
              gen.id, idx.stats.grids, idx.stats.boundary_cells, idx.stats.seconds,
              idx.stats.nbytes / 1e6)
@@ -202,7 +202,7 @@ def resolve_points(idx: GridIndex, lon: np.ndarray, lat: np.ndarray,
     dist = np.full(len(g), np.nan)
     out = np.flatnonzero(g < 0)
     if nearest and out.size:
-        ng, nd = idx.nearest(lon[out], lat[out], metric_transformer(settings.metric_srid))
+        ng, nd = idx.nearest(lon[out], lat[out])
         near[out] = ng
         dist[out] = nd
     return Resolved(lon, lat, g, cells, near, dist)

@@ -25,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import shapely
+from pyproj import Geod
+from scipy.spatial import cKDTree
 from shapely import MultiPolygon, Polygon
 
 from spatial import h3index
@@ -208,41 +210,76 @@ class GridIndex:
 
     # ------------------------------------------------------------------ outside
 
-    def nearest(self, lon: np.ndarray, lat: np.ndarray,
-                metric: Any) -> tuple[np.ndarray, np.ndarray]:
-        """Nearest finest grid and distance in metres (in the metric CRS) for points outside.
+    def nearest(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest finest grid and geodesic distance in metres (WGS84 ellipsoid) for points
+        outside, wherever on Earth they are.
 
-        `metric` maps lon/lat arrays to metric x/y (pyproj Transformer.transform). The nearest
-        grid of an outside point lies on the territory's edge, and its distance is the
-        distance to one of its ring segments, so the tree holds only the segments of the
-        grids that touch the outline (a few thousand short segments, O(1) distance each).
+        The nearest grid of an outside point lies on the territory's edge, at one of the ring
+        segments of the grids that touch the outline. Candidates: the segments of the
+        NEAREST_K segment ends closest to the point on the sphere (a KD-tree of unit
+        vectors); each candidate's distance is measured in the azimuthal equidistant plane
+        of the point (ellipsoidal geodesics to both ends, exact at the ends), the least wins.
         """
         if self._nearest is None:
-            self._nearest = self._edge_segments(metric)
-        tree, owner = self._nearest
-        x, y = metric(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
-        pts = shapely.points(np.column_stack([x, y]))
-        (pi, si), dist = tree.query_nearest(pts, return_distance=True, all_matches=False)
-        g = np.full(len(pts), -1, dtype=np.int32)
-        d = np.full(len(pts), np.nan)
-        g[pi] = owner[si]
-        d[pi] = dist
-        return g, d
+            self._nearest = _EdgeSegments.of(self.geoms)
+        return self._nearest.nearest(np.asarray(lon, dtype=np.float64),
+                                     np.asarray(lat, dtype=np.float64))
 
-    def _edge_segments(self, metric: Any) -> tuple[shapely.STRtree, np.ndarray]:
-        outline = shapely.boundary(shapely.union_all(self.geoms))
-        edge = shapely.STRtree(self.geoms).query(outline, predicate="intersects")
-        rings = [shapely.get_rings(shapely.get_parts(self.geoms[i])) for i in edge]
+
+NEAREST_K = 8  # segment ends looked at per point: neighbours share ends, so ~4 places
+
+
+def _unit_vectors(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    lo, la = np.radians(lon), np.radians(lat)
+    return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+
+
+@dataclass
+class _EdgeSegments:
+    """The ring segments of the grids on the territory's outline, for nearest-grid search."""
+
+    seg: np.ndarray  # (n, 4) lon0 lat0 lon1 lat1
+    owner: np.ndarray  # grid index of each segment
+    tree: cKDTree  # over the 2n segment ends (unit vectors); end j belongs to segment j // 2
+
+    @classmethod
+    def of(cls, geoms: np.ndarray) -> _EdgeSegments:
+        outline = shapely.boundary(shapely.union_all(geoms))
+        edge = shapely.STRtree(geoms).query(outline, predicate="intersects")
         starts: list[np.ndarray] = []
         owners: list[np.ndarray] = []
-        for gi, rs in zip(edge, rings, strict=True):
-            for r in rs:
+        for gi in edge:
+            for r in shapely.get_rings(shapely.get_parts(geoms[gi])):
                 c = shapely.get_coordinates(r)
                 starts.append(np.hstack([c[:-1], c[1:]]))
                 owners.append(np.full(len(c) - 1, gi, dtype=np.int32))
         seg = np.concatenate(starts)
-        x0, y0 = metric(seg[:, 0], seg[:, 1])
-        x1, y1 = metric(seg[:, 2], seg[:, 3])
-        lines = shapely.linestrings(np.stack([np.column_stack([x0, y0]),
-                                              np.column_stack([x1, y1])], axis=1))
-        return shapely.STRtree(lines), np.concatenate(owners)
+        ends = np.column_stack([seg[:, :2], seg[:, 2:]]).reshape(-1, 2)
+        return cls(seg, np.concatenate(owners), cKDTree(_unit_vectors(ends[:, 0], ends[:, 1])))
+
+    def nearest(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        n = len(lon)
+        if n == 0:
+            return np.empty(0, dtype=np.int32), np.empty(0)
+        k = min(NEAREST_K, 2 * len(self.seg))
+        _, ends = self.tree.query(_unit_vectors(lon, lat), k=k)
+        cand = np.asarray(ends, dtype=np.int64).reshape(n, k) // 2  # (n, k) segment indices
+        s = self.seg[cand.ravel()]
+        plon, plat = np.repeat(lon, k), np.repeat(lat, k)
+        # each end in the point's azimuthal equidistant plane (exact distance and azimuth)
+        az0, _, d0 = _GEOD.inv(plon, plat, s[:, 0], s[:, 1])
+        az1, _, d1 = _GEOD.inv(plon, plat, s[:, 2], s[:, 3])
+        a0, a1 = np.radians(az0), np.radians(az1)
+        x0, y0 = d0 * np.sin(a0), d0 * np.cos(a0)
+        x1, y1 = d1 * np.sin(a1), d1 * np.cos(a1)
+        dx, dy = x1 - x0, y1 - y0
+        len2 = dx * dx + dy * dy
+        t = np.where(len2 > 0, np.clip(-(x0 * dx + y0 * dy) / np.where(len2 > 0, len2, 1),
+                                       0.0, 1.0), 0.0)
+        dist = np.hypot(x0 + t * dx, y0 + t * dy).reshape(n, k)
+        best = np.argmin(dist, axis=1)
+        rows = np.arange(n)
+        return (self.owner[cand[rows, best]].astype(np.int32), dist[rows, best])
+
+
+_GEOD = Geod(ellps="WGS84")

@@ -11,11 +11,12 @@ import pytest
 import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from layers import grids
 from layers.resolver import build_index, resolve_sql
+from layers.versioning import in_generation
 from spatial.index import GridIndex
 
 SLOW = settings(max_examples=40, deadline=None,
@@ -123,3 +124,36 @@ def test_property_points_given_in_every_crs(truth, data) -> None:  # type: ignor
     assert info.key == crs
     assert np.allclose(lon, pts[:, 0], atol=1e-8) and np.allclose(lat, pts[:, 1], atol=1e-8)
     _agree(truth, lon, lat)
+
+
+def test_nearest_grid_anywhere_on_earth_is_postgis_geodesic(truth) -> None:  # type: ignore[no-untyped-def]
+    """Outside points near and far (other continents, the poles, the antimeridian): the
+    nearest grid and its distance agree with PostGIS's geography ST_Distance (spheroid)."""
+    idx, s = truth
+    rng = np.random.default_rng(5)
+    near_lon = rng.uniform(120.9, 121.5, 300)
+    near_lat = rng.uniform(30.6, 31.3, 300)
+    far_lon = np.concatenate([rng.uniform(-180, 180, 200), [180.0, -180.0, 0.0, -58.4]])
+    far_lat = np.concatenate([rng.uniform(-90, 90, 200), [0.0, 89.9, -90.0, -34.6]])
+    lon, lat = np.concatenate([near_lon, far_lon]), np.concatenate([near_lat, far_lat])
+    out = idx.lookup(lon, lat) < 0
+    lon, lat = lon[out], lat[out]
+    g, d = idx.nearest(lon, lat)
+    assert (g >= 0).all() and np.isfinite(d).all()
+    rows = s.execute(text(f"""
+        SELECT p.i, n.code, n.dist FROM unnest(CAST(:xs AS float8[]), CAST(:ys AS float8[]))
+               WITH ORDINALITY AS p(x, y, i)
+          CROSS JOIN LATERAL (
+              SELECT u.code, ST_Distance(u.geom::geography,
+                                         ST_SetSRID(ST_MakePoint(p.x, p.y), 4326)::geography)
+                       AS dist
+                FROM grid_unit u
+               WHERE u.level = 4 AND {in_generation('u')}
+               ORDER BY dist LIMIT 1) n ORDER BY p.i"""),
+        {"xs": lon.tolist(), "ys": lat.tolist(), "g": idx.generation}).all()
+    pg_dist = np.array([r.dist for r in rows])
+    # PostGIS measures on the spheroid too: within 0.1 % or 1 m; a tie may name a neighbour
+    assert np.all(np.abs(d - pg_dist) <= np.maximum(1.0, 1e-3 * pg_dist)), \
+        np.max(np.abs(d - pg_dist) / pg_dist)
+    same = np.array([str(idx.codes[i]) == r.code for i, r in zip(g, rows, strict=True)])
+    assert same.mean() > 0.97

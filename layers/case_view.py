@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from layers.cases import Stored
-from layers.masking import mask_contacts
+from layers.masking import mask_contacts, mask_value
 from layers.models import Case, CaseEvent
 from layers.rating import rating_code
 from layers.workflow import allowed
@@ -47,7 +47,10 @@ def public_view(case: Case) -> dict[str, Any]:
             "satisfaction": case.satisfaction, "can_rate": case.status == "closed"}
 
 
-def event_view(e: CaseEvent) -> dict[str, Any]:
-    """One event of a case's log: who, in which role, when, from which state to which."""
+def event_view(e: CaseEvent, *, private: bool) -> dict[str, Any]:
+    """One event of a case's log: who, in which role, when, from which state to which; its
+    note and data masked unless private is allowed (the report's note is the description)."""
     return {"at": e.at, "actor": e.actor, "role": e.role, "action": e.action,
-            "from": e.from_status, "to": e.to_status, "note": e.note, "data": e.data}
+            "from": e.from_status, "to": e.to_status,
+            "note": e.note if private else mask_contacts(e.note),
+            "data": e.data if private else mask_value(e.data)}

@@ -156,7 +156,7 @@ def case_events(ref: str, session: SessionDep, user: CurrentUser) -> Response:
     require(user, CENTRE, DEPARTMENT, PATROL, PLANNER)
     case = case_queries.get_for(session, ref, user)
     return json_response({"ref": case.ref, "events": [
-        event_view(e) for e in case_queries.events(session, case)]})
+        event_view(e, private=_private_ok(user)) for e in case_queries.events(session, case)]})
 
 
 @router.post("/cases/{ref}/photos", status_code=201, response_model=PhotoAdded,

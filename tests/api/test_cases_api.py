@@ -563,3 +563,19 @@ def test_a_retried_duplicate_names_its_original_by_reference(full_client: TestCl
     again = _report(full_client, c | key, channel="hotline_12345", lon=P[0] - 0.02 + 1e-4)
     assert again.status_code == 200 and again.json()["ref"] == d.json()["ref"]
     assert again.json()["duplicate_of"] == a["ref"]
+
+
+def test_events_mask_contacts_for_everyone_but_the_centre(
+        full_client: TestClient, tokens: dict[str, dict[str, str]]) -> None:
+    text = "摊贩占道, 联系 139 1234 5678 或 (021) 5778 1234, 身份证 31010119900101123X"
+    r = _report(full_client, tokens["centre"], description=text, category="E0501")
+    assert r.status_code == 201, r.text
+    ref = r.json()["ref"]
+    own = full_client.get(f"/cases/{ref}/events", headers=tokens["centre"]).json()["events"]
+    assert own[0]["note"] == text
+    ev = full_client.get(f"/cases/{ref}/events", headers=tokens["patrol"])
+    assert ev.status_code == 200, ev.text
+    note = ev.json()["events"][0]["note"]
+    for secret in ("139 1234 5678", "5778 1234", "31010119900101123X"):
+        assert secret not in note
+    assert "摊贩占道" in note

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from sqlalchemy import Engine
 
-from api.errors import install_error_handlers
+from api.errors import install_error_handlers, install_openapi
 from api.routers import (
     cases,
     grids,
@@ -94,6 +94,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
     )
     app.state.services = services
     install_error_handlers(app)
+    install_openapi(app)  # the document says what the handlers answer
     app.include_router(cases.router)  # first: the busiest write path is matched first
     app.include_router(resolve.router)
     app.include_router(health.router)

@@ -1,14 +1,20 @@
-"""One mapping from exceptions to HTTP answers: {"code": ..., "detail": ...}."""
+"""One mapping from exceptions to HTTP answers: {"code": ..., "detail": ...}; and the
+OpenAPI document made to say so (every 422 in the shape the handler below answers)."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from api.schemas.common import DOCUMENTED, ERROR_DESCRIPTIONS, ValidationErrorOut
 from spatial.errors import GridopsError
 
 log = logging.getLogger(__name__)
@@ -49,3 +55,68 @@ def install_error_handlers(app: FastAPI) -> None:
         log.error("database unavailable: %s", exc)
         return JSONResponse({"code": "database_unavailable",
                              "detail": "the database is not reachable"}, status_code=503)
+
+
+# ---------------------------------------------------------------- the OpenAPI document
+
+REF = "#/components/schemas/"
+FASTAPI_422 = ("HTTPValidationError", "ValidationError")  # FastAPI's shape, never answered
+
+
+def install_openapi(app: FastAPI) -> None:
+    """app.openapi() (and /openapi.json): FastAPI's document, finished by finish_openapi."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = finish_openapi(build())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def finish_openapi(doc: dict[str, Any]) -> dict[str, Any]:
+    """Make the document say what the server sends (in place; doing it twice changes
+    nothing):
+    - every 422 is ValidationErrorOut (the handler's shape, not FastAPI's
+      HTTPValidationError, whose components go);
+    - error answers are application/json (the handlers' JSONResponse) even on routes whose
+      answer is GeoJSON;
+    - a schema given for a route whose response class is not a JSONResponse (GeoJSON,
+      orjson) is that schema, not FastAPI's {"type": "string"} placeholder beside it;
+    - the models that alternative media types name (api.schemas.common.media) are in the
+      components."""
+    schemas: dict[str, Any] = doc.setdefault("components", {}).setdefault("schemas", {})
+    models: list[type[BaseModel]] = [ValidationErrorOut, *DOCUMENTED.values()]
+    _, top = models_json_schema([(m, "serialization") for m in models],
+                                ref_template=REF + "{model}")
+    for name, schema in top.get("$defs", {}).items():
+        schemas.setdefault(name, schema)
+    for ops in doc.get("paths", {}).values():
+        for op in ops.values():
+            for status, answer in (op.get("responses") or {}).items():
+                _finish_answer(status, answer)
+    used = orjson.dumps({k: v for k, v in doc.items() if k != "components"}
+                        | {"schemas": {k: v for k, v in schemas.items()
+                                       if k not in FASTAPI_422}})
+    for name in FASTAPI_422:
+        if f'"{REF}{name}"'.encode() not in used:
+            schemas.pop(name, None)
+    return doc
+
+
+def _finish_answer(status: str, answer: dict[str, Any]) -> None:
+    content: dict[str, Any] = answer.get("content") or {}
+    if status == "422":
+        if answer.get("description") in (None, "Validation Error"):
+            answer["description"] = ERROR_DESCRIPTIONS[422]
+        answer["content"] = {"application/json": {"schema": {
+            "$ref": REF + ValidationErrorOut.__name__}}}
+        return
+    if status.isdigit() and int(status) >= 400 and "application/json" not in content:
+        for media in [m for m in content if m.endswith("json")][:1]:
+            content["application/json"] = content.pop(media)
+    for entry in content.values():
+        schema = entry.get("schema")
+        if isinstance(schema, dict) and "$ref" in schema and schema.get("type") == "string":
+            del schema["type"]

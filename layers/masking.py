@@ -11,14 +11,14 @@ from typing import Any
 
 _D = "[0-9０-９]"  # digits as typed on a phone: ASCII or full-width
 _SEP = r"[\s\-–—.·]?"  # one separator people put between groups
-_NOT_DIGIT_BEFORE = rf"(?<![0-9０-９A-Za-z])"
-_NOT_DIGIT_AFTER = rf"(?![0-9０-９])"
+_NOT_DIGIT_BEFORE = r"(?<![0-9０-９A-Za-z])"
+_NOT_DIGIT_AFTER = r"(?![0-9０-９])"
 
 # resident identity number (居民身份证, 18 characters, the last a digit or X), groups 6-8-4
 _ID = re.compile(
     _NOT_DIGIT_BEFORE
     + rf"[1-9１-９]{_D}{{5}}{_SEP}(?:19|20|１９|２０){_D}{{2}}{_D}{{4}}{_SEP}{_D}{{3}}[0-9０-９Xx]"
-    + rf"(?![0-9０-９A-Za-z])")
+    + r"(?![0-9０-９A-Za-z])")
 # mobile: 1[3-9]x xxxx xxxx, optionally after +86 / 0086 / 86
 _MOBILE = re.compile(
     _NOT_DIGIT_BEFORE

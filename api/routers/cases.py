@@ -6,7 +6,7 @@ calls them, and answers."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import anyio
 from fastapi import APIRouter, Header, Query, Request
@@ -28,12 +28,12 @@ from api.schemas.cases import (
     CaseIn,
     CaseList,
     CaseOut,
-    ErrorOut,
     PhotoAdded,
     PublicCase,
     RatingIn,
     RatingOut,
 )
+from api.schemas.common import errors
 from layers import case_actions, case_queries, photos
 from layers.case_view import event_view, public_view, view
 from layers.cases import Actor, Intake
@@ -44,11 +44,6 @@ from layers.workflow import ADMIN, CENTRE, DEPARTMENT, PATROL, PLANNER, PUBLIC, 
 from spatial.errors import InvalidInput, NotFound
 
 router = APIRouter(tags=["cases"])
-
-
-def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """The error answers a route may give, for the OpenAPI document."""
-    return {s: {"model": ErrorOut} for s in statuses}
 
 
 def _private_ok(user: Actor) -> bool:
@@ -66,7 +61,7 @@ def _view(session: SessionDep, case: Case, user: Actor) -> Response:
 @router.post("/cases", status_code=201, response_model=CaseOut,
              responses={200: {"model": CaseOut,
                               "description": "a retry (same Idempotency-Key): the case it made"},
-                        **_errors(401, 403, 422)})
+                        **errors(401, 403, 422)})
 async def create_case(body: CaseIn, user: CurrentUser, reports: ReportsDep,
                       intake: IntakeDep,
                       idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
@@ -98,7 +93,7 @@ async def create_case(body: CaseIn, user: CurrentUser, reports: ReportsDep,
     return json_response(out, status=201 if created else 200)
 
 
-@router.get("/cases", response_model=CaseList, responses=_errors(401, 403, 422))
+@router.get("/cases", response_model=CaseList, responses=errors(401, 403, 422))
 def list_cases(
     session: SessionDep, user: CurrentUser,
     status: Annotated[str | None, Query(description="a state, or 'open'")] = None,
@@ -123,7 +118,7 @@ def list_cases(
         view(c, private=False, duplicate_ref=ref) for c, ref in page.cases]})
 
 
-@router.get("/cases/{ref}", response_model=CaseOut, responses=_errors(401, 403, 404))
+@router.get("/cases/{ref}", response_model=CaseOut, responses=errors(401, 403, 404))
 def get_case(ref: str, session: SessionDep, user: CurrentUser) -> Response:
     """One case with the answer it was given at intake and the actions now allowed."""
     require(user, CENTRE, DEPARTMENT, PATROL, PLANNER)
@@ -131,7 +126,7 @@ def get_case(ref: str, session: SessionDep, user: CurrentUser) -> Response:
 
 
 @router.post("/cases/{ref}/actions", response_model=CaseOut,
-             responses=_errors(401, 403, 404, 409, 422))
+             responses=errors(401, 403, 404, 409, 422))
 def act(ref: str, body: ActionIn, session: WriteSessionDep, user: CurrentUser,
         reports: ReportsDep) -> Response:
     """Take an action (accept, reject, dispatch, take, bounce, feedback, verify, reopen,
@@ -150,7 +145,7 @@ def act(ref: str, body: ActionIn, session: WriteSessionDep, user: CurrentUser,
 
 
 @router.get("/cases/{ref}/events", response_model=CaseEvents,
-            responses=_errors(401, 403, 404))
+            responses=errors(401, 403, 404))
 def case_events(ref: str, session: SessionDep, user: CurrentUser) -> Response:
     """Every action on the case, oldest first (who, role, when, from, to, note)."""
     require(user, CENTRE, DEPARTMENT, PATROL, PLANNER)
@@ -160,7 +155,7 @@ def case_events(ref: str, session: SessionDep, user: CurrentUser) -> Response:
 
 
 @router.post("/cases/{ref}/photos", status_code=201, response_model=PhotoAdded,
-             responses=_errors(401, 403, 404, 409, 413, 415))
+             responses=errors(401, 403, 404, 409, 413, 415))
 async def add_photo(ref: str, request: Request, session: WriteSessionDep,
                     user: CurrentUser, settings: SettingsDep) -> Response:
     """Attach a photo (the raw image as the body: image/jpeg, image/png or image/webp, up to
@@ -184,7 +179,7 @@ async def add_photo(ref: str, request: Request, session: WriteSessionDep,
 @router.get("/cases/{ref}/photos/{name}", response_class=Response,
             responses={200: {"content": {media: {} for media in photos.EXT},
                              "description": "the image as it was sent"},
-                       **_errors(401, 403, 404)})
+                       **errors(401, 403, 404)})
 def get_photo(ref: str, name: str, session: SessionDep, user: CurrentUser,
               settings: SettingsDep) -> Response:
     """A photo of a case."""
@@ -198,14 +193,14 @@ def get_photo(ref: str, name: str, session: SessionDep, user: CurrentUser,
     return Response(path.read_bytes(), media_type=media)
 
 
-@router.get("/public/cases/{ref}", response_model=PublicCase, responses=_errors(404))
+@router.get("/public/cases/{ref}", response_model=PublicCase, responses=errors(404))
 def public_case(ref: str, session: SessionDep) -> Response:
     """What a citizen may see of a case by its reference: no personal data."""
     return json_response(public_view(case_queries.get(session, ref)))
 
 
 @router.post("/public/cases/{ref}/rating", response_model=RatingOut,
-             responses=_errors(403, 404, 409, 422))
+             responses=errors(403, 404, 409, 422))
 def rate_case(ref: str, body: RatingIn, session: WriteSessionDep) -> Response:
     """The reporter's satisfaction (1-5) with a closed case, by its public reference and the
     rating code that came with it (references are public, e.g. on Open311: the code is what

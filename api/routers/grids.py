@@ -10,7 +10,8 @@ from fastapi import APIRouter, Path, Query, Request
 from api.deps import SessionDep, SettingsDep
 from api.geojson import GeoJSONResponse, feature, unit_properties
 from api.params import BboxDep, GenerationDep
-from api.schemas import GenerationOut
+from api.schemas.common import GenerationOut, errors, geojson
+from api.schemas.grids import UnitCollection, UnitDetail, UnitHistory
 from layers import grids
 from spatial.errors import InvalidInput
 
@@ -20,7 +21,8 @@ CodePath = Annotated[str, Path(description="unit code (6/9/12/15 digits)",
                                pattern=r"^[0-9]{1,32}$")]
 
 
-@router.get("", response_class=GeoJSONResponse)
+@router.get("", response_class=GeoJSONResponse, response_model=UnitCollection,
+            responses={200: geojson(UnitCollection), **errors(404, 422, 503)})
 def list_grids(
     request: Request,
     session: SessionDep,
@@ -58,7 +60,8 @@ def list_grids(
     return GeoJSONResponse(body)
 
 
-@router.get("/{code}", response_class=GeoJSONResponse)
+@router.get("/{code}", response_class=GeoJSONResponse, response_model=UnitDetail,
+            responses={200: geojson(UnitDetail), **errors(404, 422, 503)})
 def get_grid(code: CodePath, session: SessionDep, settings: SettingsDep,
              gen: GenerationDep) -> GeoJSONResponse:
     """One unit as a Feature, with its parent chain, children and edge neighbours (四至)."""
@@ -79,7 +82,7 @@ def get_grid(code: CodePath, session: SessionDep, settings: SettingsDep,
     return GeoJSONResponse(feature(row, props))
 
 
-@router.get("/{code}/history")
+@router.get("/{code}/history", response_model=UnitHistory, responses=errors(404, 422, 503))
 def grid_history(code: CodePath, session: SessionDep) -> dict[str, Any]:
     """Every version of a unit across generations, with when each was valid."""
     rows = grids.history(session, code)

@@ -6,14 +6,18 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import IntakeDep, SessionDep
-from api.schemas import GenerationOut, Health, IntakeStats
+from api.schemas.common import ErrorOut, GenerationOut
+from api.schemas.health import Health, IntakeStats
 from layers import grids
 from layers.db import reachable
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", response_model=Health)
+@router.get("/health", response_model=Health, responses={
+    503: {"model": Health | ErrorOut,
+          "description": "The database is not reachable: status degraded (or, when it goes "
+                         "away mid-answer, code database_unavailable)"}})
 def health(session: SessionDep, intake_writer: IntakeDep) -> Health | JSONResponse:
     """Database reachability, the active generation, unit counts per level, and the
     answering worker's intake counters."""

@@ -21,12 +21,15 @@ from api.params import (
     Until,
     Zoom,
 )
+from api.schemas.common import GEOJSON, errors, geojson, media
+from api.schemas.hotspots import ChronicCollection, ChronicOut, HotspotCollection
 from layers import hotspots
 
 router = APIRouter(tags=["hotspots"])
 
 
-@router.get("/hotspots", response_class=GeoJSONResponse)
+@router.get("/hotspots", response_class=GeoJSONResponse, response_model=HotspotCollection,
+            responses={200: geojson(HotspotCollection), **errors(422, 503)})
 def get_hotspots(session: SessionDep, settings: SettingsDep, idx: ActiveIndexDep,
                  areas: StudyAreasDep, bbox: BboxDep, period: Period = None,
                  since: Since = None, until: Until = None,
@@ -49,7 +52,10 @@ def get_hotspots(session: SessionDep, settings: SettingsDep, idx: ActiveIndexDep
             bbox=bbox)})
 
 
-@router.get("/hotspots/chronic")
+@router.get("/hotspots/chronic", response_model=ChronicOut, responses={
+    200: {"description": "JSON, or GeoJSON with format=geojson",
+          "content": {GEOJSON: media(ChronicCollection)}},
+    **errors(422, 503)})
 def get_chronic(session: SessionDep, settings: SettingsDep, idx: ActiveIndexDep,
                 areas: StudyAreasDep,
                 months: Annotated[int, Query(ge=2, le=36, description=(

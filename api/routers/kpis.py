@@ -11,13 +11,18 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from api.deps import CurrentUser, KpiConfigDep, SessionDep, SettingsDep, require
+from api.schemas.common import CSV, CSV_CONTENT, errors
+from api.schemas.kpis import KpiOut
 from layers import kpis
 from layers.workflow import CENTRE, PLANNER
 
 router = APIRouter(tags=["kpis"])
 
 
-@router.get("/kpis")
+@router.get("/kpis", response_model=KpiOut, responses={
+    200: {"description": "JSON, or CSV with format=csv (one line a row)",
+          "content": {CSV: CSV_CONTENT}},
+    **errors(401, 403, 422, 503)})
 def get_kpis(
     session: SessionDep, user: CurrentUser, settings: SettingsDep, config: KpiConfigDep,
     unit: Annotated[Literal["department", "centre", "street", "grid"], Query(

@@ -18,6 +18,17 @@ from api.bodies import read_body
 from api.deps import CurrentUser, SessionDep, SettingsDep, WriteSessionDep, require
 from api.geojson import GeoJSONResponse, json_response
 from api.params import BboxDep
+from api.schemas.common import errors, geojson
+from api.schemas.layers import (
+    ImportReportOut,
+    LayerFeature,
+    LayerFeatureCollection,
+    LayerInfo,
+    LayerItems,
+    LayerRowOut,
+    LayerVersions,
+    RetiredOut,
+)
 from layers import responsibility as resp
 from layers.workflow import CENTRE, PLANNER
 from spatial.errors import InvalidInput
@@ -119,14 +130,17 @@ def _wkt_geojson(wkt: str) -> Any:
         return {"type": "Invalid", "coordinates": str(e)}
 
 
-@router.get("/layers")
+@router.get("/layers", response_model=dict[str, LayerInfo])
 def list_layers() -> dict[str, Any]:
     """The responsibility layers and how they are keyed."""
     return {n: {"title": d.title, "key": list(d.key), "geometry": list(d.geometry),
                 "filters": list(FILTERS[n])} for n, d in resp.LAYERS.items()}
 
 
-@router.get("/layers/{name}")
+@router.get("/layers/{name}", response_model=LayerItems, responses={
+    200: {"description": "Spatial layers: GeoJSON; the others: JSON",
+          **geojson(LayerFeatureCollection)},
+    **errors(404, 422, 503)})
 def list_layer(
     name: str, request: Request, session: SessionDep, settings: SettingsDep, box: BboxDep,
     at: Annotated[datetime | None, Query(description="rows valid at this time")] = None,
@@ -157,7 +171,8 @@ def list_layer(
     return json_response({**head, "items": [resp.as_dict(d, r) for r in rows]})
 
 
-@router.post("/layers/{name}/import")
+@router.post("/layers/{name}/import", response_model=ImportReportOut,
+             responses=errors(401, 403, 404, 409, 413, 422, 503))
 async def import_layer(name: str, request: Request, session: WriteSessionDep,
                        settings: SettingsDep, user: CurrentUser) -> Response:
     """Bulk import: a GeoJSON FeatureCollection, a JSON array, or CSV (lon,lat columns or a
@@ -172,7 +187,8 @@ async def import_layer(name: str, request: Request, session: WriteSessionDep,
     return json_response(report.as_dict(), status=200)
 
 
-@router.post("/layers/{name}")
+@router.post("/layers/{name}", status_code=201, response_model=LayerFeature | LayerRowOut,
+             responses=errors(401, 403, 404, 409, 413, 422, 503))
 async def create_row(name: str, request: Request, session: WriteSessionDep,
                      settings: SettingsDep, user: CurrentUser) -> Response:
     """Create a row: a GeoJSON Feature for spatial layers, else a JSON object."""
@@ -184,7 +200,8 @@ async def create_row(name: str, request: Request, session: WriteSessionDep,
     return json_response(_feature(session, d, row), status=201)
 
 
-@router.get("/layers/{name}/{key:path}/history")
+@router.get("/layers/{name}/{key:path}/history", response_model=LayerVersions,
+            responses=errors(404, 422, 503))
 def row_history(name: str, key: str, session: SessionDep) -> Response:
     """Every version of a row, oldest first."""
     d = resp.layer(name)
@@ -194,7 +211,8 @@ def row_history(name: str, key: str, session: SessionDep) -> Response:
                   "versions": [_feature(session, d, r, geo) for r in rows]})
 
 
-@router.get("/layers/{name}/{key:path}")
+@router.get("/layers/{name}/{key:path}", response_model=LayerFeature | LayerRowOut,
+            responses=errors(404, 422, 503))
 def get_row(name: str, key: str, session: SessionDep,
             at: Annotated[datetime | None, Query()] = None) -> Response:
     """One row as valid now or at a time."""
@@ -202,7 +220,8 @@ def get_row(name: str, key: str, session: SessionDep,
     return json_response(_feature(session, d, resp.get(session, d, _split(d, key), at)))
 
 
-@router.put("/layers/{name}/{key:path}")
+@router.put("/layers/{name}/{key:path}", response_model=LayerFeature | LayerRowOut,
+            responses=errors(401, 403, 404, 409, 413, 422, 503))
 async def update_row(name: str, key: str, request: Request, session: WriteSessionDep,
                      settings: SettingsDep, user: CurrentUser) -> Response:
     """Change a row: the current version ends, a new one starts (give only what changes)."""
@@ -214,7 +233,8 @@ async def update_row(name: str, key: str, request: Request, session: WriteSessio
     return json_response(_feature(session, d, row))
 
 
-@router.delete("/layers/{name}/{key:path}")
+@router.delete("/layers/{name}/{key:path}", response_model=RetiredOut,
+               responses=errors(401, 403, 404, 422, 503))
 def retire_row(name: str, key: str, request: Request, session: WriteSessionDep,
                user: CurrentUser) -> Response:
     """Retire a row now (its history stays)."""

@@ -13,6 +13,8 @@ from fastapi.responses import Response
 from api.deps import IndexesDep, OwnersDep, ReportsDep, SessionDep, SettingsDep
 from api.geojson import json_response
 from api.params import At, Crs, Lat, Lon, Radius
+from api.schemas.common import errors
+from api.schemas.responsibility import AlignmentOut, AlignmentRanking, LookupOut, OwnerOut
 from layers import grids
 from layers.lookup import alignment, spot, zone_departments
 from layers.resolution import normalise_point
@@ -20,7 +22,7 @@ from layers.resolution import normalise_point
 router = APIRouter(tags=["responsibility"])
 
 
-@router.get("/owner")
+@router.get("/owner", response_model=OwnerOut, responses=errors(404, 422, 503))
 async def owner(reports: ReportsDep, lon: Lon, lat: Lat,
                 category: Annotated[str, Query(description="category code, e.g. C0101")],
                 crs: Crs = "EPSG:4326", at: At = None) -> Response:
@@ -36,7 +38,7 @@ async def owner(reports: ReportsDep, lon: Lon, lat: Lat,
                           "generation": r["generation"], **r["owner"]})
 
 
-@router.get("/lookup")
+@router.get("/lookup", response_model=LookupOut, responses=errors(404, 422, 503))
 def lookup(session: SessionDep, settings: SettingsDep, indexes: IndexesDep, owners: OwnersDep,
            lon: Lon, lat: Lat, crs: Crs = "EPSG:4326", radius: Radius = 30.0, at: At = None,
            category: Annotated[str | None, Query(description="one category; default: every "
@@ -50,7 +52,8 @@ def lookup(session: SessionDep, settings: SettingsDep, indexes: IndexesDep, owne
                                                p.lat, radius, at, category)})
 
 
-@router.get("/alignment")
+@router.get("/alignment", response_model=AlignmentRanking,
+            responses=errors(404, 422, 503))
 def alignment_ranking(session: SessionDep, settings: SettingsDep, at: At = None) -> Response:
     """Every department with a zone layer, ranked by its alignment score (多格合一)."""
     when = at or datetime.now(UTC)
@@ -67,7 +70,8 @@ def alignment_ranking(session: SessionDep, settings: SettingsDep, at: At = None)
     return json_response({"generation": gen.id, "at": when, "ranking": ranking})
 
 
-@router.get("/alignment/{department}")
+@router.get("/alignment/{department}", response_model=AlignmentOut,
+            responses=errors(404, 422, 503))
 def alignment_one(department: str, session: SessionDep, settings: SettingsDep, at: At = None,
                   whole_share: Annotated[float, Query(gt=0.5, le=1)] = 0.99,
                   sliver_m2: Annotated[float, Query(ge=0)] = 100.0) -> Response:

@@ -33,6 +33,8 @@ from api.params import (
     Radius,
     parse_bbox,
 )
+from api.schemas.common import errors, geojson
+from api.schemas.maps import OpenCases, WallCounts
 from layers import grids, hotspots, kpis, wall
 from layers.lookup import spot
 from layers.resolution import normalise_point
@@ -106,13 +108,14 @@ def wall_page(session: SessionDep, settings: SettingsDep, idx: ActiveIndexDep,
     return _html(body)
 
 
-@router.get("/wall/counts.json")
+@router.get("/wall/counts.json", response_model=WallCounts, responses=errors(503))
 def wall_counts(session: SessionDep, settings: SettingsDep) -> Response:
     """The wall's corner panel: open, overdue, escalated, outside, today, closed today."""
     return json_response(wall.counts(session, settings.timezone, datetime.now().astimezone()))
 
 
-@router.get("/wall/open.json", response_class=GeoJSONResponse)
+@router.get("/wall/open.json", response_class=GeoJSONResponse, response_model=OpenCases,
+            responses={200: geojson(OpenCases), **errors(422, 503)})
 def wall_open(session: SessionDep,
               bbox: Annotated[str, Query(description="minlon,minlat,maxlon,maxlat")],
               zoom: Annotated[float, Query(ge=0, le=22)] = 12) -> Response:

@@ -15,7 +15,8 @@ from fastapi.responses import Response, StreamingResponse
 from api.bodies import limited_stream, read_body
 from api.deps import IndexesDep, SettingsDep
 from api.params import At, Crs, GenerationParam, get_index
-from api.schemas import ResolveIn, ResolveOut
+from api.schemas.common import CSV, CSV_CONTENT, GEOJSON, ValidationErrorOut, errors, media
+from api.schemas.resolve import BatchFeatureCollection, BatchOut, ResolveIn, ResolveOut
 from layers.batch_io import Points, encode_csv, encode_json_items, read_csv_points
 from layers.resolution import nearest_grid
 from layers.resolver import IndexRegistry, columns, resolve_columns
@@ -32,7 +33,7 @@ def _answer_one(idx: GridIndex, lon: float, lat: float, info: CRSInfo,
     g, cell = idx.lookup_one(lon, lat)
     chain = idx.chain(g) if g >= 0 else []
     ref = idx.meta["generation"]
-    nearest = None if g >= 0 else nearest_grid(idx, lon, lat, settings)
+    nearest = None if g >= 0 else nearest_grid(idx, lon, lat)
     return {
         "inside": g >= 0,
         "grid": chain[-1] if chain else None,
@@ -64,7 +65,7 @@ async def _one(indexes: IndexRegistry, settings: Settings, body: ResolveIn) -> R
     return Response(orjson.dumps(answer), media_type="application/json")
 
 
-@router.get("/resolve", response_model=ResolveOut)
+@router.get("/resolve", response_model=ResolveOut, responses=errors(404, 422, 503))
 async def resolve_get(
     indexes: IndexesDep, settings: SettingsDep,
     lon: Annotated[float | None, Query(description="longitude (or x in metres)")] = None,
@@ -80,7 +81,7 @@ async def resolve_get(
     return await _one(indexes, settings, body)
 
 
-@router.post("/resolve", response_model=ResolveOut)
+@router.post("/resolve", response_model=ResolveOut, responses=errors(404, 422, 503))
 async def resolve_post(indexes: IndexesDep, settings: SettingsDep, body: ResolveIn) -> Response:
     """Resolve one point (JSON body) to its grid at every level."""
     return await _one(indexes, settings, body)
@@ -214,7 +215,14 @@ def _stream(idx: GridIndex, pts: Points, kind: str, crs: str,
     yield b"]}"
 
 
-@router.post("/resolve/batch")
+@router.post("/resolve/batch", response_model=BatchOut, responses={
+    200: {"description": "JSON for a JSON array, GeoJSON for a FeatureCollection, CSV for "
+                         "CSV (the answer is streamed)",
+          "content": {GEOJSON: media(BatchFeatureCollection), CSV: CSV_CONTENT}},
+    **errors(404, 413, 503),
+    422: {"model": ValidationErrorOut,
+          "description": "Invalid input, and a content-type other than application/json, "
+                         "application/geo+json or text/csv (code invalid_input)"}})
 async def resolve_batch(
     request: Request, settings: SettingsDep, indexes: IndexesDep,
     crs: Annotated[str, Query(description="CRS of every point")] = "EPSG:4326",

@@ -160,13 +160,3 @@ class RatingOut(BaseModel):
     ref: str
     status: str
     satisfaction: int | None
-
-
-class ErrorOut(BaseModel):
-    """An error answer: a stable code, a message naming the problem, and for some codes
-    more fields (a 409 stale_version: version and status; illegal_transition: allowed)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    code: str
-    detail: str

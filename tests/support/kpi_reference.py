@@ -167,7 +167,7 @@ def backfill_sql() -> str:
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "alembic" / "versions" / "0005_case_facts.py"
+    path = Path(__file__).resolve().parents[2] / "alembic" / "versions" / "0005_case_facts.py"
     spec = importlib.util.spec_from_file_location("migration_0005", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)

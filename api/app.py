@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.responses import RedirectResponse
 from sqlalchemy import Engine
 
@@ -23,6 +23,7 @@ from api.routers import (
     open311,
     resolve,
 )
+from api.routing import check_request_text
 from api.services import Services
 from layers.auth import TOKENS_CHANNEL, TokenCache
 from layers.db import database_url, make_engine, make_sessionmaker
@@ -91,6 +92,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
         version="0.1.0",
         summary="Spatial operations server for city grid management (网格化管理)",
         lifespan=lifespan,
+        dependencies=[Depends(check_request_text)],  # no NUL or lone surrogate gets in
     )
     app.state.services = services
     install_error_handlers(app)

@@ -25,20 +25,62 @@ def _loc(loc: tuple[object, ...] | list[object]) -> str:
     return ".".join(parts) or "request"
 
 
+SHOWN_MAX = 80  # characters of a refused value an error shows back
+
+
+def shown_value(value: Any) -> Any:
+    """A refused value as an error may show it: JSON-safe, short (never the whole input
+    echoed back), without characters that cannot be encoded."""
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, bytes | bytearray):
+        value = bytes(value[:SHOWN_MAX * 4]).decode("utf-8", "replace")
+    if not isinstance(value, str):
+        try:
+            value = orjson.dumps(value, default=str).decode()
+        except (TypeError, orjson.JSONEncodeError):
+            value = repr(value)
+    value = value.encode("utf-8", "replace").decode("utf-8")
+    return value if len(value) <= SHOWN_MAX else value[:SHOWN_MAX] + f"... ({len(value):,} chars)"
+
+
+def _encodable(value: Any) -> bool:
+    try:
+        orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        return False
+    return True
+
+
+def _replaced(value: Any) -> Any:
+    """A JSON-like value with every string made encodable (lone surrogates replaced)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_replaced(str(k)): _replaced(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_replaced(v) for v in value]
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    return _replaced(str(value))
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers; bad input never ends as a bare 500."""
 
     @app.exception_handler(GridopsError)
     async def _domain(_: Request, exc: GridopsError) -> JSONResponse:
-        return JSONResponse({"code": exc.code, "detail": exc.detail, **exc.extra},
+        body = {"code": exc.code, "detail": exc.detail, **exc.extra}
+        # a message quoting input may hold what UTF-8 cannot encode: shown replaced
+        return JSONResponse(body if _encodable(body) else _replaced(body),
                             status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = [
             {"field": _loc(e.get("loc", ())), "message": e.get("msg", ""),
-             "value": e.get("input")}
-            for e in exc.errors()
+             "value": shown_value(e.get("input"))}
+            for e in exc.errors()[:20]
         ]
         detail = "; ".join(f"{e['field']}: {e['message']} (got {e['value']!r})" for e in errors)
         return JSONResponse(

@@ -5,13 +5,13 @@ CRS, and the case filters of the hot-spot and wall endpoints."""
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import Annotated
 
 import anyio
 from fastapi import Depends, Query
 
 from api.deps import IndexesDep, SessionDep
+from api.schemas.common import Timestamp
 from layers import grids, hotspots
 from layers.models import Generation
 from spatial.errors import InvalidInput, NoActiveGrid
@@ -55,7 +55,7 @@ BboxDep = Annotated[tuple[float, float, float, float] | None, Depends(get_bbox)]
 
 # ---------------------------------------------------------------- generation and index
 
-At = Annotated[datetime | None, Query(
+At = Annotated[Timestamp | None, Query(
     description="as of this time (ISO 8601); default now")]
 GenerationParam = Annotated[int | None, Query(
     description="read a named generation (id) instead", ge=1)]
@@ -104,8 +104,8 @@ Radius = Annotated[float, Query(gt=0, le=500, description="metres")]
 
 Period = Annotated[str | None, Query(
     description="30d (the last N days, default), YYYY-MM (a month) or YYYY (a year)")]
-Since = Annotated[datetime | None, Query(description="or from this time (ISO 8601)")]
-Until = Annotated[datetime | None, Query(description="...until this time (default now)")]
+Since = Annotated[Timestamp | None, Query(description="or from this time (ISO 8601)")]
+Until = Annotated[Timestamp | None, Query(description="...until this time (default now)")]
 Category = Annotated[str | None, Query(max_length=16,
                                        description="a category code or its prefix (E05)")]
 Department = Annotated[str | None, Query(max_length=32, description="owner department code")]

@@ -9,13 +9,23 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from layers.text import find_bad_text
+
 CODE = r"^[A-Za-z0-9_.\-]{1,64}$"
 
 
 class LayerRow(BaseModel):
-    """Common configuration: no unknown fields, strings stripped."""
+    """Common configuration: no unknown fields, strings stripped, text that can be stored."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, v: Any) -> Any:
+        bad = find_bad_text(v, "value")
+        if bad:
+            raise ValueError(bad.removeprefix("value: "))
+        return v
 
 
 class DepartmentIn(LayerRow):

@@ -82,6 +82,9 @@ class Settings(BaseSettings):
                                   description="layer uploads and imports, in bytes")
     batch_max_bytes: int = Field(default=256 * 1024 * 1024,
                                  description="JSON batch body limit, in bytes")
+    json_body_max_bytes: int = Field(default=1024 * 1024, description="the body of an "
+                                     "endpoint that takes one JSON object (a report, an "
+                                     "action, a point), in bytes")
 
     npm_registry: str | None = Field(
         default=None, description="an npm registry mirror the set-up fetches Leaflet from")

@@ -5,7 +5,6 @@ calls them, and answers."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 import anyio
@@ -22,6 +21,7 @@ from api.deps import (
     require,
 )
 from api.geojson import json_response
+from api.routing import CheckedRoute, reads
 from api.schemas.cases import (
     ActionIn,
     CaseEvents,
@@ -33,7 +33,7 @@ from api.schemas.cases import (
     RatingIn,
     RatingOut,
 )
-from api.schemas.common import errors
+from api.schemas.common import Timestamp, errors
 from layers import case_actions, case_queries, photos
 from layers.case_view import event_view, public_view, view
 from layers.cases import Actor, Intake
@@ -43,7 +43,7 @@ from layers.resolution import normalise_point
 from layers.workflow import ADMIN, CENTRE, DEPARTMENT, PATROL, PLANNER, PUBLIC, step
 from spatial.errors import InvalidInput, NotFound
 
-router = APIRouter(tags=["cases"])
+router = APIRouter(route_class=CheckedRoute, tags=["cases"])
 
 
 def _private_ok(user: Actor) -> bool:
@@ -100,8 +100,8 @@ def list_cases(
     department: Annotated[str | None, Query()] = None,
     grid: Annotated[str | None, Query()] = None,
     category: Annotated[str | None, Query()] = None,
-    since: Annotated[datetime | None, Query()] = None,
-    until: Annotated[datetime | None, Query()] = None,
+    since: Annotated[Timestamp | None, Query()] = None,
+    until: Annotated[Timestamp | None, Query()] = None,
     overdue: Annotated[bool, Query(
         description="past the deadline and not suspended (what escalation raises)")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -155,7 +155,9 @@ def case_events(ref: str, session: SessionDep, user: CurrentUser) -> Response:
 
 
 @router.post("/cases/{ref}/photos", status_code=201, response_model=PhotoAdded,
-             responses=errors(401, 403, 404, 409, 413, 415))
+             responses=errors(401, 403, 404, 409, 413, 415),
+             openapi_extra=reads("image/jpeg", "image/png", "image/webp",
+                                limit="photo_max_bytes"))
 async def add_photo(ref: str, request: Request, session: WriteSessionDep,
                     user: CurrentUser, settings: SettingsDep) -> Response:
     """Attach a photo (the raw image as the body: image/jpeg, image/png or image/webp, up to

@@ -10,12 +10,13 @@ from fastapi import APIRouter, Path, Query, Request
 from api.deps import SessionDep, SettingsDep
 from api.geojson import GeoJSONResponse, feature, unit_properties
 from api.params import BboxDep, GenerationDep
+from api.routing import CheckedRoute
 from api.schemas.common import GenerationOut, errors, geojson
 from api.schemas.grids import UnitCollection, UnitDetail, UnitHistory
 from layers import grids
 from spatial.errors import InvalidInput
 
-router = APIRouter(prefix="/grids", tags=["grids"])
+router = APIRouter(route_class=CheckedRoute, prefix="/grids", tags=["grids"])
 
 CodePath = Annotated[str, Path(description="unit code (6/9/12/15 digits)",
                                pattern=r"^[0-9]{1,32}$")]

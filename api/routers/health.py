@@ -6,12 +6,13 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.deps import IntakeDep, SessionDep
+from api.routing import CheckedRoute
 from api.schemas.common import ErrorOut, GenerationOut
 from api.schemas.health import Health, IntakeStats
 from layers import grids
 from layers.db import reachable
 
-router = APIRouter(tags=["health"])
+router = APIRouter(route_class=CheckedRoute, tags=["health"])
 
 
 @router.get("/health", response_model=Health, responses={

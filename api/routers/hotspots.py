@@ -21,11 +21,12 @@ from api.params import (
     Until,
     Zoom,
 )
+from api.routing import CheckedRoute
 from api.schemas.common import GEOJSON, errors, geojson, media
 from api.schemas.hotspots import ChronicCollection, ChronicOut, HotspotCollection
 from layers import hotspots
 
-router = APIRouter(tags=["hotspots"])
+router = APIRouter(route_class=CheckedRoute, tags=["hotspots"])
 
 
 @router.get("/hotspots", response_class=GeoJSONResponse, response_model=HotspotCollection,

@@ -11,12 +11,13 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from api.deps import CurrentUser, KpiConfigDep, SessionDep, SettingsDep, require
-from api.schemas.common import CSV, CSV_CONTENT, errors
+from api.routing import CheckedRoute
+from api.schemas.common import CSV, CSV_CONTENT, Timestamp, errors
 from api.schemas.kpis import KpiOut
 from layers import kpis
 from layers.workflow import CENTRE, PLANNER
 
-router = APIRouter(tags=["kpis"])
+router = APIRouter(route_class=CheckedRoute, tags=["kpis"])
 
 
 @router.get("/kpis", response_model=KpiOut, responses={
@@ -27,9 +28,9 @@ def get_kpis(
     session: SessionDep, user: CurrentUser, settings: SettingsDep, config: KpiConfigDep,
     unit: Annotated[Literal["department", "centre", "street", "grid"], Query(
         description="department, centre (the whole city), street or grid")] = "department",
-    since: Annotated[datetime | None, Query(
+    since: Annotated[Timestamp | None, Query(
         description="cases reported from (ISO 8601); default: start of this month")] = None,
-    until: Annotated[datetime | None, Query(description="...until (exclusive); default now")
+    until: Annotated[Timestamp | None, Query(description="...until (exclusive); default now")
                      ] = None,
     month: Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}$",
                                        description="a calendar month instead: YYYY-MM")] = None,

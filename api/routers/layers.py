@@ -7,7 +7,6 @@ import contextlib
 import csv
 import io
 from collections.abc import Iterator
-from datetime import datetime
 from typing import Annotated, Any
 
 import orjson
@@ -18,7 +17,8 @@ from api.bodies import read_body
 from api.deps import CurrentUser, SessionDep, SettingsDep, WriteSessionDep, require
 from api.geojson import GeoJSONResponse, json_response
 from api.params import BboxDep
-from api.schemas.common import errors, geojson
+from api.routing import CheckedRoute, reads
+from api.schemas.common import Timestamp, errors, geojson
 from api.schemas.layers import (
     ImportReportOut,
     LayerFeature,
@@ -33,7 +33,7 @@ from layers import responsibility as resp
 from layers.workflow import CENTRE, PLANNER
 from spatial.errors import InvalidInput
 
-router = APIRouter(tags=["layers"])
+router = APIRouter(route_class=CheckedRoute, tags=["layers"])
 
 FILTERS: dict[str, tuple[str, ...]] = {
     "departments": ("tier", "parent_code"),
@@ -143,7 +143,7 @@ def list_layers() -> dict[str, Any]:
     **errors(404, 422, 503)})
 def list_layer(
     name: str, request: Request, session: SessionDep, settings: SettingsDep, box: BboxDep,
-    at: Annotated[datetime | None, Query(description="rows valid at this time")] = None,
+    at: Annotated[Timestamp | None, Query(description="rows valid at this time")] = None,
     limit: Annotated[int, Query(ge=1)] = 1000,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> Response:
@@ -172,7 +172,9 @@ def list_layer(
 
 
 @router.post("/layers/{name}/import", response_model=ImportReportOut,
-             responses=errors(401, 403, 404, 409, 413, 422, 503))
+             responses=errors(401, 403, 404, 409, 413, 415, 422, 503),
+             openapi_extra=reads("application/json", "application/geo+json", "text/csv",
+                                "application/csv", limit="upload_max_bytes"))
 async def import_layer(name: str, request: Request, session: WriteSessionDep,
                        settings: SettingsDep, user: CurrentUser) -> Response:
     """Bulk import: a GeoJSON FeatureCollection, a JSON array, or CSV (lon,lat columns or a
@@ -188,7 +190,9 @@ async def import_layer(name: str, request: Request, session: WriteSessionDep,
 
 
 @router.post("/layers/{name}", status_code=201, response_model=LayerFeature | LayerRowOut,
-             responses=errors(401, 403, 404, 409, 413, 422, 503))
+             responses=errors(401, 403, 404, 409, 413, 415, 422, 503),
+             openapi_extra=reads("application/json", "application/geo+json",
+                                limit="upload_max_bytes"))
 async def create_row(name: str, request: Request, session: WriteSessionDep,
                      settings: SettingsDep, user: CurrentUser) -> Response:
     """Create a row: a GeoJSON Feature for spatial layers, else a JSON object."""
@@ -214,14 +218,16 @@ def row_history(name: str, key: str, session: SessionDep) -> Response:
 @router.get("/layers/{name}/{key:path}", response_model=LayerFeature | LayerRowOut,
             responses=errors(404, 422, 503))
 def get_row(name: str, key: str, session: SessionDep,
-            at: Annotated[datetime | None, Query()] = None) -> Response:
+            at: Annotated[Timestamp | None, Query()] = None) -> Response:
     """One row as valid now or at a time."""
     d = resp.layer(name)
     return json_response(_feature(session, d, resp.get(session, d, _split(d, key), at)))
 
 
 @router.put("/layers/{name}/{key:path}", response_model=LayerFeature | LayerRowOut,
-            responses=errors(401, 403, 404, 409, 413, 422, 503))
+            responses=errors(401, 403, 404, 409, 413, 415, 422, 503),
+            openapi_extra=reads("application/json", "application/geo+json",
+                               limit="upload_max_bytes"))
 async def update_row(name: str, key: str, request: Request, session: WriteSessionDep,
                      settings: SettingsDep, user: CurrentUser) -> Response:
     """Change a row: the current version ends, a new one starts (give only what changes)."""

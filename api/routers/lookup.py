@@ -13,13 +13,14 @@ from fastapi.responses import Response
 from api.deps import IndexesDep, OwnersDep, ReportsDep, SessionDep, SettingsDep
 from api.geojson import json_response
 from api.params import At, Crs, Lat, Lon, Radius
+from api.routing import CheckedRoute
 from api.schemas.common import errors
 from api.schemas.responsibility import AlignmentOut, AlignmentRanking, LookupOut, OwnerOut
 from layers import grids
 from layers.lookup import alignment, spot, zone_departments
 from layers.resolution import normalise_point
 
-router = APIRouter(tags=["responsibility"])
+router = APIRouter(route_class=CheckedRoute, tags=["responsibility"])
 
 
 @router.get("/owner", response_model=OwnerOut, responses=errors(404, 422, 503))

@@ -33,6 +33,7 @@ from api.params import (
     Radius,
     parse_bbox,
 )
+from api.routing import CheckedRoute
 from api.schemas.common import errors, geojson
 from api.schemas.maps import OpenCases, WallCounts
 from layers import grids, hotspots, kpis, wall
@@ -42,7 +43,7 @@ from layers.settings import Settings
 from map_ui import pages, vendor
 from spatial.errors import InvalidInput, Unavailable
 
-router = APIRouter(prefix="/map", tags=["map"])
+router = APIRouter(route_class=CheckedRoute, prefix="/map", tags=["map"])
 
 
 def install(app: FastAPI) -> None:

@@ -20,10 +20,11 @@ import orjson
 from fastapi import APIRouter, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
-from fastapi.routing import APIRoute
 
 from api.deps import IntakeDep, ReportsDep, SessionDep, SettingsDep
 from api.geojson import json_response
+from api.routing import CheckedRoute, reads
+from api.schemas.common import as_utc
 from api.schemas.open311 import (
     Discovery,
     Open311Error,
@@ -43,6 +44,7 @@ from layers.service_requests import (
     current_category,
     public_requests,
 )
+from layers.text import find_bad_text
 from layers.workflow import DONE, OPEN, PUBLIC
 from spatial.errors import GridopsError, InvalidInput, NotFound
 
@@ -65,7 +67,7 @@ def _error(status: int, description: str) -> Response:
     return _json([{"code": status, "description": description}], status)
 
 
-class Open311Route(APIRoute):
+class Open311Route(CheckedRoute):
     """Errors of this router in the spec's shape: a 422 becomes the spec's 400. Handlers
     run every check before they write, and the POST's writes sit in a savepoint, so a
     caught error leaves nothing behind in the request's transaction."""
@@ -181,6 +183,9 @@ async def _fields(request: Request) -> dict[str, Any]:
         raise InvalidInput(f"content-type: {ctype!r} is not accepted; send "
                            "application/x-www-form-urlencoded or application/json "
                            "(media as a media_url, not an upload)")
+    bad = find_bad_text(fields, "body")
+    if bad:
+        raise InvalidInput(bad)
     return fields
 
 
@@ -261,7 +266,9 @@ def _email(fields: dict[str, Any]) -> str | None:
 @router.post("/v2/requests.{fmt}", status_code=201, response_model=list[RequestCreated],
              responses={200: {"model": list[RequestCreated],
                               "description": "a retry (same Idempotency-Key): the request "
-                                             "it made"}})
+                                             "it made"}},
+             openapi_extra=reads("application/x-www-form-urlencoded", "application/json",
+                                required=False))
 async def post_request(
     fmt: str, request: Request, session: SessionDep, reports: ReportsDep, intake: IntakeDep,
     idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
@@ -338,6 +345,10 @@ def _datetime(name: str, value: str | None) -> datetime | None:
                            "(e.g. 2026-01-01T00:00:00Z or 2026-01-01T08:00:00+08:00)") from None
     if dt.tzinfo is None:
         raise InvalidInput(f"{name}: {value!r} has no time zone; end it with Z or +hh:mm")
+    try:
+        dt = as_utc(dt)
+    except ValueError as e:
+        raise InvalidInput(f"{name}: {e}") from None
     return check_year(name, dt, repr(value))
 
 

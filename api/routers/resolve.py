@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import anyio
 import numpy as np
@@ -12,21 +12,28 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
 
-from api.bodies import limited_stream, read_body
+from api.bodies import limited_stream
 from api.deps import IndexesDep, SettingsDep
 from api.params import At, Crs, GenerationParam, get_index
-from api.schemas.common import CSV, CSV_CONTENT, GEOJSON, ValidationErrorOut, errors, media
+from api.routing import CheckedRoute, media_type, reads
+from api.schemas.common import CSV, CSV_CONTENT, GEOJSON, errors, media
 from api.schemas.resolve import BatchFeatureCollection, BatchOut, ResolveIn, ResolveOut
-from layers.batch_io import Points, encode_csv, encode_json_items, read_csv_points
+from layers.batch_io import (
+    Points,
+    encode_csv,
+    encode_json_items,
+    read_csv_batch,
+    read_json_points,
+)
 from layers.resolution import nearest_grid
 from layers.resolver import IndexRegistry, columns, resolve_columns
 from layers.settings import Settings
 from spatial import h3index
 from spatial.crs import CRSInfo, parse_crs, to_wgs84
-from spatial.errors import InvalidInput, TooLarge
+from spatial.errors import InvalidInput
 from spatial.index import GridIndex
 
-router = APIRouter(tags=["resolve"])
+router = APIRouter(route_class=CheckedRoute, tags=["resolve"])
 
 def _answer_one(idx: GridIndex, lon: float, lat: float, info: CRSInfo,
                 raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
@@ -90,100 +97,17 @@ async def resolve_post(indexes: IndexesDep, settings: SettingsDep, body: Resolve
 # ---------------------------------------------------------------- batch
 
 
-async def _read_json(request: Request, limit: int, max_bytes: int) -> tuple[Points, str]:
-    """A JSON array of [lon, lat] / {"lon", "lat", "id"}, or a FeatureCollection of Points."""
-    body = await read_body(request, max_bytes, f"send at most {limit:,} points, as CSV for "
-                                               "the largest batches")
+async def _spooled(request: Request, max_bytes: int, hint: str) -> IO[bytes]:
+    """The body in a spooled file (memory up to 32 MB, then disk), read within the limit."""
+    spool = tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024)  # noqa: SIM115
     try:
-        data = orjson.loads(bytes(body))
-    except orjson.JSONDecodeError as e:
-        raise InvalidInput(f"body: not valid JSON ({e})") from None
-    kind = "json"
-    if isinstance(data, dict) and data.get("type") == "FeatureCollection":
-        kind = "geojson"
-        feats = data.get("features") or []
-        _check_limit(len(feats), limit)
-        xy, ids = [], []
-        for i, f in enumerate(feats):
-            geom = (f or {}).get("geometry") or {}
-            c = geom.get("coordinates") or []
-            if geom.get("type") != "Point" or len(c) < 2:
-                raise InvalidInput(f"features[{i}]: geometry must be a Point, got "
-                                   f"{geom.get('type')!r}")
-            xy.append(c[:2])
-            ids.append(f.get("id", (f.get("properties") or {}).get("id")))
-        return _points(xy, ids), kind
-    if isinstance(data, dict) and "points" in data:
-        data = data["points"]
-    if not isinstance(data, list):
-        raise InvalidInput("body: expected a JSON array of points, {\"points\": [...]}, or a "
-                           "GeoJSON FeatureCollection")
-    _check_limit(len(data), limit)
-    if all(isinstance(p, list) for p in data):
-        bad = next((i for i, p in enumerate(data) if len(p) < 2), None)
-        if bad is not None:
-            raise InvalidInput(f"[{bad}]: a point is [lon, lat]")
-        return _points([p[:2] for p in data], None), kind
-    xy, ids = [], []
-    for i, p in enumerate(data):
-        if not isinstance(p, dict):
-            raise InvalidInput(f"[{i}]: a point is [lon, lat] or {{\"lon\":..,\"lat\":..}}")
-        x, y = p.get("lon", p.get("x")), p.get("lat", p.get("y"))
-        if x is None or y is None:
-            raise InvalidInput(f"[{i}]: needs lon and lat (or x and y)")
-        xy.append([x, y])
-        ids.append(p.get("id"))
-    return _points(xy, ids), kind
-
-
-def _points(xy: list[Any], ids: list[Any] | None) -> Points:
-    """Coordinates to float arrays; non-numbers become NaN with a per-row error."""
-    errors: dict[int, str] = {}
-    try:
-        arr = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
-    except (TypeError, ValueError):
-        arr = np.full((len(xy), 2), np.nan)
-        for i, (x, y) in enumerate(xy):
-            try:
-                arr[i] = (float(x), float(y))
-            except (TypeError, ValueError):
-                errors[i] = f"[{i}]: coordinates are not numbers ({x!r}, {y!r})"
-    return Points(arr[:, 0].copy(), arr[:, 1].copy(),
-                  np.asarray(ids, dtype=object) if ids is not None else None, errors)
-
-
-def _check_limit(n: int, limit: int) -> None:
-    if n > limit:
-        raise TooLarge(f"the batch has {n:,} points; the limit is {limit:,} per request "
-                            "(split the input)")
-
-
-async def _read_csv(request: Request, limit: int, max_bytes: int, lon_col: str, lat_col: str,
-                    id_col: str) -> Points:
-    """CSV streamed to a spooled file (memory-bounded), then parsed in chunks."""
-    with tempfile.SpooledTemporaryFile(max_size=32 * 1024 * 1024) as spool:
-        async for chunk in limited_stream(request, max_bytes):
+        async for chunk in limited_stream(request, max_bytes, hint):
             spool.write(chunk)
-        spool.seek(0)
-        parts: list[Points] = []
-        n = 0
-        for pts in read_csv_points(spool, lon_col, lat_col, id_col):
-            parts.append(pts)
-            n += len(pts)
-            if n > limit:
-                raise TooLarge(f"the batch has more than {limit:,} points; the limit is "
-                                    f"{limit:,} per request (split the input)")
-    if not parts:
-        return Points(np.empty(0), np.empty(0), None, {})
-    errors: dict[int, str] = {}
-    off = 0
-    for p in parts:
-        errors.update({off + k: v for k, v in p.errors.items()})
-        off += len(p)
-    has_ids = all(p.ids is not None for p in parts)
-    return Points(np.concatenate([p.x for p in parts]), np.concatenate([p.y for p in parts]),
-                  np.concatenate([p.ids for p in parts if p.ids is not None]) if has_ids else None,
-                  errors)
+    except BaseException:
+        spool.close()
+        raise
+    spool.seek(0)
+    return spool
 
 
 def _stream(idx: GridIndex, pts: Points, kind: str, crs: str,
@@ -219,10 +143,9 @@ def _stream(idx: GridIndex, pts: Points, kind: str, crs: str,
     200: {"description": "JSON for a JSON array, GeoJSON for a FeatureCollection, CSV for "
                          "CSV (the answer is streamed)",
           "content": {GEOJSON: media(BatchFeatureCollection), CSV: CSV_CONTENT}},
-    **errors(404, 413, 503),
-    422: {"model": ValidationErrorOut,
-          "description": "Invalid input, and a content-type other than application/json, "
-                         "application/geo+json or text/csv (code invalid_input)"}})
+    **errors(404, 413, 415, 422, 503)},
+    openapi_extra=reads("application/json", "application/geo+json", "text/csv",
+                       "application/csv", limit="batch_max_bytes"))
 async def resolve_batch(
     request: Request, settings: SettingsDep, indexes: IndexesDep,
     crs: Annotated[str, Query(description="CRS of every point")] = "EPSG:4326",
@@ -236,17 +159,17 @@ async def resolve_batch(
     Points, or CSV (text/csv). The answer is streamed in the same family of format."""
     parse_crs(crs)
     limit = settings.batch_max_points
-    ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    if ctype in ("text/csv", "application/csv"):
-        pts = await _read_csv(request, limit, settings.batch_max_bytes, lon_col, lat_col,
-                              id_col)
-        kind, media = "csv", "text/csv; charset=utf-8"
-    elif ctype in ("application/json", "application/geo+json"):
-        pts, kind = await _read_json(request, limit, settings.batch_max_bytes)
-        media = "application/geo+json" if kind == "geojson" else "application/json"
-    else:
-        raise InvalidInput(f"content-type {ctype!r} is not supported: send application/json, "
-                           "application/geo+json or text/csv")
+    kind_in = media_type(request) or "application/json"
+    hint = f"send at most {limit:,} points, as CSV for the largest batches"
+    # the body is parsed a row at a time in a worker thread: the loop keeps serving others
+    with await _spooled(request, settings.batch_max_bytes, hint) as spool:
+        if kind_in in ("text/csv", "application/csv"):
+            pts = await anyio.to_thread.run_sync(read_csv_batch, spool, limit, lon_col,
+                                                 lat_col, id_col)
+            kind, media = "csv", "text/csv; charset=utf-8"
+        else:
+            pts, kind = await anyio.to_thread.run_sync(read_json_points, spool, limit)
+            media = "application/geo+json" if kind == "geojson" else "application/json"
     idx = await get_index(indexes, at, generation)
     ref = idx.meta["generation"]
     headers = {"X-Gridops-Generation": str(ref.id), "X-Gridops-CRS": parse_crs(crs).key,

@@ -4,13 +4,28 @@ declare their answers with (error statuses, alternative media types)."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 GEOJSON = "application/geo+json"
 CSV = "text/csv"
+
+# ---------------------------------------------------------------- inputs
+
+
+def as_utc(dt: datetime) -> datetime:
+    """An aware time in UTC (PostgreSQL takes offsets up to ±15:59 only, ISO 8601 more);
+    a naive time stays as given. Years 1900 to 9000 only, so that windows of days or months
+    around a time stay within what datetime and PostgreSQL hold."""
+    if not 1900 <= dt.year <= 9000:
+        raise ValueError(f"{dt.isoformat()} is out of range (years 1900 to 9000)")
+    return dt if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+# a time given by a caller (query parameter or body field), normalised to UTC
+Timestamp = Annotated[datetime, AfterValidator(as_utc)]
 
 # ---------------------------------------------------------------- errors
 

@@ -3,7 +3,6 @@ JSON, GeoJSON or CSV)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,6 +14,7 @@ from api.schemas.common import (
     GenerationRefOut,
     LonLat,
     PointGeometry,
+    Timestamp,
 )
 from api.schemas.grids import ChainUnit
 
@@ -43,7 +43,7 @@ class ResolveIn(BaseModel):
     y: float | None = None
     crs: str = Field(default="EPSG:4326", description="EPSG:4326, EPSG:4490, GCJ-02, BD-09, "
                      "or any EPSG code")
-    at: datetime | None = Field(default=None, description="resolve against the grid as of")
+    at: Timestamp | None = Field(default=None, description="resolve against the grid as of")
     generation: int | None = Field(default=None, ge=1)
 
 

@@ -226,7 +226,7 @@ def test_errors_in_the_spec_shape(full_client: TestClient, full_session: Session
     _spec_error(full_client.post(f"{V2}/requests.json", content=b"[1, 2]",
                                  headers={"content-type": "application/json"}), 400, "body")
     _spec_error(full_client.post(f"{V2}/requests.json", files={"media": b"png"},
-                                 data={"service_code": "E0501"}), 400, "content-type")
+                                 data={"service_code": "E0501"}), 415, "content-type")
     _spec_error(full_client.post(f"{V2}/requests.xml", data={"service_code": "E0501"}),
                 400, "JSON")
     assert full_session.scalar(text('SELECT count(*) FROM "case"')) == n  # nothing stored

@@ -274,7 +274,7 @@ def test_grid_resolve_and_health_answers(client: TestClient, demo_loaded: int,
                 content=b"id,lon,lat\nA,121.2277,31.0322\nB,x,1\n",
                 headers={"content-type": "text/csv"})
     assert csv.startswith("id,wgs84_lon")
-    check(c, "POST", "/resolve/batch", 422, ValidationErrorOut, content=b"<x/>",
+    check(c, "POST", "/resolve/batch", 415, ErrorOut, content=b"<x/>",
           headers={"content-type": "text/xml"})
 
     layers = check(c, "GET", "/layers", 200, dict[str, LayerInfo], ref="LayerInfo")

@@ -123,7 +123,7 @@ def test_batch_limits_and_formats(client: TestClient, demo_loaded: int) -> None:
     finally:
         app.state.services.settings.batch_max_points = 1_000_000  # type: ignore[attr-defined]
     r = client.post("/resolve/batch", content=b"x", headers={"content-type": "text/plain"})
-    assert r.status_code == 422 and "text/plain" in r.json()["detail"]
+    assert r.status_code == 415 and "text/plain" in r.json()["detail"]
     r = client.post("/resolve/batch", content=b"lng,lt\n1,2\n",
                     headers={"content-type": "text/csv"})
     assert r.status_code == 422 and "lon" in r.json()["detail"]

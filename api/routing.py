@@ -96,9 +96,10 @@ class CheckedRoute(APIRoute):
                 if not reads_itself:
                     settings: Settings = request.app.state.services.settings
                     limit = int(getattr(settings, limit_field))
-                    # read with the limit now; FastAPI's own request.body() gets this copy
-                    request._body = await read_body(
-                        request, limit, "this endpoint takes one JSON object")
+                    raw = await read_body(request, limit, "this endpoint takes one JSON object")
+                    check_json_text(raw)
+                    # FastAPI's own request.body() gets this copy (Starlette's body cache)
+                    request._body = raw
             return await handler(request)
 
         return checked

@@ -426,22 +426,19 @@ def _short_name(name: str) -> str:
     return name
 
 
+def _kind_by_suffix(name: str, kinds: tuple[tuple[tuple[str, ...], str], ...]) -> str:
+    """The kind of the first (suffixes, kind) whose suffix ends the name; else a park."""
+    return next((kind for ends, kind in kinds if name.endswith(ends)), "park")
+
+
 def _community_kind(name: str) -> str:
     """Classify a community as residential, village or park."""
-    if name.endswith("村委会"):
-        return "village"
-    if name.endswith("居委会") or name.endswith("委员会"):
-        return "residential"
-    return "park"
+    return _kind_by_suffix(name, ((("村委会",), "village"), (("居委会", "委员会"), "residential")))
 
 
 def _street_kind(name: str) -> str:
     """Classify a street-level unit as street (街道), town (镇) or park."""
-    if name.endswith("街道"):
-        return "street"
-    if name.endswith("镇") or name.endswith("乡"):
-        return "town"
-    return "park"
+    return _kind_by_suffix(name, ((("街道",), "street"), (("镇", "乡"), "town")))
 
 
 def _union(geoms: Sequence[BaseGeometry]) -> BaseGeometry:

@@ -118,6 +118,12 @@ class GridPiece(Base):
 # an edit ends the current row and adds a new one, so the past can always be asked.
 
 
+def current_code_index(table: str) -> Index:
+    """The unique index of a versioned layer's current rows by code (migration 0002)."""
+    return Index(f"{table}_code_current", "code", unique=True,
+                 postgresql_where=text("valid_to IS NULL"))
+
+
 class Versioned:
     """valid_from / valid_to columns shared by every versioned layer."""
 
@@ -132,8 +138,7 @@ class Department(Versioned, Base):
 
     __tablename__ = "department"
     __table_args__ = (
-        Index("department_code_current", "code", unique=True,
-              postgresql_where=text("valid_to IS NULL")),
+        current_code_index("department"),
         CheckConstraint("tier BETWEEN 1 AND 3", name="department_tier"),
     )
 
@@ -155,8 +160,7 @@ class Category(Versioned, Base):
 
     __tablename__ = "category"
     __table_args__ = (
-        Index("category_code_current", "code", unique=True,
-              postgresql_where=text("valid_to IS NULL")),
+        current_code_index("category"),
         CheckConstraint("kind IN ('component', 'event')", name="category_kind"),
         CheckConstraint("owner_rule IN ('asset', 'area', 'category', 'specialist')",
                         name="category_owner_rule"),
@@ -191,8 +195,7 @@ class Asset(Versioned, Base):
 
     __tablename__ = "asset"
     __table_args__ = (
-        Index("asset_code_current", "code", unique=True,
-              postgresql_where=text("valid_to IS NULL")),
+        current_code_index("asset"),
         Index("asset_kind_current", "kind", postgresql_where=text("valid_to IS NULL")),
         CheckConstraint("code ~ '^[0-9]{16}$'", name="asset_code_16_digits"),
         CheckConstraint("state IN ('intact', 'damaged', 'missing', 'occupied')",
@@ -221,8 +224,7 @@ class OwnershipArea(Versioned, Base):
 
     __tablename__ = "ownership_area"
     __table_args__ = (
-        Index("ownership_area_code_current", "code", unique=True,
-              postgresql_where=text("valid_to IS NULL")),
+        current_code_index("ownership_area"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -262,8 +264,7 @@ class PatrolTeam(Versioned, Base):
 
     __tablename__ = "patrol_team"
     __table_args__ = (
-        Index("patrol_team_code_current", "code", unique=True,
-              postgresql_where=text("valid_to IS NULL")),
+        current_code_index("patrol_team"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

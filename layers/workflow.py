@@ -108,12 +108,7 @@ def step(state: str, action: str, role: str, previous: str | None = None) -> str
         if role not in SIDE_ACTIONS[action]:
             raise Forbidden(f"a {role} may not {action} a case")
         return state
-    move = next((m for m in MOVES.get(state, ()) if m.action == action), None)
-    if move is None:
-        raise IllegalTransition(
-            f"cannot {action} a case that is {state}; allowed: "
-            f"{', '.join(allowed(state)) or 'nothing (the case is finished)'}",
-            extra={"state": state, "allowed": allowed(state)})
+    move = transition(state, action)
     if role not in move.roles:
         raise Forbidden(f"a {role} may not {action} a case (allowed to: "
                         f"{', '.join(sorted(move.roles))})")

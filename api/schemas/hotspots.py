@@ -90,8 +90,8 @@ class ChronicGrid(BaseModel):
     cases: int
 
 
-class ChronicOut(BaseModel):
-    """Chronic spots (顽症) and the grids that hold them (format=json)."""
+class ChronicHead(BaseModel):
+    """What chronic spots were looked for: the months, the period, the rule."""
 
     months: list[str]
     since: datetime
@@ -100,8 +100,13 @@ class ChronicOut(BaseModel):
     min_run: int
     hot: str
     neighbourhood: str
-    spots: list[ChronicSpot]
     grids: list[ChronicGrid]
+
+
+class ChronicOut(ChronicHead):
+    """Chronic spots (顽症) and the grids that hold them (format=json)."""
+
+    spots: list[ChronicSpot]
 
 
 class ChronicFeature(Feature):
@@ -112,15 +117,7 @@ class ChronicFeature(Feature):
     properties: ChronicSpot  # type: ignore[assignment]
 
 
-class ChronicCollection(FeatureCollection):
+class ChronicCollection(FeatureCollection, ChronicHead):
     """Chronic spots as GeoJSON (format=geojson), with the grids that hold them."""
 
-    months: list[str]
-    since: datetime
-    until: datetime
-    res: int
-    min_run: int
-    hot: str
-    neighbourhood: str
-    grids: list[ChronicGrid]
     features: list[ChronicFeature]  # type: ignore[assignment]

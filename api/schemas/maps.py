@@ -37,11 +37,16 @@ class OpenCaseProperties(BaseModel):
     escalated_count: int
 
 
-class OpenCaseFeature(Feature):
-    """An open case (its id is its reference)."""
+class PointFeatureWithId(Feature):
+    """A Point feature named by an id of text."""
 
     id: str
     geometry: PointGeometry  # type: ignore[assignment]
+
+
+class OpenCaseFeature(PointFeatureWithId):
+    """An open case (its id is its reference)."""
+
     properties: OpenCaseProperties  # type: ignore[assignment]
 
 
@@ -54,11 +59,9 @@ class OpenCellProperties(BaseModel):
     h3: str
 
 
-class OpenCellFeature(Feature):
+class OpenCellFeature(PointFeatureWithId):
     """An H3 cell's open cases at their centroid (its id is the cell)."""
 
-    id: str
-    geometry: PointGeometry  # type: ignore[assignment]
     properties: OpenCellProperties  # type: ignore[assignment]
 
 

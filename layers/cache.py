@@ -17,17 +17,27 @@ class TTLCache:
         self.size = size
         self._lock = threading.Lock()
         self._data: dict[Hashable, tuple[float, Any]] = {}
+        self._making: dict[Hashable, threading.Lock] = {}
 
     def get(self, key: Hashable, make: Callable[[], Any], ttl_s: float | None = None) -> Any:
-        """The cached value of key, made anew when older than the ttl."""
-        now = time.monotonic()
+        """The cached value of key, made anew when older than the ttl; callers that miss
+        together wait for one of them to make it (no stampede when a value expires)."""
+        ttl = self.ttl_s if ttl_s is None else ttl_s
         with self._lock:
             hit = self._data.get(key)
-        if hit is not None and now - hit[0] < (self.ttl_s if ttl_s is None else ttl_s):
-            return hit[1]
-        value = make()
-        with self._lock:
-            self._data[key] = (now, value)
-            if len(self._data) > self.size:
-                self._data.pop(next(iter(self._data)))
+            if hit is not None and time.monotonic() - hit[0] < ttl:
+                return hit[1]
+            making = self._making.setdefault(key, threading.Lock())
+        with making:
+            with self._lock:
+                hit = self._data.get(key)
+            if hit is not None and time.monotonic() - hit[0] < ttl:
+                return hit[1]  # made by the caller this one waited for
+            value = make()
+            with self._lock:
+                self._data[key] = (time.monotonic(), value)
+                if len(self._data) > self.size:
+                    old = next(iter(self._data))
+                    self._data.pop(old)
+                    self._making.pop(old, None)
         return value

@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 from sqlalchemy.exc import IntegrityError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.schemas.common import DOCUMENTED, ERROR_DESCRIPTIONS, ValidationErrorOut
 from spatial.errors import GridopsError
@@ -74,6 +75,13 @@ def install_error_handlers(app: FastAPI) -> None:
         # a message quoting input may hold what UTF-8 cannot encode: shown replaced
         return JSONResponse(body if _encodable(body) else _replaced(body),
                             status_code=exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # the framework's own answers (no such route, a method the route does not take)
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse({"code": code, "detail": str(exc.detail)},
+                            status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -6,6 +6,7 @@ them in the OpenAPI document so clients and fuzzers send them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -44,14 +45,19 @@ def media_type(request: Request) -> str:
 
 
 def check_json_text(raw: bytes) -> None:
-    """A JSON body whose text can all be stored: orjson refuses unpaired surrogates, and
-    no string may hold a NUL (422 naming where)."""
+    """A JSON body whose text can all be stored: no string may hold a NUL or an unpaired
+    surrogate (422 naming where)."""
     if not raw.strip():
         return
     try:
         data = orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise InvalidInput(f"body: not valid JSON ({str(e)[:200]})") from None
+    except orjson.JSONDecodeError:
+        # NaN, Infinity or a lone surrogate: the standard parser (FastAPI's) reads them, and
+        # the checks after it name the field (a number must be finite; text is below)
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise InvalidInput(f"body: not valid JSON ({str(e)[:200]})") from None
     bad = find_bad_text(data)
     if bad:
         raise InvalidInput(bad)

@@ -76,7 +76,7 @@ def map_home() -> RedirectResponse:
     return RedirectResponse("/map/wall")
 
 
-@router.get("/wall", response_class=HTMLResponse)
+@router.get("/wall", response_class=HTMLResponse, responses=errors(422, 503))
 def wall_page(session: SessionDep, settings: SettingsDep, idx: ActiveIndexDep,
               cache: PageCacheDep, areas: StudyAreasDep,
               period: Period = None, category: Category = None, department: Department = None,
@@ -136,7 +136,7 @@ def wall_open(session: SessionDep,
     return GeoJSONResponse(wall.open_cases(session, box, res, datetime.now().astimezone()))
 
 
-@router.get("/lookup", response_class=HTMLResponse)
+@router.get("/lookup", response_class=HTMLResponse, responses=errors(404, 422, 503))
 def lookup_page(session: SessionDep, settings: SettingsDep, indexes: IndexesDep,
                 owners: OwnersDep, idx: ActiveIndexDep, lon: Lon, lat: Lat,
                 crs: Crs = "EPSG:4326", radius: Radius = 30.0,
@@ -156,7 +156,7 @@ def lookup_page(session: SessionDep, settings: SettingsDep, indexes: IndexesDep,
                                    neighbours=neighbours or [], radius=radius))
 
 
-@router.get("/grid/{code}", response_class=HTMLResponse)
+@router.get("/grid/{code}", response_class=HTMLResponse, responses=errors(404, 422, 503))
 def grid_page(code: str, session: SessionDep, settings: SettingsDep, idx: ActiveIndexDep
               ) -> HTMLResponse:
     """One grid: boundary, neighbours, people, patrols, assets, cases and KPIs."""

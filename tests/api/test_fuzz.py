@@ -1,0 +1,81 @@
+"""schemathesis against a real server on the demo city: every operation of the OpenAPI
+document, with and without a centre token, over 10,000 requests in all (bounded in time,
+a fixed seed so that CI replays the same run). It fails on any server error and on any
+answer the document does not describe (status, media type, body)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session
+
+from layers.auth import create_token
+from layers.cluster import Cluster
+from layers.db import make_engine, upgrade
+from layers.settings import Settings
+from tests.support.servers import serving
+
+CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
+          "response_schema_conformance")
+EXAMPLES = 60  # per operation and phase
+MAX_TIME_S = 200  # per run
+MIN_REQUESTS = 5_000  # per run: two runs, over 10,000 in all
+
+
+@pytest.fixture(scope="module")
+def fuzz_server(pg_cluster: Cluster, settings: Settings) -> Iterator[tuple[str, str]]:
+    """A server on a database of its own (the fuzzer writes) with the demo city; a centre
+    token."""
+    from etl.demo import load_demo_all
+
+    admin = make_engine(pg_cluster.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text("DROP DATABASE IF EXISTS gridops_fuzz WITH (FORCE)"))
+        c.execute(text("CREATE DATABASE gridops_fuzz"))
+    url = pg_cluster.url().rsplit("/", 1)[0] + "/gridops_fuzz"
+    upgrade(url)
+    engine = make_engine(url)
+    with Session(engine) as s, s.begin():
+        load_demo_all(s, settings.model_copy(update={"database_url": url}))
+        _, token = create_token(s, "fuzz-centre", "centre")
+    engine.dispose()
+    try:
+        with serving(url, GRIDOPS_SCHEDULER_INTERVAL_S="0", GRIDOPS_WORKERS="1") as base:
+            yield base, token
+    finally:
+        with admin.connect() as c:
+            c.execute(text("DROP DATABASE IF EXISTS gridops_fuzz WITH (FORCE)"))
+        admin.dispose()
+
+
+def _st() -> str:
+    exe = Path(sys.executable).with_name("st")
+    return str(exe) if exe.exists() else (shutil.which("st") or "st")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("auth", [False, True], ids=["public", "centre"])
+def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
+        fuzz_server: tuple[str, str], auth: bool, tmp_path: Path) -> None:
+    base, token = fuzz_server
+    cmd = [_st(), "run", f"{base}/openapi.json", "--checks", CHECKS,
+           "--max-examples", str(EXAMPLES), "--continue-on-failure", "--no-shrink",
+           "--phases", "examples,coverage,fuzzing", "--max-time", str(MAX_TIME_S),
+           "--seed", "20261202" if auth else "20261201", "--workers", "2",
+           "--request-timeout", "30", "--no-color", "--warnings", "off"]
+    if auth:
+        cmd += ["--header", f"Authorization: Bearer {token}"]
+    run = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, timeout=600)
+    out = run.stdout + run.stderr
+    found = re.search(r"(\d[\d,]*) generated", out)
+    generated = int(found.group(1).replace(",", "")) if found else 0
+    failures = out[out.find("FAILURES"):out.find("SUMMARY")] if "FAILURES" in out else ""
+    assert run.returncode == 0, f"schemathesis found failures:\n{failures[:8000]}\n{out[-1500:]}"
+    assert generated >= MIN_REQUESTS, f"only {generated} requests sent:\n{out[-1500:]}"

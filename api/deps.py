@@ -14,6 +14,7 @@ from api.services import Services
 from layers.auth import TokenCache, Unauthorized
 from layers.cache import TTLCache
 from layers.cases import Actor
+from layers.disclosure import StaffView
 from layers.hotspots import StudyAreas
 from layers.intake_writer import IntakeWriter
 from layers.kpis import KpiConfig
@@ -92,6 +93,14 @@ async def current_user(request: Request, services: ServicesDep) -> Actor:
 
 
 CurrentUser = Annotated[Actor, Depends(current_user)]
+
+
+async def get_staff_view(user: CurrentUser, settings: SettingsDep) -> StaffView:
+    """What this caller may see of grid staff (any token: all; the public: the board)."""
+    return StaffView(staff=user.role != PUBLIC, public=settings.public_staff)
+
+
+StaffViewDep = Annotated[StaffView, Depends(get_staff_view)]
 
 
 def require(user: Actor, *roles: str) -> Actor:

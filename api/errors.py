@@ -131,7 +131,7 @@ def finish_openapi(doc: dict[str, Any]) -> dict[str, Any]:
     - every 422 is ValidationErrorOut (the handler's shape, not FastAPI's
       HTTPValidationError, whose components go);
     - error answers are application/json (the handlers' JSONResponse) even on routes whose
-      answer is GeoJSON;
+      answer is GeoJSON or an HTML page;
     - a schema given for a route whose response class is not a JSONResponse (GeoJSON,
       orjson) is that schema, not FastAPI's {"type": "string"} placeholder beside it;
     - the models that alternative media types name (api.schemas.common.media) are in the
@@ -164,7 +164,9 @@ def _finish_answer(status: str, answer: dict[str, Any]) -> None:
             "$ref": REF + ValidationErrorOut.__name__}}}
         return
     if status.isdigit() and int(status) >= 400 and "application/json" not in content:
-        for media in [m for m in content if m.endswith("json")][:1]:
+        # the error model was placed under the route's own media type (GeoJSON, HTML)
+        for media in [m for m in content if m.endswith("json")
+                      or "$ref" in (content[m].get("schema") or {})][:1]:
             content["application/json"] = content.pop(media)
     for entry in content.values():
         schema = entry.get("schema")

@@ -7,6 +7,8 @@ from typing import Any
 import orjson
 from fastapi import Response
 
+from layers.disclosure import StaffView
+
 
 class GeoJSONResponse(Response):
     """application/geo+json, serialised with orjson (geometry text is embedded, not re-parsed)."""
@@ -23,15 +25,14 @@ def json_response(obj: Any, status: int = 200,
     return Response(orjson.dumps(obj, default=str), status_code=status, media_type=media_type)
 
 
-def unit_properties(row: Any) -> dict[str, Any]:
-    """The properties every unit feature carries."""
+def unit_properties(row: Any, staff: StaffView) -> dict[str, Any]:
+    """The properties every unit feature carries (the leader as the caller may see it)."""
     return {
         "code": row.code, "name": row.name, "level": row.level, "level_key": row.level_key,
         "level_name": row.level_name, "parent_code": row.parent_code,
         "generation_low": row.generation_low, "generation_high": row.generation_high,
         "area_m2": round(row.area_m2, 1) if row.area_m2 is not None else None,
-        "leader": ({"name": row.leader_name, "phone": row.leader_phone}
-                   if row.leader_name or row.leader_phone else None),
+        "leader": staff.leader(row.leader_name, row.leader_phone),
         "attributes": row.attributes or {},
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -86,6 +87,10 @@ class Settings(BaseSettings):
                                      "endpoint that takes one JSON object (a report, an "
                                      "action, a point), in bytes")
 
+    public_staff: Literal["none", "leader", "leader_phone"] = Field(
+        default="leader", description="what the public sees of grid staff: none; the grid "
+        "leader's name; or the leader's name and phone (a service number on the grid's "
+        "board). Role holders and patrol members are for staff tokens only")
     npm_registry: str | None = Field(
         default=None, description="an npm registry mirror the set-up fetches Leaflet from")
 

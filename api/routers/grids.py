@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Path, Query, Request
 
-from api.deps import SessionDep, SettingsDep
+from api.deps import SessionDep, SettingsDep, StaffViewDep
 from api.geojson import GeoJSONResponse, feature, unit_properties
 from api.params import BboxDep, GenerationDep
 from api.routing import CheckedRoute
@@ -29,6 +29,7 @@ def list_grids(
     session: SessionDep,
     settings: SettingsDep,
     gen: GenerationDep,
+    staff: StaffViewDep,
     box: BboxDep,
     level: Annotated[str | None, Query(description="rank (1-4) or key (district, street, "
                                        "community, grid)")] = None,
@@ -56,18 +57,18 @@ def list_grids(
         "numberMatched": total,
         "numberReturned": len(rows),
         "links": links,
-        "features": [feature(r, unit_properties(r)) for r in rows],
+        "features": [feature(r, unit_properties(r, staff)) for r in rows],
     }
     return GeoJSONResponse(body)
 
 
 @router.get("/{code}", response_class=GeoJSONResponse, response_model=UnitDetail,
             responses={200: geojson(UnitDetail), **errors(404, 422, 503)})
-def get_grid(code: CodePath, session: SessionDep, settings: SettingsDep,
+def get_grid(code: CodePath, session: SessionDep, settings: SettingsDep, staff: StaffViewDep,
              gen: GenerationDep) -> GeoJSONResponse:
     """One unit as a Feature, with its parent chain, children and edge neighbours (四至)."""
     row = grids.get_unit(session, gen.id, code)
-    props: dict[str, Any] = unit_properties(row)
+    props: dict[str, Any] = unit_properties(row, staff)
     props["generation"] = gen.id
     props["point_on_surface"] = [row.lon, row.lat]
     props["parents"] = [dict(p._mapping) for p in grids.parent_chain(session, gen.id, code)]
@@ -84,7 +85,7 @@ def get_grid(code: CodePath, session: SessionDep, settings: SettingsDep,
 
 
 @router.get("/{code}/history", response_model=UnitHistory, responses=errors(404, 422, 503))
-def grid_history(code: CodePath, session: SessionDep) -> dict[str, Any]:
+def grid_history(code: CodePath, session: SessionDep, staff: StaffViewDep) -> dict[str, Any]:
     """Every version of a unit across generations, with when each was valid."""
     rows = grids.history(session, code)
     gens = {g.id: g for g in grids.list_generations(session)}
@@ -97,7 +98,7 @@ def grid_history(code: CodePath, session: SessionDep) -> dict[str, Any]:
             "valid_from": r.valid_from, "valid_to": r.valid_to,
             "current": r.current,
             "area_m2": round(r.area_m2, 1) if r.area_m2 is not None else None,
-            "leader": {"name": r.leader_name, "phone": r.leader_phone},
+            "leader": staff.leader(r.leader_name, r.leader_phone),
             "geometry": orjson.loads(r.geojson),
         })
     return {

@@ -14,7 +14,14 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
 from api.bodies import read_body
-from api.deps import CurrentUser, SessionDep, SettingsDep, WriteSessionDep, require
+from api.deps import (
+    CurrentUser,
+    SessionDep,
+    SettingsDep,
+    StaffViewDep,
+    WriteSessionDep,
+    require,
+)
 from api.geojson import GeoJSONResponse, json_response
 from api.params import BboxDep
 from api.routing import CheckedRoute, reads
@@ -30,6 +37,7 @@ from api.schemas.layers import (
     RetiredOut,
 )
 from layers import responsibility as resp
+from layers.disclosure import StaffView
 from layers.workflow import CENTRE, PLANNER
 from spatial.errors import InvalidInput
 
@@ -49,9 +57,10 @@ FILTERS: dict[str, tuple[str, ...]] = {
 INT_FIELDS = {"tier"}
 
 
-def _feature(session: Any, d: resp.LayerDef, row: Any, geo: dict[int, Any] | None = None
-             ) -> dict[str, Any]:
-    props = resp.as_dict(d, row)
+def _feature(session: Any, d: resp.LayerDef, row: Any, geo: dict[int, Any] | None = None,
+             staff: StaffView | None = None) -> dict[str, Any]:
+    props = resp.as_dict(d, row) if staff is None else staff.layer_row(d.name,
+                                                                        resp.as_dict(d, row))
     if not d.geometry:
         return props
     geo = geo if geo is not None else resp.geojson_of(session, d, [row])
@@ -143,6 +152,7 @@ def list_layers() -> dict[str, Any]:
     **errors(404, 422, 503)})
 def list_layer(
     name: str, request: Request, session: SessionDep, settings: SettingsDep, box: BboxDep,
+    staff: StaffViewDep,
     at: Annotated[Timestamp | None, Query(description="rows valid at this time")] = None,
     limit: Annotated[int, Query(ge=1)] = 1000,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -167,8 +177,10 @@ def list_layer(
     if d.geometry:
         geo = resp.geojson_of(session, d, rows)
         return GeoJSONResponse({"type": "FeatureCollection", **head,
-                                "features": [_feature(session, d, r, geo) for r in rows]})
-    return json_response({**head, "items": [resp.as_dict(d, r) for r in rows]})
+                                "features": [_feature(session, d, r, geo, staff)
+                                             for r in rows]})
+    return json_response({**head, "items": [_feature(session, d, r, staff=staff)
+                                            for r in rows]})
 
 
 @router.post("/layers/{name}/import", response_model=ImportReportOut,
@@ -206,22 +218,23 @@ async def create_row(name: str, request: Request, session: WriteSessionDep,
 
 @router.get("/layers/{name}/{key:path}/history", response_model=LayerVersions,
             responses=errors(404, 422, 503))
-def row_history(name: str, key: str, session: SessionDep) -> Response:
+def row_history(name: str, key: str, session: SessionDep, staff: StaffViewDep) -> Response:
     """Every version of a row, oldest first."""
     d = resp.layer(name)
     rows = resp.history(session, d, _split(d, key))
     geo = resp.geojson_of(session, d, rows)
     return json_response({"layer": name, "key": key,
-                  "versions": [_feature(session, d, r, geo) for r in rows]})
+                  "versions": [_feature(session, d, r, geo, staff) for r in rows]})
 
 
 @router.get("/layers/{name}/{key:path}", response_model=LayerFeature | LayerRowOut,
             responses=errors(404, 422, 503))
-def get_row(name: str, key: str, session: SessionDep,
+def get_row(name: str, key: str, session: SessionDep, staff: StaffViewDep,
             at: Annotated[Timestamp | None, Query()] = None) -> Response:
     """One row as valid now or at a time."""
     d = resp.layer(name)
-    return json_response(_feature(session, d, resp.get(session, d, _split(d, key), at)))
+    return json_response(_feature(session, d, resp.get(session, d, _split(d, key), at),
+                                  staff=staff))
 
 
 @router.put("/layers/{name}/{key:path}", response_model=LayerFeature | LayerRowOut,

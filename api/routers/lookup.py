@@ -10,7 +10,14 @@ import anyio
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api.deps import IndexesDep, OwnersDep, ReportsDep, SessionDep, SettingsDep
+from api.deps import (
+    IndexesDep,
+    OwnersDep,
+    ReportsDep,
+    SessionDep,
+    SettingsDep,
+    StaffViewDep,
+)
 from api.geojson import json_response
 from api.params import At, Crs, Lat, Lon, Radius
 from api.routing import CheckedRoute
@@ -24,7 +31,7 @@ router = APIRouter(route_class=CheckedRoute, tags=["responsibility"])
 
 
 @router.get("/owner", response_model=OwnerOut, responses=errors(404, 422, 503))
-async def owner(reports: ReportsDep, lon: Lon, lat: Lat,
+async def owner(reports: ReportsDep, staff: StaffViewDep, lon: Lon, lat: Lat,
                 category: Annotated[str, Query(description="category code, e.g. C0101")],
                 crs: Crs = "EPSG:4326", at: At = None) -> Response:
     """The responsible department for a category at a point, with the patrol on duty, the
@@ -36,12 +43,13 @@ async def owner(reports: ReportsDep, lon: Lon, lat: Lat,
         r = reports.resolve(p.lon, p.lat, category, at)
     return json_response({"wgs84": {"lon": p.lon, "lat": p.lat}, "crs": p.crs,
                           "inside": bool(r["chain"]), "chain": r["chain"], "h3": r["h3"],
-                          "generation": r["generation"], **r["owner"]})
+                          "generation": r["generation"], **staff.owner_answer(r["owner"])})
 
 
 @router.get("/lookup", response_model=LookupOut, responses=errors(404, 422, 503))
 def lookup(session: SessionDep, settings: SettingsDep, indexes: IndexesDep, owners: OwnersDep,
-           lon: Lon, lat: Lat, crs: Crs = "EPSG:4326", radius: Radius = 30.0, at: At = None,
+           staff: StaffViewDep, lon: Lon, lat: Lat, crs: Crs = "EPSG:4326",
+           radius: Radius = 30.0, at: At = None,
            category: Annotated[str | None, Query(description="one category; default: every "
                                                  "category with a candidate here")] = None,
            ) -> Response:
@@ -49,8 +57,9 @@ def lookup(session: SessionDep, settings: SettingsDep, indexes: IndexesDep, owne
     ownership areas covering it, assets within the radius with owners and distances, and
     the owner resolution (for the category, or every category with a candidate here)."""
     p = normalise_point(lon, lat, crs)
-    return json_response({"crs": p.crs, **spot(session, indexes, owners, settings, p.lon,
-                                               p.lat, radius, at, category)})
+    found = spot(session, indexes, owners, settings, p.lon, p.lat, radius, at, category)
+    found["owners"] = [staff.owner_answer(o) for o in found["owners"]]
+    return json_response({"crs": p.crs, **found})
 
 
 @router.get("/alignment", response_model=AlignmentRanking,

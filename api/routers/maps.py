@@ -19,6 +19,7 @@ from api.deps import (
     PageCacheDep,
     SessionDep,
     SettingsDep,
+    StaffViewDep,
     StudyAreasDep,
 )
 from api.geojson import GeoJSONResponse, json_response
@@ -37,6 +38,7 @@ from api.routing import CheckedRoute
 from api.schemas.common import errors, geojson
 from api.schemas.maps import OpenCases, WallCounts
 from layers import grids, hotspots, kpis, wall
+from layers.disclosure import StaffView
 from layers.lookup import spot
 from layers.resolution import normalise_point
 from layers.settings import Settings
@@ -138,33 +140,46 @@ def wall_open(session: SessionDep,
 
 @router.get("/lookup", response_class=HTMLResponse, responses=errors(404, 422, 503))
 def lookup_page(session: SessionDep, settings: SettingsDep, indexes: IndexesDep,
-                owners: OwnersDep, idx: ActiveIndexDep, lon: Lon, lat: Lat,
+                owners: OwnersDep, idx: ActiveIndexDep, staff: StaffViewDep, lon: Lon, lat: Lat,
                 crs: Crs = "EPSG:4326", radius: Radius = 30.0,
                 category: Annotated[str | None, Query(max_length=16)] = None) -> HTMLResponse:
     """The dispute page: everything at a spot on a map, the owner trail as a table; a click
     anywhere looks that spot up."""
     _ready()
     p = normalise_point(lon, lat, crs)
-    data = _plain(spot(session, indexes, owners, settings, p.lon, p.lat, radius, None,
-                       category))
+    found = spot(session, indexes, owners, settings, p.lon, p.lat, radius, None, category)
+    found["owners"] = [staff.owner_answer(o) for o in found["owners"]]
+    data = _plain(found)
     unit = neighbours = None
     if data["chain"]:
         code = data["chain"][-1]["code"]
-        unit = wall.unit_feature(session, idx.generation, code)
+        unit = _unit_shown(wall.unit_feature(session, idx.generation, code), staff)
         neighbours = wall.neighbour_features(session, settings, idx.generation, code)
     return _html(pages.lookup_page(base=_base(settings), spot=data, unit=unit,
                                    neighbours=neighbours or [], radius=radius))
 
 
+def _unit_shown(unit: dict[str, Any], staff: StaffView) -> dict[str, Any]:
+    """A unit for a page, its leader as the caller may see it."""
+    lead = staff.leader(unit["leader_name"], unit["leader_phone"]) or {}
+    return {**unit, "leader_name": lead.get("name"), "leader_phone": lead.get("phone")}
+
+
+def _people_shown(people: list[dict[str, Any]], staff: StaffView) -> list[dict[str, Any]]:
+    """Role holders for a page: the public sees the role and department only."""
+    shown = [staff.person(p) or {} for p in people]
+    return [p if p.get("name") else {**p, "name": "(staff only)"} for p in shown]
+
+
 @router.get("/grid/{code}", response_class=HTMLResponse, responses=errors(404, 422, 503))
-def grid_page(code: str, session: SessionDep, settings: SettingsDep, idx: ActiveIndexDep
-              ) -> HTMLResponse:
+def grid_page(code: str, session: SessionDep, settings: SettingsDep, idx: ActiveIndexDep,
+              staff: StaffViewDep) -> HTMLResponse:
     """One grid: boundary, neighbours, people, patrols, assets, cases and KPIs."""
     _ready()
     if len(code) > 32:
         raise InvalidInput(f"code: {code[:40]!r}... is longer than 32 characters")
     gen = idx.generation
-    unit = wall.unit_feature(session, gen, code)
+    unit = _unit_shown(wall.unit_feature(session, gen, code), staff)
     chain = [dict(r._mapping) for r in grids.parent_chain(session, gen, code)]
     now = datetime.now().astimezone()
     at = datetime.now(UTC)
@@ -177,7 +192,7 @@ def grid_page(code: str, session: SessionDep, settings: SettingsDep, idx: Active
     body = pages.grid_page(
         base=_base(settings), unit=unit, chain=[*chain, {"name": unit["name"]}],
         neighbours=wall.neighbour_features(session, settings, gen, code),
-        people=wall.leader_role(unit) + wall.grid_people(session, code, at),
+        people=wall.leader_role(unit) + _people_shown(wall.grid_people(session, code, at), staff),
         patrols=wall.grid_patrols(session, code, at),
         assets=wall.grid_assets(session, code, at), cases=wall.grid_cases(session, code, now),
         kpi=kpi_row, kpi_period=f"{period.since:%Y-%m-%d} – {period.until:%Y-%m-%d}")

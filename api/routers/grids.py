@@ -98,7 +98,7 @@ def grid_history(code: CodePath, session: SessionDep, staff: StaffViewDep) -> di
             "valid_from": r.valid_from, "valid_to": r.valid_to,
             "current": r.current,
             "area_m2": round(r.area_m2, 1) if r.area_m2 is not None else None,
-            "leader": staff.leader(r.leader_name, r.leader_phone),
+            "leader": staff.leader(r.leader_name, r.leader_phone) or {"name": None, "phone": None},
             "geometry": orjson.loads(r.geojson),
         })
     return {

@@ -115,8 +115,11 @@ def geometry_from_geojson(d: LayerDef, geom: Any, where: str) -> Any:
                               f"({' or '.join(d.geometry)})")
     try:
         g = shape(geom)
-    except (KeyError, ValueError, TypeError, AttributeError) as e:
-        raise InvalidGeometry(f"{where}: not a GeoJSON geometry ({e})") from None
+    except Exception as e:
+        raise InvalidGeometry(f"{where}: not a GeoJSON geometry "
+                              f"({type(e).__name__}: {str(e)[:120]})") from None
+    if g.has_z:  # a height is not stored (the layers are 2-D); the position is kept
+        g = shapely.force_2d(g)
     if g.geom_type not in d.geometry:
         raise InvalidGeometry(f"{where}: geometry must be {' or '.join(d.geometry)}, "
                               f"got {g.geom_type}")

@@ -9,6 +9,7 @@ import io
 from collections.abc import Iterator
 from typing import Annotated, Any
 
+import anyio
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
@@ -88,7 +89,12 @@ def _rows_from_upload(d: resp.LayerDef, raw: bytes, ctype: str
                       ) -> Iterator[tuple[int, dict[str, Any], Any]]:
     """(line, fields, geometry) from a GeoJSON FeatureCollection or a CSV upload."""
     if ctype in ("text/csv", "application/csv"):
-        text = raw.decode("utf-8-sig")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as e:
+            raise InvalidInput(f"CSV: not UTF-8 (byte 0x{raw[e.start]:02x} at offset "
+                               f"{e.start:,}); save the file as UTF-8 (a GBK file: "
+                               "iconv -f GBK -t UTF-8)") from None
         reader = csv.DictReader(io.StringIO(text))
         for i, rec in enumerate(reader, start=2):
             fields: dict[str, Any] = {k: v for k, v in rec.items() if k and v not in ("", None)}
@@ -120,7 +126,8 @@ def _rows_from_upload(d: resp.LayerDef, raw: bytes, ctype: str
             if not isinstance(f, dict):
                 yield i, {}, None
                 continue
-            yield i, dict(f.get("properties") or {}), f.get("geometry")
+            props = f.get("properties")
+            yield i, dict(props) if isinstance(props, dict) else {}, f.get("geometry")
         return
     if isinstance(data, list):
         for i, item in enumerate(data, start=1):
@@ -166,7 +173,15 @@ def list_layer(
     for k in FILTERS[name]:
         v = request.query_params.get(k)
         if v is not None:
-            filters[k] = int(v) if k in INT_FIELDS and v.isdigit() else v
+            if k in INT_FIELDS:
+                try:
+                    filters[k] = int(v)
+                except ValueError:
+                    raise InvalidInput(f"{k}: {v[:40]!r} is not a whole number") from None
+                if not -2**31 <= filters[k] < 2**31:
+                    raise InvalidInput(f"{k}: {filters[k]} is out of range")
+            else:
+                filters[k] = v
     unknown = set(request.query_params) - {*FILTERS[name], "at", "bbox", "limit", "offset"}
     if unknown:
         raise InvalidInput(f"unknown filter(s) {sorted(unknown)} for {name}; filters are "
@@ -196,8 +211,10 @@ async def import_layer(name: str, request: Request, session: WriteSessionDep,
     require(user, PLANNER, CENTRE)
     raw = await read_body(request, settings.upload_max_bytes, "split it")
     ctype = request.headers.get("content-type", "application/json").split(";")[0].strip()
-    report = resp.import_rows(session, d, _rows_from_upload(d, raw, ctype),
-                              actor=_actor(request))
+    actor = _actor(request)
+    # parsing and inserting thousands of rows: in a worker thread, the loop keeps serving
+    report = await anyio.to_thread.run_sync(
+        lambda: resp.import_rows(session, d, _rows_from_upload(d, raw, ctype), actor=actor))
     return json_response(report.as_dict(), status=200)
 
 

@@ -148,3 +148,42 @@ def test_batches_refuse_what_they_do_not_read(client: TestClient, demo_loaded: i
     r = client.post("/resolve/batch", content="id,lon,lat\n井盖,121.2,31.0\n".encode("gbk"),
                     headers={"content-type": "text/csv"})
     assert r.status_code == 422 and "UTF-8" in r.json()["detail"]
+
+
+def test_layer_filters_and_geometries_are_checked(full_client: TestClient,
+                                                  centre: dict[str, str]) -> None:
+    r = full_client.get("/layers/departments", params={"tier": "abc"})
+    assert r.status_code == 422 and "tier" in r.json()["detail"], r.text
+    area = {"code": "A3D-1", "kind": "park", "owner_department": "LHSR", "priority": 50}
+    ring = [[121.20, 31.00, 4.5], [121.21, 31.00, 4.5], [121.21, 31.01, 4.5],
+            [121.20, 31.00, 4.5]]
+    r = full_client.post("/layers/areas", headers=centre, json={
+        "type": "Feature", "properties": area,
+        "geometry": {"type": "Polygon", "coordinates": [ring]}})
+    assert r.status_code == 201, r.text  # a height is dropped, the area kept in 2-D
+    for geom in ({"type": "Circle", "coordinates": [121.2, 31.0]},
+                 {"type": "Polygon", "coordinates": "x"}):
+        r = full_client.post("/layers/areas", headers=centre, json={
+            "type": "Feature", "properties": {**area, "code": "A3D-2"}, "geometry": geom})
+        assert r.status_code == 422 and "geometry" in r.json()["detail"], r.text
+
+
+def test_one_bad_row_of_an_import_refuses_that_row_only(full_client: TestClient,
+                                                        centre: dict[str, str]) -> None:
+    fc = {"type": "FeatureCollection", "features": [
+        {"type": "Feature", "properties": {"code": "IMP-1", "kind": "park",
+                                           "owner_department": "LHSR", "priority": 10},
+         "geometry": {"type": "Polygon", "coordinates": [[[121.2, 31.0], [121.21, 31.0],
+                                                          [121.21, 31.01], [121.2, 31.0]]]}},
+        {"type": "Feature", "properties": ["not", "an", "object"], "geometry": None},
+        {"type": "Feature", "properties": {"code": "IMP-3", "kind": "park",
+                                           "owner_department": "LHSR", "priority": 10},
+         "geometry": {"type": "Hexagon", "coordinates": []}}]}
+    r = full_client.post("/layers/areas/import", headers=centre, json=fc)
+    assert r.status_code == 200, r.text
+    rep = r.json()
+    assert rep["created"] == 1 and [x["line"] for x in rep["refused"]] == [2, 3]
+    r = full_client.post("/layers/departments/import", headers={**centre,
+                         "content-type": "text/csv"},
+                         content="code,name,tier\nGB1,市政所,3\n".encode("gbk"))
+    assert r.status_code == 422 and "UTF-8" in r.json()["detail"], r.text

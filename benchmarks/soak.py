@@ -35,6 +35,7 @@ from layers.settings import Settings
 
 # requests per second at scale 1: several times a district's peak (Songjiang's year of
 # 200,000 cases is ~1 report a minute at its peak hour; twenty wall screens every 5 s)
+WARMUP_S = 20.0
 RATES = {"GET /resolve": 100.0, "GET /owner": 10.0, "GET /lookup": 5.0,
          "POST /cases": 10.0, "GET /map/wall/counts.json": 4.0, "GET / (bare)": 5.0}
 
@@ -60,7 +61,7 @@ def _requests(kind: str, n: int, host: str, points: np.ndarray, token: str,
     """n raw HTTP/1.1 requests of one kind over the demo's points."""
     out = []
     for i in range(n):
-        lon, lat = points[i % len(points)]
+        lon, lat = (float(v) for v in points[i % len(points)])
         q = f"lon={lon:.6f}&lat={lat:.6f}"
         if kind == "GET /resolve":
             target = f"/resolve?{q}"
@@ -194,6 +195,10 @@ def main(argv: list[str] | None = None) -> int:
                     schedule.append((i / r, kind, raw))
             schedule.sort(key=lambda t: t[0])
             pids = worker_pids(port)
+            # warm-up at the same rates (JIT-compiled lookups, caches, pools), then start
+            warm = [(t, k, r) for t, k, r in schedule if t < WARMUP_S]
+            log(f"warm-up: {len(warm):,} requests over {WARMUP_S:g} s")
+            asyncio.run(_soak(base, warm, args.connections, 10.0))
             rss0 = {p: _proc_rss_kb(p) for p in pids}
             log(f"soak: {len(schedule):,} requests over {minutes:g} min against workers "
                 f"{pids} ({sum(rss0.values()) / 1024:.0f} MB)")

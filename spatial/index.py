@@ -258,6 +258,14 @@ class _EdgeSegments:
         return cls(seg, np.concatenate(owners), cKDTree(_unit_vectors(ends[:, 0], ends[:, 1])))
 
     def nearest(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        g = np.empty(len(lon), dtype=np.int32)
+        d = np.empty(len(lon))
+        for a in range(0, len(lon), NEAREST_CHUNK):  # the GIL is free between chunks
+            g[a:a + NEAREST_CHUNK], d[a:a + NEAREST_CHUNK] = self._nearest(
+                lon[a:a + NEAREST_CHUNK], lat[a:a + NEAREST_CHUNK])
+        return g, d
+
+    def _nearest(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = len(lon)
         if n == 0:
             return np.empty(0, dtype=np.int32), np.empty(0)
@@ -266,12 +274,10 @@ class _EdgeSegments:
         cand = np.asarray(ends, dtype=np.int64).reshape(n, k) // 2  # (n, k) segment indices
         s = self.seg[cand.ravel()]
         plon, plat = np.repeat(lon, k), np.repeat(lat, k)
-        # each end in the point's azimuthal equidistant plane (exact distance and azimuth)
-        az0, _, d0 = _GEOD.inv(plon, plat, s[:, 0], s[:, 1])
-        az1, _, d1 = _GEOD.inv(plon, plat, s[:, 2], s[:, 3])
-        a0, a1 = np.radians(az0), np.radians(az1)
-        x0, y0 = d0 * np.sin(a0), d0 * np.cos(a0)
-        x1, y1 = d1 * np.sin(a1), d1 * np.cos(a1)
+        # each candidate in the point's azimuthal equidistant plane on the sphere (numpy,
+        # vectorised) picks the nearest; its distance is then measured on the ellipsoid
+        x0, y0 = _aeqd(plon, plat, s[:, 0], s[:, 1])
+        x1, y1 = _aeqd(plon, plat, s[:, 2], s[:, 3])
         dx, dy = x1 - x0, y1 - y0
         len2 = dx * dx + dy * dy
         t = np.where(len2 > 0, np.clip(-(x0 * dx + y0 * dy) / np.where(len2 > 0, len2, 1),
@@ -279,7 +285,31 @@ class _EdgeSegments:
         dist = np.hypot(x0 + t * dx, y0 + t * dy).reshape(n, k)
         best = np.argmin(dist, axis=1)
         rows = np.arange(n)
-        return (self.owner[cand[rows, best]].astype(np.int32), dist[rows, best])
+        pick = cand[rows, best]
+        tb = t.reshape(n, k)[rows, best]
+        sb = self.seg[pick]
+        # the nearest point of the chosen segment, then the ellipsoidal geodesic to it
+        qlon = sb[:, 0] + tb * (sb[:, 2] - sb[:, 0])
+        qlat = sb[:, 1] + tb * (sb[:, 3] - sb[:, 1])
+        _, _, exact = _GEOD.inv(lon, lat, qlon, qlat)
+        return self.owner[pick].astype(np.int32), np.asarray(exact, dtype=np.float64)
+
+
+NEAREST_CHUNK = 20_000
+_R = 6_371_008.8
+
+
+def _aeqd(lon0: np.ndarray, lat0: np.ndarray, lon: np.ndarray, lat: np.ndarray
+          ) -> tuple[np.ndarray, np.ndarray]:
+    """Points in the azimuthal equidistant plane of (lon0, lat0) on the sphere, metres:
+    the great-circle distance and the initial bearing, exact from the centre."""
+    p0, p1 = np.radians(lat0), np.radians(lat)
+    dl = np.radians(lon - lon0)
+    a = np.sin((p1 - p0) / 2) ** 2 + np.cos(p0) * np.cos(p1) * np.sin(dl / 2) ** 2
+    dist = 2 * _R * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0)))
+    az = np.arctan2(np.sin(dl) * np.cos(p1),
+                    np.cos(p0) * np.sin(p1) - np.sin(p0) * np.cos(p1) * np.cos(dl))
+    return dist * np.sin(az), dist * np.cos(az)
 
 
 _GEOD = Geod(ellps="WGS84")

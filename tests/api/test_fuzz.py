@@ -79,3 +79,43 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
     failures = out[out.find("FAILURES"):out.find("SUMMARY")] if "FAILURES" in out else ""
     assert run.returncode == 0, f"schemathesis found failures:\n{failures[:8000]}\n{out[-1500:]}"
     assert generated >= MIN_REQUESTS, f"only {generated} requests sent:\n{out[-1500:]}"
+
+
+@pytest.mark.slow
+def test_a_large_batch_does_not_stall_the_worker(fuzz_server: tuple[str, str]) -> None:
+    """A 300,000-point GeoJSON batch (~35 MB) to a one-worker server while another client
+    resolves single points: the batch is answered, and no single resolve waits a second."""
+    import threading
+    import time
+
+    import httpx
+    import orjson
+
+    base, _ = fuzz_server
+    feats = [{"type": "Feature", "properties": {"id": i},
+              "geometry": {"type": "Point", "coordinates": [121.0 + (i % 1000) * 4e-4,
+                                                            30.85 + (i // 1000) * 1e-3]}}
+             for i in range(300_000)]
+    body = orjson.dumps({"type": "FeatureCollection", "features": feats})
+    out: dict[str, object] = {}
+
+    def post() -> None:
+        with httpx.Client(base_url=base, timeout=300) as c:
+            r = c.post("/resolve/batch", content=body,
+                       headers={"content-type": "application/geo+json"})
+            # counted, not parsed: a 60 MB json.loads here would hold this process's GIL
+            # and stall the measuring thread below, not the server
+            out["status"], out["n"] = r.status_code, r.content.count(b'"type":"Feature"')
+
+    t = threading.Thread(target=post)
+    t.start()
+    waits = []
+    with httpx.Client(base_url=base, timeout=30) as c:
+        while t.is_alive():
+            t0 = time.perf_counter()
+            assert c.get("/resolve", params={"lon": 121.2277, "lat": 31.0322}).status_code == 200
+            waits.append(time.perf_counter() - t0)
+            time.sleep(0.05)
+    t.join()
+    assert out == {"status": 200, "n": 300_000}
+    assert len(waits) > 10 and max(waits) < 1.0, (len(waits), max(waits))

@@ -144,7 +144,14 @@ def finish_openapi(doc: dict[str, Any]) -> dict[str, Any]:
         schemas.setdefault(name, schema)
     for ops in doc.get("paths", {}).values():
         for op in ops.values():
-            for status, answer in (op.get("responses") or {}).items():
+            answers = op.setdefault("responses", {})
+            if "requestBody" in op:  # api.routing.CheckedRoute checks every body
+                for status in ("413", "415"):
+                    answers.setdefault(status, {
+                        "description": ERROR_DESCRIPTIONS[int(status)],
+                        "content": {"application/json": {"schema": {
+                            "$ref": REF + "ErrorOut"}}}})
+            for status, answer in answers.items():
                 _finish_answer(status, answer)
     used = orjson.dumps({k: v for k, v in doc.items() if k != "components"}
                         | {"schemas": {k: v for k, v in schemas.items()

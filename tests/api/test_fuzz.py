@@ -25,7 +25,7 @@ from tests.support.servers import serving
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance")
 EXAMPLES = 60  # per operation and phase
-MAX_TIME_S = 200  # per run
+MAX_TIME_S = 150  # per run
 MIN_REQUESTS = 5_000  # per run: two runs, over 10,000 in all
 
 

@@ -25,7 +25,7 @@ from tests.support.servers import serving
 CHECKS = ("not_a_server_error,status_code_conformance,content_type_conformance,"
           "response_schema_conformance")
 EXAMPLES = 60  # per operation and phase
-MAX_TIME_S = 150  # per run
+MAX_TIME_S = 180  # per run
 MIN_REQUESTS = 5_000  # per run: two runs, over 10,000 in all
 
 
@@ -68,7 +68,9 @@ def test_schemathesis_finds_no_server_error_and_no_undocumented_answer(
     cmd = [_st(), "run", f"{base}/openapi.json", "--checks", CHECKS,
            "--max-examples", str(EXAMPLES), "--continue-on-failure", "--no-shrink",
            "--phases", "examples,coverage,fuzzing", "--max-time", str(MAX_TIME_S),
-           "--seed", "20261202" if auth else "20261201", "--workers", "2",
+           # one worker: hypothesis parses lambda sources with ast, which CPython 3.11 before
+           # 3.11.9 can break on when two threads do it at once (a SystemError in the tool)
+           "--seed", "20261202" if auth else "20261201", "--workers", "1",
            "--request-timeout", "30", "--no-color", "--warnings", "off"]
     if auth:
         cmd += ["--header", f"Authorization: Bearer {token}"]

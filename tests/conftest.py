@@ -3,34 +3,26 @@ transaction per test that is rolled back at the end."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import nullcontext
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.orm import Session
 
-from layers.cluster import Cluster, find_bindir
+from layers.cluster import Cluster
 from layers.db import make_engine, upgrade
 from layers.settings import Settings
+from tests.support.clusters import throwaway_cluster
 from tests.support.transactions import nested_transaction
 
 
 @pytest.fixture(scope="session")
 def pg_cluster() -> Iterator[Cluster]:
     """A throw-away cluster from the machine's PostgreSQL binaries, on a free port."""
-    base = Path(tempfile.mkdtemp(prefix="gridops-test-", dir=os.environ.get("GRIDOPS_TEST_TMP")))
-    os.chmod(base, 0o755)  # the postgres user must enter it when we are root
-    cluster = Cluster(datadir=base / "pgdata", bindir=find_bindir(), preferred_port=0)
-    cluster.start()
-    try:
+    with throwaway_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -19,9 +18,10 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from layers.auth import create_token
-from layers.cluster import Cluster, find_bindir
+from layers.cluster import Cluster
 from layers.db import make_engine, upgrade
 from layers.settings import Settings
+from tests.support.clusters import throwaway_cluster
 from tests.support.servers import serving
 
 CLIENTS = 8
@@ -33,15 +33,8 @@ POINTS = [(121.2277, 31.0322), (121.2322, 31.0299), (121.19, 31.05), (121.30, 30
 @pytest.fixture(scope="module")
 def own_cluster() -> Iterator[Cluster]:
     """A cluster of this test's own: it is killed, so no other test may share it."""
-    base = Path(tempfile.mkdtemp(prefix="gridops-crash-",
-                                 dir=os.environ.get("GRIDOPS_TEST_TMP")))
-    os.chmod(base, 0o755)
-    cluster = Cluster(datadir=base / "pgdata", bindir=find_bindir(), preferred_port=0)
-    cluster.start()
-    try:
+    with throwaway_cluster("gridops-crash-") as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 def _postgres_pids(datadir: Path) -> list[int]:

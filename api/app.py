@@ -30,6 +30,7 @@ from layers.db import database_url, make_engine, make_sessionmaker
 from layers.escalation import Scheduler
 from layers.grids import NOTIFY_CHANNEL
 from layers.intake_writer import IntakeWriter, OwnConnection
+from layers.jobs import JobWorker
 from layers.kpis import load_config as load_kpi_config
 from layers.listener import Listener
 from layers.ownership_store import OwnershipRegistry
@@ -76,12 +77,15 @@ def create_app(settings: Settings, engine: Engine | None = None,
                                      LAYERS_CHANNEL: lambda: services.owners.refresh(),
                                      TOKENS_CHANNEL: lambda: services.tokens.clear()})
         scheduler = Scheduler(factory, settings)
+        jobs = JobWorker(factory, settings)  # off with GRIDOPS_JOBS_WORKER=false
         if listen:
             listener.start()
             scheduler.start()
+            jobs.start()
         yield
         await anyio.to_thread.run_sync(services.intake.stop)  # what is queued is stored
         own.close()
+        jobs.stop()  # a job still running is taken again after its lease if we exit first
         scheduler.stop()
         listener.stop()
         if own_engine:

@@ -14,8 +14,10 @@ from sqlalchemy import (
     DateTime,
     Float,
     ForeignKey,
+    Identity,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
@@ -422,3 +424,50 @@ class ApiToken(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
                                                  server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class Job(Base):
+    """A durable background job (migration 0013): queued, running, done or failed; taken by
+    one worker with FOR UPDATE SKIP LOCKED (layers/jobs.py)."""
+
+    __tablename__ = "job"
+    __table_args__ = (
+        CheckConstraint("state IN ('queued', 'running', 'done', 'failed')", name="job_state"),
+        CheckConstraint("attempts >= 0 AND max_attempts >= 1", name="job_attempts"),
+        Index("job_open", "id", postgresql_where=text("state IN ('queued', 'running')")),
+        Index("job_kind_created", "kind", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="queued", server_default="queued")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict,
+                                                    server_default=text("'{}'::jsonb"))
+    result: Mapped[Any | None] = mapped_column(JSONB)
+    error: Mapped[dict[str, Any] | None] = mapped_column(
+        JSONB, doc="the GridopsError's fields: status, code, message, extra")
+    progress_done: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    progress_total: Mapped[int | None] = mapped_column(BigInteger)
+    progress_message: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(SmallInteger, default=0, server_default="0")
+    max_attempts: Mapped[int] = mapped_column(SmallInteger, default=3, server_default="3")
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                                 server_default=func.now())
+    run_after: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), doc="not taken before (retries "
+        "back off)")
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    worker: Mapped[str | None] = mapped_column(String(100), doc="host:pid of the last taker")
+
+
+class JobBlob(Base):
+    """The file uploaded with a job, apart so that listing jobs stays light."""
+
+    __tablename__ = "job_blob"
+
+    job_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("job.id", ondelete="CASCADE"),
+                                        primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     map_title: str = Field(default="城市网格化管理指挥中心 · Grid command centre",
                            description="title of the wall map")
     map_refresh_s: int = Field(default=60, description="wall map refresh, seconds (0 = off)")
+    jobs_worker: bool = Field(default=True, description="run background jobs (grid imports) "
+                              "in this server's workers; off = another process runs them")
     host: str = "127.0.0.1"
     port: int = 8000
     workers: int = 1

@@ -36,6 +36,10 @@ class Settings(BaseSettings):
         default=DEFAULT_LEVELS,
         description="grid levels, coarse to fine, as key:name pairs separated by commas",
     )
+    code_lengths: str = Field(
+        default="6,9,12,15",
+        description="digits of a unit code per level, coarse to fine, one per GRIDOPS_LEVELS "
+        "entry; an empty entry or * = any length")
     metric_srid: int = Field(
         default=4549, description="metric CRS for areas and lengths (CGCS2000 3-degree GK 120E)"
     )
@@ -83,6 +87,9 @@ class Settings(BaseSettings):
     batch_max_points: int = Field(default=1_000_000, description="points per batch request")
     upload_max_bytes: int = Field(default=64 * 1024 * 1024,
                                   description="layer uploads and imports, in bytes")
+    import_max_bytes: int = Field(default=256 * 1024 * 1024, description="a layer file "
+                                  "import (GeoPackage, zipped Shapefile, FlatGeobuf, GeoJSON, "
+                                  "CSV), in bytes")
     batch_max_bytes: int = Field(default=256 * 1024 * 1024,
                                  description="JSON batch body limit, in bytes")
     json_body_max_bytes: int = Field(default=1024 * 1024, description="the body of an "
@@ -114,6 +121,24 @@ class Settings(BaseSettings):
             if not key:
                 raise ValueError(f"GRIDOPS_LEVELS has an empty level in {self.levels!r}")
             out.append((key.strip(), (name or key).strip()))
+        return out
+
+    def code_length_map(self) -> dict[int, int | None]:
+        """Code length per level rank (1 = top), None = any length (GRIDOPS_CODE_LENGTHS)."""
+        parts = [p.strip() for p in self.code_lengths.split(",")]
+        n = len(self.level_pairs())
+        if len(parts) != n:
+            raise ValueError(f"GRIDOPS_CODE_LENGTHS {self.code_lengths!r} has {len(parts)} "
+                             f"entries, GRIDOPS_LEVELS has {n} levels")
+        out: dict[int, int | None] = {}
+        for rank, p in enumerate(parts, start=1):
+            if p in ("", "*"):
+                out[rank] = None
+            elif p.isdigit() and int(p) > 0:
+                out[rank] = int(p)
+            else:
+                raise ValueError(f"GRIDOPS_CODE_LENGTHS: {p!r} is not a number of digits "
+                                 "(or * for any length)")
         return out
 
 

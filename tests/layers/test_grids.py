@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import replace as dc_replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import shapely
 from shapely import Polygon, box
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -156,3 +158,92 @@ def test_levels_are_configurable(session: Session, settings: Settings) -> None:
     lv = grids.sync_levels(session, custom)
     assert [x.name for x in lv] == ["区", "街道", "社区", "单元网格"]
     assert grids.level_rank(session, "单元网格") == 4
+
+
+def _dirty_city() -> list[grids.UnitInput]:
+    """Every kind of broken invariant but the invalid geometry (added in SQL)."""
+    units = replace(tiny_city(), "319999001001001",  # overlaps 002 by ~110 m
+                    geometry=box(X0, Y0 + D / 2 - 0.001, X0 + D, Y0 + D))
+    units = replace(units, "319999002001002",  # leaves a gap in community 2
+                    geometry=box(X0 + D, Y0, X0 + 1.5 * D, Y0 + D / 2))
+    units = replace(units, "319999001001002",  # reaches out of its parent to the south
+                    geometry=box(X0, Y0 - 0.002, X0 + D, Y0 + D / 2))
+    units = replace(units, "319999002001001", code="319999002001000")  # serial 000
+    units.append(grids.UnitInput("31999900100", "短码", 3, "319999001",  # 11 digits
+                                 box(X0, Y0, X0 + D / 10, Y0 + D / 10)))
+    units.append(grids.UnitInput("319999009001", "孤儿", 3, "319999009",  # no such parent
+                                 box(X0 + D, Y0 + D / 2, X0 + 1.1 * D, Y0 + 0.6 * D)))
+    return units
+
+
+def test_in_memory_checks_agree_with_the_sql_reference(
+        session: Session, settings: Settings) -> None:
+    gen = grids.create_generation(session, "dirty")
+    grids.insert_units(session, gen.id, _dirty_city(), settings)
+    session.execute(text(
+        "UPDATE grid_unit SET geom = ST_Multi(ST_GeomFromText("
+        "'POLYGON((121.01 31.005, 121.02 31.01, 121.02 31.005, 121.01 31.01, 121.01 31.005))',"
+        " 4326)) WHERE code = '319999002001000' AND generation_low = :g"), {"g": gen.id})
+    new = grids.validate_generation(session, gen.id, settings)
+    old = grids.validate_generation_sql(session, gen.id, settings)
+    assert {v.kind for v in old} == {"invalid_geometry", "bad_code", "bad_parent",
+                                     "outside_parent", "sibling_overlap", "gap_in_parent"}
+
+    def key(v: grids.Violation) -> tuple[str, tuple[str, ...]]:
+        return v.kind, v.codes
+
+    assert sorted(map(key, new)) == sorted(map(key, old))
+    by_key = {key(v): v for v in new}
+    for o in old:
+        n = by_key[key(o)]
+        if o.kind in ("outside_parent", "sibling_overlap", "gap_in_parent"):
+            area_old = float(o.detail.split(" ", 1)[0])
+            assert n.area_m2 == pytest.approx(area_old, abs=0.02), o
+            assert n.detail.split(" ", 1)[1] == o.detail.split(" ", 1)[1]
+            assert n.geometry is not None and n.geometry.area > 0
+        else:
+            assert n.detail == o.detail
+        if o.lon is None:
+            assert n.lon is None
+        else:
+            assert n.lon == pytest.approx(o.lon, abs=1e-6)
+            assert n.lat == pytest.approx(o.lat, abs=1e-6)
+        feat = n.as_feature()
+        assert feat["type"] == "Feature" and feat["geometry"] is not None
+        assert feat["properties"] == n.as_dict()
+    # validate_units finds the same before anything is written (bar the SQL-made bow-tie)
+    pre = grids.validate_units(_dirty_city(), settings)
+    assert sorted(map(key, pre)) == sorted(key(v) for v in new if v.kind != "invalid_geometry")
+
+
+def test_reoriented_rings_carry_over(session: Session, settings: Settings) -> None:
+    g1 = grids.load_generation(session, tiny_city(), settings, label="v1")
+    # a Shapefile round trip: rings clockwise, starting at another vertex
+    def turned(u: grids.UnitInput) -> grids.UnitInput:
+        coords = list(shapely.reverse(u.geometry).exterior.coords)[:-1]
+        coords = coords[2:] + coords[:2]
+        return dc_replace(u, geometry=Polygon(coords), attributes={})
+
+    units = [turned(u) for u in tiny_city()]
+    assert all(not shapely.equals_exact(a.geometry, b.geometry, 0)
+               for a, b in zip(units, tiny_city(), strict=True))
+    before = session.scalar(select(func.count()).select_from(GridUnit))
+    g2 = grids.load_generation(session, units, settings, label="v2")
+    assert session.scalar(select(func.count()).select_from(GridUnit)) == before
+    assert g2.active
+    assert grids.history(session, "319999001001001")[-1].generation_low == g1.id
+
+
+def test_three_level_deployment_with_short_codes(settings: Settings) -> None:
+    three = settings.model_copy(update={"levels": "city:市,ward:区,block:块",
+                                        "code_lengths": "2,4,6"})
+    assert three.code_length_map() == {1: 2, 2: 4, 3: 6}
+    units = [grids.UnitInput("31", "市", 1, None, box(X0, Y0, X0 + D, Y0 + D)),
+             grids.UnitInput("3101", "区", 2, "31", box(X0, Y0, X0 + D, Y0 + D)),
+             grids.UnitInput("310100", "块1", 3, "3101", box(X0, Y0, X0 + D, Y0 + D / 2)),
+             grids.UnitInput("310102", "块2", 3, "3101", box(X0, Y0 + D / 2, X0 + D, Y0 + D))]
+    assert grids.validate_units(units, three) == []
+    bad = grids.validate_units(replace(units, "310102", code="3101020"), three)
+    assert [v.detail for v in bad] == ["a block code has 6 digits, this one has 7"]
+    with pytest.raises(ValueError, match="GRIDOPS_CODE_LENGTHS"):
+        settings.model_copy(update={"code_lengths": "2,4,6"}).code_length_map()

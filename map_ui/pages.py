@@ -436,3 +436,79 @@ def grid_page(*, base: BaseMap, unit: dict[str, Any], chain: Sequence[dict[str, 
         f"map.fitBounds(g.getBounds(), {{paddingBottomRight: [560, 20], "
         f"paddingTopLeft: [20, 20]}}); }})();"))
     return str(_figure(m).render())
+
+
+# a generation's validation problems (GET /generations/{id}/problems): kind -> label
+PROBLEM_KINDS = {
+    "invalid_geometry": "invalid geometry", "duplicate_code": "duplicate code",
+    "bad_code": "bad code", "bad_parent": "bad parent", "outside_parent": "outside its parent",
+    "sibling_overlap": "siblings overlap", "gap_in_parent": "gap in its parent"}
+_GENERATION_CSS = """<style>
+.gen-problems { list-style: none; margin: 0; padding: 0; }
+.gen-problems li { padding: .35rem .4rem; border-bottom: 1px solid #eee; cursor: pointer;
+                   border-left: 5px solid var(--kind, #b00020); font-size: .9rem; }
+.gen-problems li:hover { background: #f4f4f4; }
+.gen-problems li.selected { background: #fff3cd; }
+.gen-problems li.no-geometry { cursor: default; }
+.gen-problems .kind { font-weight: bold; }
+.gen-problems .codes { font-family: monospace; }
+.gen-problems .detail { color: #333; }
+.gen-valid { color: #1a7f37; font-weight: bold; }
+.gen-counts span { display: inline-block; margin-right: .8rem; }
+.gen-counts i { display: inline-block; width: .8rem; height: .8rem; margin-right: .25rem;
+                vertical-align: middle; }
+</style>"""
+
+
+def generation_page(*, base: BaseMap, generation: dict[str, Any],
+                    levels: Sequence[dict[str, Any]], problems_url: str,
+                    grids_url: str = "/grids", page_size: int = 1000) -> str:
+    """One generation's grid, a draft or any other, with its validation problems: the finest
+    level (faintly filled) and the coarser ones as outlines, fetched page by page from
+    grids_url (following links.next); each problem's own geometry drawn, and listed in a
+    side panel (kind, codes, detail, area) where a click zooms to it. `levels` coarse to
+    fine: {rank, key, name, units}; levels without units are not fetched."""
+    m = new_map(base, (0.0, 0.0), 2, f'Generation {generation["id"]}: {generation["label"]}')
+    m.default_js = [*m.default_js, ("generation", f"{STATIC}/generation.js")]
+    root = _figure(m)
+    root.header.add_child(Element(_GENERATION_CSS), name="generation_css")
+    shown = [lv for lv in levels if lv.get("units")]
+    layer_cfg = []
+    for i, lv in enumerate(shown):
+        colour, weight, _, _ = _depth_style(len(shown) - 1 - i)
+        layer_cfg.append({"rank": lv["rank"], "key": lv["key"],
+                          "label": f'{lv["name"]} ({lv["key"]})', "colour": colour,
+                          "weight": weight, "filled": i == len(shown) - 1})
+    state = "active" if generation.get("active") else (
+        "retired" if generation.get("activated_at") else "draft (never active)")
+    units = " · ".join(f'{_esc(lv["name"])} {int(lv.get("units") or 0):,}' for lv in levels)
+    legend = "".join(f'<span><i style="background:{c}"></i>{_esc(t)}</span>'
+                     for c, t in zip(_problem_colours(), PROBLEM_KINDS.values(), strict=True))
+    root.html.add_child(Element(
+        f'<div class="panel side" id="generation-panel">'
+        f'<h1>Generation {int(generation["id"])} <span class="muted">'
+        f'{_esc(generation["label"])}</span></h1>'
+        f'<div class="muted" id="generation-state">{_esc(state)} · created '
+        f'{_esc(_day(generation.get("created_at")))}'
+        f'{" · " + _esc(generation["note"]) if generation.get("note") else ""}</div>'
+        f'<div class="muted">{units or "no units"}</div>'
+        f'<div class="status" id="gridops-status">loading the grid…</div>'
+        f'<h2>Problems <span class="muted" id="problem-summary"></span></h2>'
+        f'<div class="gen-counts muted">{legend}</div>'
+        f'<div id="problems-body"><p class="muted">loading the problems…</p></div></div>'))
+    cfg = {"generation": int(generation["id"]), "levels": layer_cfg, "grids_url": grids_url,
+           "problems_url": problems_url, "page_size": int(page_size),
+           "kinds": {k: {"label": t, "colour": c} for (k, t), c
+                     in zip(PROBLEM_KINDS.items(), _problem_colours(), strict=True)}}
+    cfg_js = json.dumps(cfg).replace("</", "<\\/")  # never ends the script element
+    m.add_child(Script(
+        f"(function(){{ gridopsGeneration.start({m.get_name()}, {cfg_js}); }})();"))
+    return str(root.render())
+
+
+def _problem_colours() -> tuple[str, ...]:
+    return ("#b00020", "#7b2cbf", "#c2185b", "#ef6c00", "#d62f27", "#e91e63", "#1565c0")
+
+
+def _day(v: Any) -> str:
+    return v.strftime("%Y-%m-%d %H:%M") if hasattr(v, "strftime") else str(v or "")

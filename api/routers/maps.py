@@ -1,6 +1,7 @@
-"""The map pages, served by the API: /map/wall, /map/lookup, /map/grid/{code}, the wall's
-live data and the static files. The pages are built by map_ui (data in, HTML out); their
-data comes from layers (wall, lookup, hotspots, kpis)."""
+"""The map pages, served by the API: /map/wall, /map/lookup, /map/grid/{code},
+/map/generation/{id} (a draft's problems), the wall's live data and the static files. The
+pages are built by map_ui (data in, HTML out); their data comes from layers (wall, lookup,
+hotspots, kpis)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from functools import partial
 from typing import Annotated, Any
 
 import orjson
-from fastapi import APIRouter, FastAPI, Query
+from fastapi import APIRouter, Depends, FastAPI, Path, Query
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
@@ -196,4 +197,32 @@ def grid_page(code: str, session: SessionDep, settings: SettingsDep, idx: Active
         patrols=wall.grid_patrols(session, code, at),
         assets=wall.grid_assets(session, code, at), cases=wall.grid_cases(session, code, now),
         kpi=kpi_row, kpi_period=f"{period.since:%Y-%m-%d} – {period.until:%Y-%m-%d}")
+    return _html(body)
+
+
+def problems_url_template() -> str:
+    """Where the generation page fetches a generation's problems ({id}: the generation); a
+    dependency, so that a test can point the page at problems of its own."""
+    return "/generations/{id}/problems"
+
+
+GenerationPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="generation id")]
+
+
+@router.get("/generation/{generation}", response_class=HTMLResponse,
+            responses=errors(404, 422, 503))
+def generation_page(generation: GenerationPath, session: SessionDep, settings: SettingsDep,
+                    problems: Annotated[str, Depends(problems_url_template)]) -> HTMLResponse:
+    """One generation's grid, a draft or any other (no active grid needed), with its
+    validation problems drawn and listed; a click on one zooms to it."""
+    _ready()
+    gen = grids.generation_at(session, generation=generation)
+    counts = grids.counts_per_level(session, gen.id)
+    levels = [{"rank": lv.rank, "key": lv.key, "name": lv.name, "units": counts.get(lv.key, 0)}
+              for lv in grids.levels(session)]
+    body = pages.generation_page(
+        base=_base(settings), levels=levels, problems_url=problems.format(id=gen.id),
+        page_size=min(1000, settings.page_size_max),
+        generation={"id": gen.id, "label": gen.label, "note": gen.note, "active": gen.active,
+                    "created_at": gen.created_at, "activated_at": gen.activated_at})
     return _html(body)

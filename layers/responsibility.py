@@ -3,7 +3,8 @@ as of a time, history, and bulk import with a reason for every refused row."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -12,6 +13,7 @@ import orjson
 import shapely
 from pydantic import ValidationError
 from shapely.geometry import shape
+from shapely.geometry.base import BaseGeometry
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
@@ -105,7 +107,10 @@ def _key_filter(d: LayerDef, key: Sequence[str]) -> Any:
 
 
 def geometry_from_geojson(d: LayerDef, geom: Any, where: str) -> Any:
-    """GeoJSON geometry -> a valid shapely geometry of an allowed type, in lon/lat."""
+    """GeoJSON geometry (or an already parsed shapely one) -> a valid shapely geometry of
+    an allowed type, in lon/lat."""
+    if isinstance(geom, BaseGeometry):
+        return check_geometry(d, geom, where)
     if not d.geometry:
         if geom is not None:
             raise InvalidGeometry(f"{where}: {d.name} have no geometry")
@@ -118,8 +123,24 @@ def geometry_from_geojson(d: LayerDef, geom: Any, where: str) -> Any:
     except Exception as e:
         raise InvalidGeometry(f"{where}: not a GeoJSON geometry "
                               f"({type(e).__name__}: {str(e)[:120]})") from None
+    return check_geometry(d, g, where)
+
+
+def check_geometry(d: LayerDef, g: BaseGeometry | None, where: str) -> Any:
+    """A shapely geometry in lon/lat -> a valid one of an allowed type (a one-part Multi*
+    where the layer takes the single type is that part; a Polygon where MultiPolygon is
+    stored becomes one)."""
+    if not d.geometry:
+        if g is not None:
+            raise InvalidGeometry(f"{where}: {d.name} have no geometry")
+        return None
+    if g is None:
+        raise InvalidGeometry(f"{where}: a geometry is required ({' or '.join(d.geometry)})")
     if g.has_z:  # a height is not stored (the layers are 2-D); the position is kept
         g = shapely.force_2d(g)
+    if (g.geom_type not in d.geometry and g.geom_type.startswith("Multi")
+            and g.geom_type[5:] in d.geometry and len(g.geoms) == 1):
+        g = g.geoms[0]
     if g.geom_type not in d.geometry:
         raise InvalidGeometry(f"{where}: geometry must be {' or '.join(d.geometry)}, "
                               f"got {g.geom_type}")
@@ -352,55 +373,145 @@ class ImportReport:
 
     read: int = 0
     created: int = 0
+    updated: int = 0
+    unchanged: int = 0
     refused: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form."""
-        return {"read": self.read, "created": self.created, "refused_count": len(self.refused),
-                "refused": self.refused[:1000]}
+        return {"read": self.read, "created": self.created, "updated": self.updated,
+                "unchanged": self.unchanged, "refused_count": len(self.refused),
+                "refused": self.refused[:1000], "notes": self.notes}
+
+
+def _same_value(a: Any, b: Any) -> bool:
+    """Equal field values; an empty string and null are the same text (a Shapefile or a
+    CSV cannot tell them apart)."""
+    if a == b:
+        return True
+    return a in (None, "") and b in (None, "")
+
+
+def _same_geometry(a: Any, b: Any) -> bool:
+    """The same coordinates (ring orientation and start vertex aside)."""
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(shapely.equals_exact(shapely.normalize(a), shapely.normalize(b), 0.0))
+
+
+def _stored_rows(session: Session, d: LayerDef, ids: Sequence[int]
+                 ) -> dict[int, tuple[dict[str, Any], Any]]:
+    """Current rows by id: their fields as the schema gives them, and their geometry."""
+    cols = [getattr(d.model, k) for k in d.schema.model_fields]
+    q = select(d.model.id, *cols)  # type: ignore[attr-defined]
+    if d.geometry:
+        q = q.add_columns(func.ST_AsBinary(d.model.geom))  # type: ignore[attr-defined]
+    out: dict[int, tuple[dict[str, Any], Any]] = {}
+    names = list(d.schema.model_fields)
+    for r in session.execute(q.where(d.model.id.in_(list(ids)))):  # type: ignore[attr-defined]
+        vals = dict(zip(names, r[1:1 + len(names)], strict=True))
+        with contextlib.suppress(ValidationError):  # a row stored before a rule tightened
+            vals = d.schema.model_validate(vals).model_dump()
+        geom = shapely.from_wkb(bytes(r[-1])) if d.geometry else None
+        out[int(r[0])] = (vals, geom)
+    return out
+
+
+def changed_fields(d: LayerDef, new: dict[str, Any], new_geom: Any,
+                   old: dict[str, Any], old_geom: Any) -> list[str]:
+    """The fields (and 'geometry') in which a new row differs from the stored one."""
+    out = [k for k in d.schema.model_fields if not _same_value(new.get(k), old.get(k))]
+    if d.geometry and not _same_geometry(new_geom, old_geom):
+        out.append("geometry")
+    return out
 
 
 def import_rows(session: Session, d: LayerDef,
                 rows: Iterable[tuple[int, dict[str, Any], Any]], *,
-                actor: str = "import", batch: int = 5000) -> ImportReport:
-    """Validate and insert many rows: (line, fields, GeoJSON geometry or None). A row that
-    fails validation, repeats a key, or names an unknown department is refused with its line
-    and reason; the others are created."""
+                actor: str = "import", batch: int = 5000, label: str = "line",
+                progress: Callable[[int], None] | None = None) -> ImportReport:
+    """Validate and store many rows: (line, fields, GeoJSON or shapely geometry or None).
+
+    A row that fails validation, repeats a key of the same import, or names an unknown
+    department is refused with its line and reason. A row whose key is current already is
+    compared with it: identical, nothing happens (`unchanged`); different, the current
+    version ends and the new one starts (`updated`). The others are created. Every batch
+    writes one layer_event naming the rows it created and changed (who, what, when)."""
     refs = load_refs(session)
-    existing = {tuple(str(x) for x in r) for r in session.execute(
-        select(*[getattr(d.model, k) for k in d.key]).where(_current(d)))}
+    existing: dict[tuple[str, ...], int] = {
+        tuple(str(x) for x in r[1:]): int(r[0]) for r in session.execute(
+            select(d.model.id,  # type: ignore[attr-defined]
+                   *[getattr(d.model, k) for k in d.key]).where(_current(d)))}
     report = ImportReport()
-    seen: set[tuple[str, ...]] = set()
-    ok_rows: list[dict[str, Any]] = []
-    ok_geoms: list[Any] = []
+    seen: dict[tuple[str, ...], int] = {}
+    new_rows: list[dict[str, Any]] = []
+    new_geoms: list[Any] = []
+    same_key: list[tuple[int, dict[str, Any], Any]] = []  # (stored id, row, geometry)
     now = _now(session)
+
+    def flush() -> None:
+        created = [_code(d, r) for r in new_rows]
+        updated: dict[str, list[str]] = {}
+        if same_key:
+            stored = _stored_rows(session, d, [i for i, _, _ in same_key])
+            ended: list[int] = []
+            for rid, row, g in same_key:
+                old, old_g = stored[rid]
+                diff = changed_fields(d, row, g, old, old_g)
+                if not diff:
+                    report.unchanged += 1
+                    continue
+                ended.append(rid)
+                new_rows.append(row)
+                new_geoms.append(g)
+                updated[_code(d, row)] = diff
+            if ended:
+                session.execute(text(f"UPDATE {d.model.__tablename__} SET valid_to = :now "
+                                     "WHERE id = ANY(:ids)"), {"now": now, "ids": ended})
+        n = len(_insert(session, d, new_rows, new_geoms, now))
+        report.created += n - len(updated)
+        report.updated += len(updated)
+        if created or updated:
+            _event(session, d, "*", "import", actor, {"created": created, "changed": updated})
+        if progress is not None:
+            progress(len(new_rows) - len(updated) + len(same_key))
+        new_rows.clear()
+        new_geoms.clear()
+        same_key.clear()
+
     for line, data, geom in rows:
         report.read += 1
-        where = f"line {line}"
+        where = f"{label} {line}"
         try:
             row = check_row(d, data, refs, where)
             g = geometry_from_geojson(d, geom, where)
             key = tuple(str(row[k]) for k in d.key)
-            if key in existing or key in seen:
-                raise Conflict(f"{where}: {'/'.join(key)} already exists")
+            if key in seen:
+                raise Conflict(f"{where}: {'/'.join(key)} already exists in this import "
+                               f"({label} {seen[key]})")
         except (InvalidInput, Conflict) as e:
             report.refused.append({"line": line, "reason": e.detail})
+            if progress is not None:
+                progress(1)
             continue
-        seen.add(key)
-        ok_rows.append(row)
-        ok_geoms.append(g)
+        seen[key] = line
+        if key in existing:
+            same_key.append((existing[key], row, g))
+        else:
+            new_rows.append(row)
+            new_geoms.append(g)
         if d.name == "departments":
             refs.departments.add(row["code"])
         if d.name == "teams":
             refs.teams.add(row["code"])
         if d.name == "categories":
             refs.categories[row["code"]] = row["kind"]
-        if len(ok_rows) >= batch:
-            report.created += len(_insert(session, d, ok_rows, ok_geoms, now))
-            ok_rows, ok_geoms = [], []
-    if ok_rows:
-        report.created += len(_insert(session, d, ok_rows, ok_geoms, now))
+        if len(new_rows) + len(same_key) >= batch:
+            flush()
+    flush()
     _event(session, d, "*", "import", actor,
-           {"read": report.read, "created": report.created, "refused": len(report.refused)})
+           {"read": report.read, "created": report.created, "updated": report.updated,
+            "unchanged": report.unchanged, "refused": len(report.refused)})
     _notify(session)
     return report

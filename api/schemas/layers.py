@@ -66,7 +66,8 @@ class LayerVersions(BaseModel):
 class RefusedRow(BaseModel):
     """A row a bulk import refused."""
 
-    line: int = Field(description="CSV line, or position in the JSON array / features")
+    line: int = Field(description="CSV line, position in the JSON array / features, or a "
+                      "file's feature number (from 1)")
     reason: str
 
 
@@ -74,9 +75,14 @@ class ImportReportOut(BaseModel):
     """What a bulk import did."""
 
     read: int
-    created: int
+    created: int = Field(description="rows whose key was not current: new")
+    updated: int = Field(description="rows that differed from the current one: its new "
+                         "version (the current one ends)")
+    unchanged: int = Field(description="rows identical to the current one: nothing done")
     refused_count: int
     refused: list[RefusedRow] = Field(description="the first 1000")
+    notes: list[str] = Field(default_factory=list, description="how a file was read (its "
+                             "encoding guessed, its CRS overridden)")
 
 
 class RetiredOut(BaseModel):

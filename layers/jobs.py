@@ -122,6 +122,14 @@ def _jsonable(value: Any, what: str) -> Any:
         raise InvalidInput(f"{what} must be JSON (no NaN or infinity): {e}") from None
 
 
+def _result(value: Any) -> Any:
+    """A handler's result as stored; one that is not JSON is the handler's bug (a 500)."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"a job's result must be JSON: {e}") from None
+
+
 def submit(session: Session, kind: str, payload: dict[str, Any] | None = None,
            blob: bytes | None = None, actor: str = "system", *,
            max_attempts: int = MAX_ATTEMPTS) -> int:
@@ -306,7 +314,7 @@ def _take(factory: sessionmaker[Session], worker: str, lease_s: float) -> JobRun
             row = s.execute(_TAKE, {"lease": lease_s}).first()
             if row is None:
                 return None
-            if row.attempts >= row.max_attempts:  # it never finished: it kills its workers?
+            if row.state == "running" and row.attempts >= row.max_attempts:  # poison?
                 s.execute(update(Job).where(Job.id == row.id).values(
                     state="failed", finished_at=func.clock_timestamp(), error={
                         "status": 500, "code": "worker_lost",
@@ -361,7 +369,7 @@ def run_one(factory: sessionmaker[Session], run: JobRun, *,
         with factory() as session, session.begin():
             blob = session.scalar(sa_select(JobBlob.data).where(JobBlob.job_id == run.id))
             run = replace(run, blob=blob)
-            result = _jsonable(fn(session, run, progress), "a job's result")
+            result = _result(fn(session, run, progress))
             progress.stop()  # no heartbeat races the end
             done = session.execute(_this_run(run).values(
                 state="done", result=result, error=None, heartbeat_at=func.clock_timestamp(),

@@ -393,11 +393,16 @@ def _same_value(a: Any, b: Any) -> bool:
     return a in (None, "") and b in (None, "")
 
 
+SAME_VERTEX_DEG = 1e-9  # about 0.1 mm: what a CRS round trip (EPSG:4549 and back) moves
+
+
 def _same_geometry(a: Any, b: Any) -> bool:
-    """The same coordinates (ring orientation and start vertex aside)."""
+    """The same vertices to within SAME_VERTEX_DEG (ring orientation and start vertex
+    aside)."""
     if a is None or b is None:
         return a is None and b is None
-    return bool(shapely.equals_exact(shapely.normalize(a), shapely.normalize(b), 0.0))
+    return bool(shapely.equals_exact(shapely.normalize(a), shapely.normalize(b),
+                                     SAME_VERTEX_DEG))
 
 
 def _stored_rows(session: Session, d: LayerDef, ids: Sequence[int]

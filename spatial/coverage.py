@@ -372,6 +372,7 @@ def _interior_pairs(u: _Units, group: IntArray, among: npt.NDArray[np.bool_] | N
     sel = u.valid if among is None else (u.valid & among)
     all_a: list[IntArray] = []
     all_b: list[IntArray] = []
+    codes = np.array(u.codes, dtype=object)
     for lv in np.unique(u.levels[sel]).tolist():
         idx = np.flatnonzero(sel & (u.levels == lv))
         if len(idx) < 2:
@@ -384,7 +385,6 @@ def _interior_pairs(u: _Units, group: IntArray, among: npt.NDArray[np.bool_] | N
         same = group[qi] == group[ti]
         qi, ti = qi[same], ti[same]
         # each pair once: order by code (the SQL's a.code < b.code), then by index
-        codes = np.array(u.codes, dtype=object)
         first = (codes[qi] < codes[ti]) | ((codes[qi] == codes[ti]) & (qi < ti))
         qi, ti = qi[first], ti[first]
         if len(qi) == 0:

@@ -484,20 +484,31 @@ def table_rows(d: resp.LayerDef, table: gisfile.Table
     """(feature number, fields, shapely geometry) of every feature, numbered from 1."""
     kinds = field_kinds(d)
     cmap = column_map(d, table)
-    cols = {k: [table.fields[c] for c in cs] for k, cs in cmap.items()}
-    geoms = table.geometry
-    for i in range(len(table)):
-        data: dict[str, Any] = {}
-        for k, arrays in cols.items():
-            if len(arrays) == 1:
-                v = _from_file(kinds[k], arrays[0][i])
-            else:
-                pieces = [a[i] for a in arrays]
-                joined = "".join(str(x) for x in pieces if isinstance(x, str))
-                v = _from_file(kinds[k], joined or pieces[0])
-            if v is not None:
-                data[k] = v
-        yield i + 1, data, geoms[i] if d.geometry else None
+    columns: dict[str, list[Any]] = {}
+    for k, cs in cmap.items():
+        if len(cs) == 1:
+            columns[k] = _column_values(kinds[k], table.fields[cs[0]])
+        else:  # a long text continued in numbered columns
+            parts = [table.fields[c].tolist() for c in cs]
+            joined = ["".join(str(x) for x in ps if isinstance(x, str)) or ps[0]
+                      for ps in zip(*parts, strict=True)]
+            columns[k] = [_from_file(kinds[k], v) for v in joined]
+    names = list(columns)
+    geoms = table.geometry if d.geometry else np.full(len(table), None, dtype=object)
+    for i, (values, g) in enumerate(zip(zip(*columns.values(), strict=True), geoms,
+                                        strict=True), start=1):
+        yield i, {k: v for k, v in zip(names, values, strict=True) if v is not None}, g
+    if not columns:
+        for i in range(1, len(table) + 1):
+            yield i, {}, geoms[i - 1]
+
+
+def _column_values(kind: str, arr: np.ndarray) -> list[Any]:
+    """A file's column as the schema reads it (None: absent); plain text as it is."""
+    values = arr.tolist()
+    if kind == "str" and all(type(v) is str or v is None for v in values):
+        return [v or None for v in values]
+    return [_from_file(kind, v) for v in values]
 
 
 def import_layer_file(session: Session, d: resp.LayerDef, table: gisfile.Table, *,
@@ -508,6 +519,6 @@ def import_layer_file(session: Session, d: resp.LayerDef, table: gisfile.Table, 
     check_table(d, table)
     rows = table_rows(d, table)
     report = resp.import_rows(session, d, rows, actor=actor, label="feature",
-                              progress=progress)
+                              progress=progress, batch=50_000)
     report.notes.extend(table.notes)
     return report

@@ -4,17 +4,20 @@ as of a time, history, and bulk import with a reason for every refused row."""
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
+import numpy as np
 import orjson
 import shapely
 from pydantic import ValidationError
 from shapely.geometry import shape
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import func, insert, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from layers import versioning
@@ -228,6 +231,108 @@ def _insert(session: Session, d: LayerDef, rows: Sequence[dict[str, Any]],
     if d.name == "assets":
         locate_assets(session, ids)
     return ids
+
+
+COPY_MIN_ROWS = 1000  # from this many rows a batch is COPYed rather than INSERTed
+
+
+def _copy_text(v: Any, is_array: bool) -> str:
+    """A value in COPY's text format."""
+    if v is None:
+        return "\\N"
+    if is_array:
+        v = "{" + ",".join('"' + str(x).replace("\\", "\\\\").replace('"', '\\"') + '"'
+                           for x in v) + "}"
+    elif isinstance(v, dict | list):
+        v = orjson.dumps(v).decode()
+    elif isinstance(v, time | datetime):
+        v = v.isoformat()
+    else:
+        v = str(v)
+    return (v.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+            .replace("\r", "\\r"))
+
+
+_COPY_SPECIAL = ("\\", "\t", "\n", "\r")
+
+
+def _copy_column(values: list[Any], is_array: bool) -> list[str]:
+    """A column in COPY's text format; a column of plain text without a character COPY
+    escapes is taken as it is."""
+    if not is_array and all(type(v) is str for v in values):
+        joined = "\x1f".join(values)
+        if not any(c in joined for c in _COPY_SPECIAL):
+            return values
+    return [_copy_text(v, is_array) for v in values]
+
+
+class _Grids:
+    """The active generation's in-memory index, built once an import needs it."""
+
+    def __init__(self) -> None:
+        self.index: Any = None
+
+    def codes(self, session: Session, geoms: Sequence[Any]) -> list[str | None]:
+        """The finest grid covering each point (None for other geometries and outside)."""
+        from layers import grids as gridsmod
+        from layers.resolver import build_index
+        from layers.settings import Settings
+
+        if self.index is None:
+            gen = gridsmod.active_generation(session)
+            if gen is None:
+                return [None] * len(geoms)
+            self.index = build_index(session, gen, Settings())
+        arr = np.asarray(geoms, dtype=object)
+        pts = shapely.get_type_id(arr) == 0
+        out: list[str | None] = [None] * len(arr)
+        if pts.any():
+            at = np.flatnonzero(pts)
+            found = self.index.lookup(shapely.get_x(arr[at]), shapely.get_y(arr[at]))
+            for i, g in zip(at, found, strict=True):
+                if g >= 0:
+                    out[int(i)] = str(self.index.codes[g])
+        return out
+
+
+def _copy_insert(session: Session, d: LayerDef, rows: Sequence[dict[str, Any]],
+                 geoms: Sequence[Any], now: datetime, grids: _Grids) -> int:
+    """Many rows in one COPY; point assets get their grid from the in-memory index (the
+    same ST_Covers + lowest-code rule), other assets by one UPDATE."""
+    table = d.model.__table__
+    names = list(d.schema.model_fields)
+    arrays = [isinstance(table.c[k].type, ARRAY) for k in names]
+    cols = [*names, "valid_from"]
+    if d.geometry:
+        cols.append("geom")
+        hexes = shapely.to_wkb(np.asarray(geoms, dtype=object), hex=True, include_srid=True,
+                               output_dimension=2)
+    located = d.name == "assets"
+    if located:
+        cols.append("grid_code")
+        codes = grids.codes(session, geoms)
+    columns = [_copy_column([row.get(k) for row in rows], a)
+               for k, a in zip(names, arrays, strict=True)]
+    columns.append([now.isoformat()] * len(rows))
+    if d.geometry:
+        columns.append(list(hexes))
+    if located:
+        columns.append([c or "\\N" for c in codes])
+    buf = io.StringIO("\n".join(map("\t".join, zip(*columns, strict=True))) + "\n")
+    raw = session.connection().connection.dbapi_connection
+    with raw.cursor() as cur:  # type: ignore[union-attr]
+        cur.copy_expert(f"COPY {d.model.__tablename__} ({', '.join(cols)}) FROM STDIN", buf)
+    if located and any(shapely.get_type_id(np.asarray(geoms, dtype=object)) != 0):
+        session.execute(text(f"""
+            UPDATE asset a SET grid_code = (
+                SELECT u.code FROM grid_unit u
+                 WHERE {versioning.current('u')}
+                   AND u.level = {versioning.finest_level(versioning.ACTIVE_GENERATION_SQL)}
+                   AND ST_Covers(u.geom, ST_PointOnSurface(a.geom))
+                 ORDER BY u.code LIMIT 1)
+             WHERE a.valid_from = :now AND a.valid_to IS NULL
+               AND GeometryType(a.geom) <> 'POINT'"""), {"now": now})
+    return len(rows)
 
 
 def locate_assets(session: Session, ids: Sequence[int]) -> None:
@@ -454,6 +559,7 @@ def import_rows(session: Session, d: LayerDef,
     new_geoms: list[Any] = []
     same_key: list[tuple[int, dict[str, Any], Any]] = []  # (stored id, row, geometry)
     now = _now(session)
+    grids = _Grids()
 
     def flush() -> None:
         created = [_code(d, r) for r in new_rows]
@@ -474,7 +580,10 @@ def import_rows(session: Session, d: LayerDef,
             if ended:
                 session.execute(text(f"UPDATE {d.model.__tablename__} SET valid_to = :now "
                                      "WHERE id = ANY(:ids)"), {"now": now, "ids": ended})
-        n = len(_insert(session, d, new_rows, new_geoms, now))
+        if len(new_rows) >= COPY_MIN_ROWS:
+            n = _copy_insert(session, d, new_rows, new_geoms, now, grids)
+        else:
+            n = len(_insert(session, d, new_rows, new_geoms, now))
         report.created += n - len(updated)
         report.updated += len(updated)
         if created or updated:

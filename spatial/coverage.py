@@ -553,7 +553,11 @@ def clean_coverage(codes: Sequence[str], levels: Sequence[int],
     neighbour (default: the width of a round gap of max_area_m2). Before cleaning, overlaps
     between units of the level and gaps inside parents larger than max_area_m2, and invalid
     geometries, are looked for: a level with any is not cleaned and they come back as
-    problems, for the caller to refuse. only_levels: the ranks to clean (default all).
+    problems, for the caller to refuse. A level that already is an exact coverage with no
+    gap narrower than the gap width is left as it is (snapping would still collapse
+    vertices closer than snap_m). only_levels: the ranks to clean (default all). Units the
+    cleaner did not change are the very input objects; changed ones keep the exact lon/lat
+    of every vertex that did not move.
     """
     cfg = config or CoverageConfig()
     u = _Units.build(codes, levels, parent_codes, geometries)
@@ -606,13 +610,21 @@ def _clean_level(u: _Units, idx: IntArray, srid: int, snap_m: float, width: floa
                  ) -> tuple[list[Any], list[UnitChange]]:
     before_ll = u.geoms[idx]
     before = to_metric(before_ll, srid)
+    result = list(before_ll)
+    # an exact coverage without narrow gaps is left alone: snapping would still collapse
+    # vertices closer than snap_m and move area for nothing
+    if bool(shapely.coverage_is_valid(before, gap_width=width)):
+        return result, []
     after = np.asarray(shapely.coverage_clean(before, gap_width=width,
                                               snapping_distance=snap_m,
                                               merge_strategy="longest_border"), dtype=object)
+    # a one-part MultiPolygon comes back a Polygon: keep the input's type
+    multi = (shapely.get_type_id(before) == 6) & (shapely.get_type_id(after) == 3)
+    if multi.any():
+        after[multi] = [shapely.MultiPolygon([g]) for g in after[multi]]
     same = shapely.equals_exact(shapely.normalize(before), shapely.normalize(after),
                                 tolerance=0)
     changed = np.flatnonzero(~same)
-    result = list(before_ll)
     if len(changed) == 0:
         return result, []
     # back to lon/lat: vertices that did not move keep their exact original coordinates

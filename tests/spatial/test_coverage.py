@@ -208,6 +208,21 @@ def test_clean_fixes_a_half_metre_misfit_and_keeps_unchanged_units() -> None:
     assert after <= before
 
 
+def test_clean_leaves_an_exact_coverage_alone() -> None:
+    # two vertices 0.3 m apart would collapse under a 1 m snap: nothing to clean, no snap
+    y = Y0 + D / 2
+    units = put(city(), "319999001001001", geometry=Polygon(
+        [(X0, y), (X0 + 0.001, y), (X0 + 0.001 + 3e-6, y), (X0 + D, y), (X0 + D, Y0 + D),
+         (X0, Y0 + D)]))
+    units = put(units, "319999001001002", geometry=Polygon(
+        [(X0, Y0), (X0 + D, Y0), (X0 + D, y), (X0 + 0.001 + 3e-6, y), (X0 + 0.001, y),
+         (X0, y)]))
+    codes, levels, parents, geoms = _level4(units)
+    res = cv.clean_coverage(codes, levels, parents, geoms, CFG, snap_m=1.0)
+    assert res.ok and res.changes == []
+    assert all(a is b for a, b in zip(res.geometries, geoms, strict=True))
+
+
 def test_clean_refuses_a_500_m2_overlap_and_leaves_the_level_alone() -> None:
     # ~5 m x 100 m of grid 001 reach into 002
     units = put(city(), "319999001001001",

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from api.errors import install_error_handlers, install_openapi
 from api.routers import (
     cases,
+    generations,
     grids,
     health,
     hotspots,
@@ -28,6 +29,7 @@ from api.services import Services
 from layers.auth import TOKENS_CHANNEL, TokenCache
 from layers.db import database_url, make_engine, make_sessionmaker
 from layers.escalation import Scheduler
+from layers.grid_jobs import register as register_grid_jobs
 from layers.grids import NOTIFY_CHANNEL
 from layers.intake_writer import IntakeWriter, OwnConnection
 from layers.jobs import JobWorker
@@ -77,6 +79,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
                                      LAYERS_CHANNEL: lambda: services.owners.refresh(),
                                      TOKENS_CHANNEL: lambda: services.tokens.clear()})
         scheduler = Scheduler(factory, settings)
+        register_grid_jobs(settings)
         jobs = JobWorker(factory, settings)  # off with GRIDOPS_JOBS_WORKER=false
         if listen:
             listener.start()
@@ -105,6 +108,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
     app.include_router(resolve.router)
     app.include_router(health.router)
     app.include_router(grids.router)
+    app.include_router(generations.router)
     app.include_router(layers.router)
     app.include_router(lookup.router)
     app.include_router(open311.router)

@@ -12,7 +12,7 @@ import io
 import os
 import tempfile
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -164,6 +164,10 @@ def read_table(path: str | os.PathLike[str], *, layer: str | None = None,
     shown = display_name or p.name
     if not p.exists():
         raise InvalidInput(f"{shown}: no such file")
+    if p.suffix.lower() == ".zip":  # a zipped Shapefile: unpacked, so its .cpg is seen
+        with materialised(p.read_bytes(), "shp", shown) as inner:
+            return read_table(inner, layer=layer, encoding=encoding, crs=crs,
+                              display_name=shown)
     is_csv = p.suffix.lower() == ".csv"
     is_shp = p.suffix.lower() == ".shp"
     layers_ = list_layers(p)
@@ -302,7 +306,7 @@ def read_upload(data: bytes, *, name: str | None, media_type: str | None, max_by
 # ---------------------------------------------------------------- writing
 
 
-def write_table(path: str | os.PathLike[str], fmt: str, fields: dict[str, Sequence[Any]],
+def write_table(path: str | os.PathLike[str], fmt: str, fields: Mapping[str, Sequence[Any]],
                 geometry: Sequence[BaseGeometry | None], *, layer: str,
                 crs: str | None = None) -> list[Path]:
     """Write features (lon/lat geometries) as `fmt`, converted to `crs` (default EPSG:4326);
@@ -339,6 +343,9 @@ def write_table(path: str | os.PathLike[str], fmt: str, fields: dict[str, Sequen
     if fmt == "geojson":
         options["RFC7946"] = "NO"
         options["WRITE_NAME"] = "NO"
+        # GDAL's default (15 significant figures) turns 121.24000000000001 into 121.24;
+        # 17 decimals give every double back exactly
+        options["COORDINATE_PRECISION"] = "17"
     wkb = shapely.to_wkb(geoms, output_dimension=2)
     pyogrio.raw.write(str(p), wkb, data, names, layer=layer, driver=driver,
                       geometry_type=gtype, promote_to_multi=promote, crs=crs_out,
@@ -364,7 +371,7 @@ def _column(values: Sequence[Any]) -> np.ndarray:
                      for v in arr], dtype=object)
 
 
-def _write_csv(p: Path, fields: dict[str, Sequence[Any]], geoms: np.ndarray) -> None:
+def _write_csv(p: Path, fields: Mapping[str, Sequence[Any]], geoms: np.ndarray) -> None:
     """CSV with a WKT column at full precision (GDAL's CSV writer rounds to 15 digits)."""
     names = list(fields)
     with p.open("w", newline="", encoding="utf-8") as fh:
@@ -385,7 +392,7 @@ def zip_files(files: Sequence[Path]) -> bytes:
     return buf.getvalue()
 
 
-def export_bytes(fmt: str, fields: dict[str, Sequence[Any]],
+def export_bytes(fmt: str, fields: Mapping[str, Sequence[Any]],
                  geometry: Sequence[BaseGeometry | None], *, layer: str,
                  crs: str | None = None) -> bytes:
     """An export as one download: the file, or a zip of a Shapefile's parts."""

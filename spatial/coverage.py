@@ -138,13 +138,24 @@ def to_lonlat(geoms: Any, srid: int = 4549) -> ObjArray:
     return _transform(geoms, srid, inverse=True)
 
 
+# longest segment, in degrees (about 11 m), before an area is measured in the metric CRS
+DENSIFY_DEG = 1e-4
+
+
 def metric_area(geoms: Any, srid: int = 4549) -> FloatArray:
-    """Planar areas in m² of lon/lat geometries in the metric CRS (0 for None/empty)."""
+    """Planar areas in m² of lon/lat geometries in the metric CRS (0 for None/empty).
+
+    Segments are first cut to at most DENSIFY_DEG: an edge is straight in lon/lat, and a
+    long one projected by its two ends only is a chord that strays from it (a 2 km edge
+    along a parallel: about 4 cm at the middle). A sliver between a parent's long edge and
+    its children's vertices on that same edge would measure tens of m² instead of nothing.
+    """
     arr = _objects(geoms)
     out = np.zeros(len(arr), dtype=np.float64)
     ok = ~shapely.is_missing(arr) & ~shapely.is_empty(arr)
     if ok.any():
-        out[ok] = shapely.area(to_metric(arr[ok], srid))
+        dense = shapely.segmentize(arr[ok], max_segment_length=DENSIFY_DEG)
+        out[ok] = shapely.area(to_metric(dense, srid))
     return out
 
 

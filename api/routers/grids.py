@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import Response
 
 from api.deps import SessionDep, SettingsDep, StaffViewDep
 from api.geojson import GeoJSONResponse, feature, unit_properties
@@ -13,17 +14,23 @@ from api.params import BboxDep, GenerationDep
 from api.routing import CheckedRoute
 from api.schemas.common import GenerationOut, errors, geojson
 from api.schemas.grids import UnitCollection, UnitDetail, UnitHistory
-from layers import grids
+from layers import gisfile, grid_export, grids
 from spatial.errors import InvalidInput
 
 router = APIRouter(route_class=CheckedRoute, prefix="/grids", tags=["grids"])
 
+ExportFormat = Literal["gpkg", "shp", "geojson", "fgb", "csv"]
 CodePath = Annotated[str, Path(description="unit code (6/9/12/15 digits)",
                                pattern=r"^[0-9]{1,32}$")]
 
 
 @router.get("", response_class=GeoJSONResponse, response_model=UnitCollection,
-            responses={200: geojson(UnitCollection), **errors(404, 422, 503)})
+            responses={200: {"content": {**geojson(UnitCollection)["content"],
+                                         **{m: {"schema": {"type": "string",
+                                                           "format": "binary"}}
+                                            for m in gisfile.MEDIA_TYPES.values()
+                                            if m != "application/geo+json"}}},
+                       **errors(404, 422, 503)})
 def list_grids(
     request: Request,
     session: SessionDep,
@@ -37,8 +44,31 @@ def list_grids(
                                         description="only children of this code")] = None,
     limit: Annotated[int, Query(ge=1, description="page size")] = 1000,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> GeoJSONResponse:
-    """Grid units as a GeoJSON FeatureCollection, paged (links.next when more remain)."""
+    f: Annotated[ExportFormat | None, Query(
+        description="a file of the whole generation (or one level) instead of a page: "
+                    "gpkg, shp (zipped), geojson, fgb, csv, with the fields an import "
+                    "reads and full coordinate precision")] = None,
+    crs: Annotated[str | None, Query(max_length=80, description="with f=: the CRS of the "
+                                     "file's coordinates (default EPSG:4326)")] = None,
+) -> Response:
+    """Grid units as a GeoJSON FeatureCollection, paged (links.next when more remain),
+    coordinates to 7 decimals (about 1 cm, for display); with `f=` the whole generation
+    as a file at full precision, for the round trip export -> edit in QGIS -> import."""
+    if f is not None:
+        if parent is not None or box is not None:
+            raise InvalidInput("f: an export is of a whole generation or level; parent and "
+                               "bbox are for pages")
+        rank = grids.level_rank(session, level) if level is not None else None
+        data, _ = grid_export.export_grid(
+            session, gen.id, f, level=rank, crs=crs,
+            leader_name=staff.leader("x", None) is not None,
+            leader_phone=(staff.leader(None, "x") or {}).get("phone") is not None)
+        assert isinstance(data, bytes)
+        ext = ".zip" if f == "shp" else gisfile.FORMATS[f][1]
+        return Response(data, media_type=gisfile.MEDIA_TYPES[f], headers={
+            "Content-Disposition": f'attachment; filename="grid-generation-{gen.id}{ext}"'})
+    if crs is not None:
+        raise InvalidInput("crs: only with f= (GeoJSON pages are EPSG:4326)")
     if limit > settings.page_size_max:
         raise InvalidInput(f"limit: at most {settings.page_size_max} per page, got {limit}")
     rank = grids.level_rank(session, level) if level is not None else None

@@ -90,9 +90,6 @@ class Settings(BaseSettings):
     import_max_bytes: int = Field(default=256 * 1024 * 1024, description="a layer file "
                                   "import (GeoPackage, zipped Shapefile, FlatGeobuf, GeoJSON, "
                                   "CSV), in bytes")
-    import_max_bytes: int = Field(default=256 * 1024 * 1024, description="a layer file "
-                                  "import (GeoPackage, zipped Shapefile, FlatGeobuf, GeoJSON, "
-                                  "CSV), in bytes")
     batch_max_bytes: int = Field(default=256 * 1024 * 1024,
                                  description="JSON batch body limit, in bytes")
     json_body_max_bytes: int = Field(default=1024 * 1024, description="the body of an "

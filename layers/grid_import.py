@@ -480,6 +480,7 @@ def import_grid(session: Session, paths: Sequence[str | Path], opts: ImportOptio
     `keep_invalid`, which loads the draft so its problems can be seen and fixed there.
     The caller owns the transaction."""
     grids.sync_levels(session, settings)
+    progress("reading files", 0, len(paths))
     tables = read_sources(paths, opts, names)
     units, result = prepare(tables, opts, settings, progress)
     if result.problems and (opts.activate or not opts.keep_invalid):

@@ -37,10 +37,10 @@ def submit_import(session: Session, data: bytes, opts: ImportOptions, *, filenam
                   media_type: str | None, settings: Settings, actor: str) -> int:
     """Queue an import of an uploaded file; the caller commits. Refuses at once what can be
     told without reading the file (size, format)."""
-    if len(data) > settings.upload_max_bytes:
+    if len(data) > settings.import_max_bytes:
         raise TooLarge(f"the file is {len(data):,} bytes; at most "
-                               f"{settings.upload_max_bytes:,} are accepted "
-                               "(GRIDOPS_UPLOAD_MAX_BYTES)")
+                               f"{settings.import_max_bytes:,} are accepted "
+                               "(GRIDOPS_IMPORT_MAX_BYTES)")
     if not data:
         raise InvalidInput("the upload is empty: send the file as the request body")
     fmt = gisfile.guess_format(filename, media_type)

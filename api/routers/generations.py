@@ -86,7 +86,7 @@ def _job_out(job: dict[str, Any]) -> dict[str, Any]:
 
 @router.post("/generations/import", status_code=202, response_model=JobOut,
              responses=errors(401, 403, 413, 415, 422, 503),
-             openapi_extra=reads(*UPLOAD_TYPES, limit="upload_max_bytes"))
+             openapi_extra=reads(*UPLOAD_TYPES, limit="import_max_bytes"))
 async def import_generation(
     request: Request, session: WriteSessionDep, settings: SettingsDep, user: CurrentUser,
     filename: Annotated[str | None, Query(max_length=200, description="the file's name "
@@ -116,7 +116,7 @@ async def import_generation(
     Shapefile, GeoJSON, FlatGeobuf or CSV) into a new generation, as a background job:
     answers 202 with the job (Location: /jobs/{id}); poll it until done or failed."""
     require(user, PLANNER)
-    raw = await read_body(request, settings.upload_max_bytes,
+    raw = await read_body(request, settings.import_max_bytes,
                           "import it with the command line: gridops grids import FILE")
     opts = ImportOptions(layers=tuple(layer or ()), encoding=encoding, crs=crs,
                          fields=_fields(field or []), snap_m=snap,

@@ -60,13 +60,12 @@ def grid_features(session: Session, gen_id: int, *, level: int | None = None,
 
 def export_grid(session: Session, gen_id: int, fmt: str, *, path: str | Path | None = None,
                 level: int | None = None, crs: str | None = None,
-                leader_name: bool = True, leader_phone: bool = True,
+                leader_name: bool = True, leader_phone: bool = True, layer: str = "grid",
                 ) -> tuple[bytes | list[Path], int]:
     """Write the grid as `fmt` to `path` (the files written), or return the bytes of one
     download (a Shapefile zipped); and the number of units."""
     fields, geoms = grid_features(session, gen_id, level=level, leader_name=leader_name,
                                   leader_phone=leader_phone)
-    layer = "grid"
     if path is not None:
         p = Path(path)
         files = gisfile.write_table(p, fmt, fields, geoms, layer=p.stem or layer, crs=crs)

@@ -163,7 +163,8 @@ def grids_export(
                                       (at.replace(tzinfo=UTC) if at else None))
             rank = grids.level_rank(session, level) if level else None
             if fmt == "shp" and output.suffix.lower() == ".zip":
-                data, n = export_grid(session, gen.id, fmt, level=rank, crs=crs)
+                data, n = export_grid(session, gen.id, fmt, level=rank, crs=crs,
+                                      layer=output.stem)
                 assert isinstance(data, bytes)
                 output.write_bytes(data)
                 written = [output]

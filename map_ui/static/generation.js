@@ -15,8 +15,25 @@
     }).join("&");
   }
 
+  /* A draft's problems need a planner's token: given in the address's fragment
+     (#token=..., never sent to a server or written to its logs), kept for this tab only. */
+  var TOKEN = (function () {
+    var m = /(?:^|[#&])token=([^&]+)/.exec(window.location.hash || "");
+    try {
+      if (m) {
+        window.sessionStorage.setItem("gridops-token", decodeURIComponent(m[1]));
+        window.history.replaceState(null, "", window.location.pathname + window.location.search);
+      }
+      return window.sessionStorage.getItem("gridops-token");
+    } catch (e) {
+      return m ? decodeURIComponent(m[1]) : null;
+    }
+  })();
+
   function getJSON(url) {
-    return fetch(url, {headers: {"accept": "application/json"}}).then(function (r) {
+    var headers = {"accept": "application/json"};
+    if (TOKEN) { headers.authorization = "Bearer " + TOKEN; }
+    return fetch(url, {headers: headers}).then(function (r) {
       if (!r.ok) { throw new Error(url.split("?")[0] + " answered " + r.status); }
       return r.json();
     });

@@ -92,6 +92,8 @@ def test_import_job_survives_a_restart_and_round_trips(planner_db, tmp_path: Pat
         fc = httpx.get(base + f"/generations/{draft}/problems", headers=auth).json()
         assert fc["counts"].get("sibling_overlap") and fc["features"][0]["geometry"]
         assert httpx.get(base + f"/generations/{draft}").json()["state"] == "draft"
+        page = httpx.get(base + f"/map/generation/{draft}")
+        assert page.status_code == 200 and f"/generations/{draft}/problems" in page.text
         assert httpx.get(base + "/health").json()["active_generation"]["id"] == gen
         # exports: every format, fields an import reads
         for f in ("gpkg", "shp", "geojson", "fgb", "csv"):

@@ -158,7 +158,11 @@ def test_alternative_media_types_are_documented(doc: dict[str, Any]) -> None:
     assert set(content("/resolve/batch", "post")) == {"application/json",
                                                       "application/geo+json", "text/csv"}
     assert set(content("/hotspots/chronic")) == {"application/json", "application/geo+json"}
-    assert set(content("/layers/{name}")) == {"application/json", "application/geo+json"}
+    files = {"text/csv", "application/geopackage+sqlite3", "application/zip",
+             "application/flatgeobuf"}
+    assert set(content("/layers/{name}")) == {"application/json", "application/geo+json",
+                                              *files}
+    assert set(content("/grids")) == {"application/geo+json", *files}
     assert content("/grids")["application/geo+json"]["schema"] == {
         "$ref": "#/components/schemas/UnitCollection"}
     assert "201" in doc["paths"]["/layers/{name}"]["post"]["responses"]

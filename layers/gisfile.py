@@ -142,13 +142,16 @@ def _unzip_shapefile(data: bytes, base: Path, name: str) -> Path:
         return base / shps[0].filename
 
 
-def list_layers(path: str | os.PathLike[str]) -> list[tuple[str, str | None]]:
+def list_layers(path: str | os.PathLike[str], shown: str | None = None
+                ) -> list[tuple[str, str | None]]:
     """The layers of a file: (name, geometry type or None)."""
+    name = shown or Path(path).name
     try:
         return [(str(n), None if t is None else str(t))
                 for n, t in pyogrio.list_layers(str(path))]
     except (DataSourceError, OSError) as e:
-        raise InvalidInput(f"{Path(path).name}: not a GIS file GDAL can read ({_short(e)})") from e
+        why = _short(e).replace(f"'{path}'", "it").replace(str(path), name)
+        raise InvalidInput(f"{name}: not a GIS file GDAL can read ({why})") from e
 
 
 def read_table(path: str | os.PathLike[str], *, layer: str | None = None,
@@ -170,7 +173,7 @@ def read_table(path: str | os.PathLike[str], *, layer: str | None = None,
                               display_name=shown)
     is_csv = p.suffix.lower() == ".csv"
     is_shp = p.suffix.lower() == ".shp"
-    layers_ = list_layers(p)
+    layers_ = list_layers(p, shown)
     if not layers_:
         raise InvalidInput(f"{shown}: the file holds no layer")
     if layer is None:
@@ -208,6 +211,8 @@ def read_table(path: str | os.PathLike[str], *, layer: str | None = None,
         raise InvalidInput(f"{shown}: layer {layer!r} has no geometry column"
                            + (" (a CSV needs a WKT column named WKT/geometry, or lon and lat "
                               "columns)" if is_csv else ""))
+    if len(geoms) == 0:
+        raise InvalidInput(f"{shown}: layer {layer!r} holds no features (an empty file)")
     names = [str(n) for n in meta["fields"]]
     fields = {n: np.asarray(v, dtype=object) if v.dtype.kind in "OUS" else v
               for n, v in zip(names, values, strict=True)}

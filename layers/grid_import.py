@@ -221,6 +221,9 @@ def table_rows(t: gisfile.Table, mapping: dict[str, str | None],
         if code is None:
             problems.append(f"{where}: no code")
             continue
+        if not (code.isascii() and code.isdigit() and len(code) <= 32):
+            problems.append(f"{where}: code {code[:40]!r} must be 1 to 32 digits")
+            continue
         g = t.geometry[i]
         multi = _as_multi(g)
         if multi is None:

@@ -45,7 +45,7 @@ def submit_import(session: Session, data: bytes, opts: ImportOptions, *, filenam
         raise InvalidInput("the upload is empty: send the file as the request body")
     fmt = gisfile.guess_format(filename, media_type)
     with gisfile.materialised(data, fmt, filename) as path:
-        found = gisfile.list_layers(path)  # not a GIS file: a 422 now, not a failed job
+        found = gisfile.list_layers(path, filename)  # not a GIS file: a 422 now, not a failed job
     if not found:
         raise InvalidInput(f"{filename}: the file holds no layer")
     return jobs.submit(session, KIND, options_payload(opts, filename=filename, fmt=fmt),

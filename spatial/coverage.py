@@ -322,7 +322,10 @@ def _bad_codes(u: _Units, cfg: CoverageConfig) -> list[Problem]:
         if want is not None and len(code) != want:
             key = cfg.level_keys.get(lv, f"level {lv}")
             found.append((i, f"a {key} code has {want} digits, this one has {len(code)}"))
-        elif parent is not None and not code.startswith(parent):
+        elif (parent is not None and not code.startswith(parent)
+              and not (lv in lengths and lengths[lv] is None)):
+            # a level declared of any length (GRIDOPS_CODE_LENGTHS '*') has codes that need
+            # not nest; the national pattern's do
             found.append((i, f"code does not start with its parent's code {parent}"))
         elif serial_rule and lv == finest and code.endswith("000"):
             found.append((i, "a grid serial must be 001-999"))

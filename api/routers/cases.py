@@ -105,7 +105,7 @@ def list_cases(
     overdue: Annotated[bool, Query(
         description="past the deadline and not suspended (what escalation raises)")] = False,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> Response:
     """Cases, newest first. A department handler sees its own department's only; nobody
     sees reporter contacts on a listing."""

@@ -43,7 +43,7 @@ def list_grids(
     parent: Annotated[str | None, Query(pattern=r"^[0-9]{1,32}$",
                                         description="only children of this code")] = None,
     limit: Annotated[int, Query(ge=1, description="page size")] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     f: Annotated[ExportFormat | None, Query(
         description="a file of the whole generation (or one level) instead of a page: "
                     "gpkg, shp (zipped), geojson, fgb, csv, with the fields an import "

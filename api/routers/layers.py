@@ -220,7 +220,7 @@ def list_layer(
     staff: StaffViewDep,
     at: Annotated[Timestamp | None, Query(description="rows valid at this time")] = None,
     limit: Annotated[int, Query(ge=1)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
     f: Annotated[ExportFormat | None, Query(
         description="answer every matching row as a file of this format (limit and offset "
         "do not apply): gpkg, shp (zipped), geojson, fgb, csv (WKT)")] = None,

@@ -108,19 +108,23 @@ def guess_format(name: str | None, media_type: str | None = None) -> str:
 
 
 @contextmanager
-def materialised(data: bytes, fmt: str, name: str = "upload") -> Iterator[Path]:
-    """Upload bytes as a file GDAL can open (a zipped Shapefile unpacked), removed after."""
+def materialised(data: bytes, fmt: str, name: str = "upload",
+                 wanted: Sequence[str] = (".shp",)) -> Iterator[Path]:
+    """Upload bytes as a file GDAL can open (a zipped Shapefile unpacked: the member with a
+    `wanted` suffix), removed after."""
     with tempfile.TemporaryDirectory(prefix="gridops-upload-") as tmp:
         base = Path(tmp)
         if fmt == "shp" or data[:4] == b"PK\x03\x04":
-            yield _unzip_shapefile(data, base, name)
+            yield unzip(data, base, name, wanted)
             return
         path = base / f"upload{FORMATS[fmt][1]}"
         path.write_bytes(data)
         yield path
 
 
-def _unzip_shapefile(data: bytes, base: Path, name: str) -> Path:
+def unzip(data: bytes, base: Path, name: str, wanted: Sequence[str] = (".shp",)) -> Path:
+    """A zip archive (a Shapefile's parts) unpacked into base; the first member with one of
+    the `wanted` suffixes, in their order of preference, is the file to open."""
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
     except zipfile.BadZipFile as e:
@@ -128,10 +132,12 @@ def _unzip_shapefile(data: bytes, base: Path, name: str) -> Path:
                            "of its .shp, .shx, .dbf, .prj (and .cpg)") from e
     with zf:
         members = [m for m in zf.infolist() if not m.is_dir()]
-        shps = [m for m in members if m.filename.lower().endswith(".shp")]
-        if not shps:
+        found = sorted((m for m in members if m.filename.lower().endswith(tuple(wanted))),
+                       key=lambda m: [m.filename.lower().endswith(w) for w in wanted].index(True))
+        if not found:
             held = ", ".join(m.filename for m in members[:8]) or "nothing"
-            raise InvalidInput(f"{name}: the zip archive holds no .shp file (it holds {held})")
+            raise InvalidInput(f"{name}: the zip archive holds no {' or '.join(wanted)} file "
+                               f"(it holds {held})")
         for m in members:
             target = (base / m.filename).resolve()
             if base.resolve() not in target.parents:
@@ -139,7 +145,7 @@ def _unzip_shapefile(data: bytes, base: Path, name: str) -> Path:
                                    f"{m.filename!r}")
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(zf.read(m))
-        return base / shps[0].filename
+        return base / found[0].filename
 
 
 def list_layers(path: str | os.PathLike[str], shown: str | None = None

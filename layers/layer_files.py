@@ -19,7 +19,6 @@ import io
 import tempfile
 import types
 import typing
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, time
 from pathlib import Path
@@ -164,15 +163,10 @@ def export_rows(session: Session, d: resp.LayerDef, *, at: datetime | None = Non
     geometries, ordered by key; `shown` masks what the caller may not see."""
     kinds = field_kinds(d)
     cols = [getattr(d.model, k) for k in kinds]
-    q = select(*cols).where(resp._current(d, at))
+    q = select(*cols)
     if d.geometry:
         q = q.add_columns(func.ST_AsBinary(d.model.geom))  # type: ignore[attr-defined]
-    for k, v in (filters or {}).items():
-        if v is not None:
-            q = q.where(getattr(d.model, k) == v)
-    if bbox is not None and d.geometry:
-        q = q.where(d.model.geom.intersects(  # type: ignore[attr-defined]
-            func.ST_MakeEnvelope(*bbox, 4326)))
+    q = resp.filtered(d, q, at=at, filters=filters, bbox=bbox)
     q = q.order_by(*[getattr(d.model, k) for k in d.key])
     fields: dict[str, list[Any]] = {k: [] for k in kinds}
     wkbs: list[bytes] = []
@@ -307,13 +301,7 @@ def read_upload(d: resp.LayerDef, data: bytes, *, name: str | None, media_type: 
         raise InvalidInput(f"{name or 'the upload'}: the file is empty")
     fmt = gisfile.guess_format(name, media_type)
     shown = name or f"upload ({fmt})"
-    with tempfile.TemporaryDirectory(prefix="gridops-upload-") as tmp:
-        base = Path(tmp)
-        if fmt == "shp" or data[:4] == b"PK\x03\x04":
-            path = _unzip_table(data, base, shown)
-        else:
-            path = base / f"upload{gisfile.FORMATS[fmt][1]}"
-            path.write_bytes(data)
+    with gisfile.materialised(data, fmt, shown, (".dbf", ".shp")) as path:
         return read_attributes(path, layer=layer, encoding=encoding, display_name=shown)
 
 
@@ -346,31 +334,6 @@ def _check_encoding(encoding: str | None) -> None:
     except LookupError:
         raise InvalidInput(f"encoding: {encoding[:40]!r} is not an encoding Python knows "
                            "(e.g. UTF-8, GBK, GB18030)") from None
-
-
-def _unzip_table(data: bytes, base: Path, shown: str) -> Path:
-    """A zip of a Shapefile or of a lone .dbf, unpacked; the file to open."""
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
-    except zipfile.BadZipFile as e:
-        raise InvalidInput(f"{shown}: not a zip archive ({e}); a Shapefile upload is a .zip "
-                           "of its .shp (or .dbf), .dbf and .cpg") from e
-    with zf:
-        members = [m for m in zf.infolist() if not m.is_dir()]
-        tables = sorted((m for m in members if m.filename.lower().endswith((".shp", ".dbf"))),
-                        key=lambda m: not m.filename.lower().endswith(".dbf"))
-        if not tables:
-            held = ", ".join(m.filename for m in members[:8]) or "nothing"
-            raise InvalidInput(f"{shown}: the zip archive holds no .dbf or .shp file "
-                               f"(it holds {held})")
-        for m in members:
-            target = (base / m.filename).resolve()
-            if base.resolve() not in target.parents:
-                raise InvalidInput(f"{shown}: the zip archive has a path outside it: "
-                                   f"{m.filename!r}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(zf.read(m))
-        return base / tables[0].filename
 
 
 def read_attributes(path: str | Path, *, layer: str | None = None,

@@ -323,28 +323,28 @@ def _copy_insert(session: Session, d: LayerDef, rows: Sequence[dict[str, Any]],
     with raw.cursor() as cur:  # type: ignore[union-attr]
         cur.copy_expert(f"COPY {d.model.__tablename__} ({', '.join(cols)}) FROM STDIN", buf)
     if located and any(shapely.get_type_id(np.asarray(geoms, dtype=object)) != 0):
-        session.execute(text(f"""
-            UPDATE asset a SET grid_code = (
-                SELECT u.code FROM grid_unit u
-                 WHERE {versioning.current('u')}
-                   AND u.level = {versioning.finest_level(versioning.ACTIVE_GENERATION_SQL)}
-                   AND ST_Covers(u.geom, ST_PointOnSurface(a.geom))
-                 ORDER BY u.code LIMIT 1)
-             WHERE a.valid_from = :now AND a.valid_to IS NULL
-               AND GeometryType(a.geom) <> 'POINT'"""), {"now": now})
+        session.execute(text(_locate_sql("a.valid_from = :now AND a.valid_to IS NULL "
+                                         "AND GeometryType(a.geom) <> 'POINT'")),
+                        {"now": now})
     return len(rows)
 
 
-def locate_assets(session: Session, ids: Sequence[int]) -> None:
-    """Resolve each asset to the finest current grid it stands in (ST_Covers, lowest code)."""
-    session.execute(text(f"""
+def _locate_sql(where: str) -> str:
+    """SQL: the assets `a` matching `where` get the finest current grid they stand in
+    (ST_Covers of a point on them, lowest code)."""
+    return f"""
         UPDATE asset a SET grid_code = (
             SELECT u.code FROM grid_unit u
              WHERE {versioning.current('u')}
                AND u.level = {versioning.finest_level(versioning.ACTIVE_GENERATION_SQL)}
                AND ST_Covers(u.geom, ST_PointOnSurface(a.geom))
              ORDER BY u.code LIMIT 1)
-         WHERE a.id = ANY(:ids)"""), {"ids": list(ids)})
+         WHERE {where}"""
+
+
+def locate_assets(session: Session, ids: Sequence[int]) -> None:
+    """Resolve each asset to the finest current grid it stands in (ST_Covers, lowest code)."""
+    session.execute(text(_locate_sql("a.id = ANY(:ids)")), {"ids": list(ids)})
 
 
 def _event(session: Session, d: LayerDef, code: str, action: str, actor: str,
@@ -431,18 +431,27 @@ def history(session: Session, d: LayerDef, key: Sequence[str]) -> list[Any]:
     return rows
 
 
-def list_rows(session: Session, d: LayerDef, *, at: datetime | None = None,
-              bbox: tuple[float, float, float, float] | None = None,
-              filters: dict[str, Any] | None = None, limit: int = 1000, offset: int = 0
-              ) -> tuple[list[Any], int]:
-    """A page of rows valid at a time, optionally in a bbox and filtered by fields."""
-    q = select(d.model).where(_current(d, at))
+def filtered(d: LayerDef, q: Any, *, at: datetime | None = None,
+             filters: dict[str, Any] | None = None,
+             bbox: tuple[float, float, float, float] | None = None) -> Any:
+    """A select of a layer narrowed to the rows valid at a time, equal to the given field
+    values and (spatial layers) meeting a lon/lat bbox."""
+    q = q.where(_current(d, at))
     for k, v in (filters or {}).items():
         if v is not None:
             q = q.where(getattr(d.model, k) == v)
     if bbox is not None and d.geometry:
         q = q.where(d.model.geom.intersects(  # type: ignore[attr-defined]
             func.ST_MakeEnvelope(*bbox, 4326)))
+    return q
+
+
+def list_rows(session: Session, d: LayerDef, *, at: datetime | None = None,
+              bbox: tuple[float, float, float, float] | None = None,
+              filters: dict[str, Any] | None = None, limit: int = 1000, offset: int = 0
+              ) -> tuple[list[Any], int]:
+    """A page of rows valid at a time, optionally in a bbox and filtered by fields."""
+    q = filtered(d, select(d.model), at=at, filters=filters, bbox=bbox)
     total = session.scalar(select(func.count()).select_from(q.subquery())) or 0
     order = [getattr(d.model, k) for k in d.key]
     rows = list(session.scalars(q.order_by(*order).limit(limit).offset(offset)))

@@ -23,6 +23,7 @@ from layers.settings import Settings
 from layers.versioning import current, finest_level, in_generation
 from spatial.coverage import CoverageConfig, Problem, validate_coverage
 from spatial.errors import (
+    Conflict,
     GridInvariantError,
     InvalidGeometry,
     InvalidInput,
@@ -186,6 +187,32 @@ def activate_generation(session: Session, gen: Generation, settings: Settings, *
     session.flush()
     session.execute(text("SELECT pg_notify(:ch, :payload)"),
                     {"ch": NOTIFY_CHANNEL, "payload": str(gen.id)})
+
+
+def discard_generation(session: Session, gen_id: int) -> dict[str, int]:
+    """Remove a draft (a generation never activated): its own rows go, and the active rows
+    it had ended are current again. An activated generation is history: 409."""
+    gen = session.get(Generation, gen_id)
+    if gen is None:
+        raise NotFound(f"generation {gen_id} does not exist")
+    if gen.activated_at is not None:
+        raise Conflict(f"generation {gen_id} ({gen.label!r}) has been active: history is "
+                       "kept, so it cannot be discarded; load a new generation instead")
+    removed = session.scalar(text("WITH d AS (DELETE FROM grid_unit WHERE generation_low = :g "
+                                  "RETURNING 1) SELECT count(*) FROM d"), {"g": gen_id})
+    restored = 0
+    active = active_generation(session)
+    if active is not None and active.id < gen_id:
+        later = session.scalar(select(func.count()).select_from(Generation).where(
+            Generation.id > active.id, Generation.id != gen_id))
+        if not later:  # the rows ended at the active generation were ended by this draft
+            restored = session.scalar(text(
+                "WITH r AS (UPDATE grid_unit SET generation_high = NULL "
+                "WHERE generation_high = :a RETURNING 1) SELECT count(*) FROM r"),
+                {"a": active.id})
+    session.delete(gen)
+    session.flush()
+    return {"removed_rows": int(removed or 0), "restored_rows": int(restored or 0)}
 
 
 def invariant_error(violations: Sequence[Violation], limit: int = 50) -> GridInvariantError:

@@ -14,7 +14,12 @@ from api.deps import CurrentUser, SessionDep, SettingsDep, WriteSessionDep, requ
 from api.geojson import GeoJSONResponse, json_response
 from api.routing import CheckedRoute, media_type, reads
 from api.schemas.common import errors, geojson
-from api.schemas.generations import GenerationDetail, JobOut, ProblemCollection
+from api.schemas.generations import (
+    DiscardOut,
+    GenerationDetail,
+    JobOut,
+    ProblemCollection,
+)
 from layers import gisfile, grid_jobs, grids, jobs
 from layers.grid_import import ImportOptions
 from layers.workflow import CENTRE, PLANNER
@@ -67,6 +72,17 @@ async def generation_problems(gen_id: GenPath, session: SessionDep, settings: Se
     return GeoJSONResponse({"type": "FeatureCollection", "generation": gen.id,
                             "counts": counts, "tolerance_m2": settings.topology_tolerance_m2,
                             "features": [v.as_feature() for v in found]})
+
+
+@router.delete("/generations/{gen_id}", response_model=DiscardOut,
+               responses=errors(401, 403, 404, 409, 422, 503))
+def discard_generation(gen_id: GenPath, session: WriteSessionDep,
+                       user: CurrentUser) -> dict[str, Any]:
+    """Discard a draft (a generation never activated): its rows go, the active grid stays as
+    it was. An activated generation is history and cannot be discarded (409)."""
+    require(user, PLANNER)
+    done = grids.discard_generation(session, gen_id)
+    return {"generation": gen_id, "discarded": True, **done}
 
 
 def _fields(values: list[str]) -> dict[str, str]:

@@ -17,6 +17,15 @@ class GenerationDetail(GenerationOut):
     counts: dict[str, int]
 
 
+class DiscardOut(BaseModel):
+    """What discarding a draft did."""
+
+    generation: int
+    discarded: bool
+    removed_rows: int
+    restored_rows: int
+
+
 class ProblemProperties(BaseModel):
     """One broken invariant."""
 

@@ -176,3 +176,23 @@ def grids_export(
         raise fail(e.detail) from None
     out.print(f"generation {gen.id}: {n:,} unit(s) written to "
               + ", ".join(str(f) for f in written), highlight=False)
+
+
+@app.command("discard")
+def grids_discard(generation: Annotated[int, typer.Argument(help="the draft's id")]) -> None:
+    """Remove a draft generation (never activated): its rows go, the active grid is as it
+    was before the draft."""
+    from layers import grids
+    from layers.db import database_url, make_engine, make_sessionmaker
+    from spatial.errors import GridopsError
+
+    s = load_settings()
+    engine = make_engine(database_url(s, start=True))
+    try:
+        with make_sessionmaker(engine)() as session, session.begin():
+            done = grids.discard_generation(session, generation)
+    except GridopsError as e:
+        raise fail(e.detail) from None
+    out.print(f"generation {generation} discarded: {done['removed_rows']:,} row(s) of its "
+              f"own removed, {done['restored_rows']:,} active row(s) current again",
+              highlight=False)

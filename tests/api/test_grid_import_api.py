@@ -94,6 +94,16 @@ def test_import_job_survives_a_restart_and_round_trips(planner_db, tmp_path: Pat
         assert httpx.get(base + f"/generations/{draft}").json()["state"] == "draft"
         page = httpx.get(base + f"/map/generation/{draft}")
         assert page.status_code == 200 and f"/generations/{draft}/problems" in page.text
+        # a second draft is refused while this one is pending, naming it; then discarded
+        r = httpx.post(base + "/generations/import", content=city.read_bytes(),
+                       headers={**auth, "content-type": GPKG})
+        job = _wait(base, r.headers["location"], auth)
+        assert job["state"] == "failed" and f"generation {draft}" in job["error"]["message"]
+        assert httpx.delete(base + f"/generations/{draft}").status_code == 401
+        r = httpx.delete(base + f"/generations/{draft}", headers=auth)
+        assert r.status_code == 200 and r.json()["discarded"], r.text
+        assert httpx.delete(base + f"/generations/{gen}", headers=auth).status_code == 409
+        assert [g["id"] for g in httpx.get(base + "/generations").json()] == [gen]
         assert httpx.get(base + "/health").json()["active_generation"]["id"] == gen
         # exports: every format, fields an import reads
         for f in ("gpkg", "shp", "geojson", "fgb", "csv"):

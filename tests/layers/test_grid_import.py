@@ -291,3 +291,27 @@ def test_numeric_code_columns_keep_their_digits(session: Session, settings: Sett
                 extra={"GRIDCODE": np.array([float(u.code) for u in city])})
     res = _import(session, settings, [path])
     assert res.counts["grid"] == 294
+
+
+def test_a_discarded_draft_leaves_the_active_grid_as_it_was(
+        session: Session, settings: Settings, tmp_path: Path) -> None:
+    city = lattice_city()
+    _import(session, settings, [write_units(tmp_path / "a.gpkg", city, driver="GPKG")],
+            activate=True)
+
+    def rows() -> list[tuple]:  # type: ignore[type-arg]
+        return [tuple(r) for r in session.execute(text(
+            "SELECT id, code, generation_low, generation_high FROM grid_unit ORDER BY id"))]
+
+    before = rows()
+    renamed = {u.code for u in city[-3:]}
+    moved = [replace(u, name="改名") if u.code in renamed else u for u in city]
+    draft = _import(session, settings, [write_units(tmp_path / "b.gpkg", moved, driver="GPKG")])
+    assert draft.new_rows == 3 and draft.ended == 3
+    done = grids.discard_generation(session, int(draft.generation or 0))
+    assert done == {"removed_rows": 3, "restored_rows": 3}
+    assert rows() == before
+    active = grids.active_generation(session)
+    assert active is not None
+    with pytest.raises(Exception, match="cannot be discarded"):
+        grids.discard_generation(session, active.id)

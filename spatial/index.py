@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import shapely
+from numba import njit
 from pyproj import Geod
 from scipy.spatial import cKDTree
 from shapely import MultiPolygon, Polygon
@@ -291,12 +292,175 @@ class GridIndex:
                                      np.asarray(lat, dtype=np.float64))
 
 
-NEAREST_K = 8  # segment ends looked at per point: neighbours share ends, so ~4 places
+NEAREST_K = 8  # segment ends looked at per point (far path): neighbours share ends
+NEAR_BUCKETS = 256  # buckets along the longer side of the territory (near path)
+NEAR_EXTENT = 0.5  # the near path covers the territory's box grown by this fraction a side
+NEAR_MIN_EXTENT_M = 2_000.0
+NEAR_MAX_SPAN_DEG = 30.0  # wider territories (or near a pole) use the far path only
+_WGS84_A = 6_378_137.0
+_WGS84_F = 1 / 298.257223563
+_WGS84_E2 = _WGS84_F * (2 - _WGS84_F)
 
 
 def _unit_vectors(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     lo, la = np.radians(lon), np.radians(lat)
     return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+
+
+def _metres_per_degree(lat: float | np.ndarray) -> tuple[Any, Any]:
+    """(east, north) metres per degree on the WGS84 ellipsoid at a latitude."""
+    phi = np.radians(lat)
+    w = np.sqrt(1 - _WGS84_E2 * np.sin(phi) ** 2)
+    n = _WGS84_A / w
+    m = _WGS84_A * (1 - _WGS84_E2) / w**3
+    return n * np.cos(phi) * math.pi / 180, m * math.pi / 180
+
+
+@njit(cache=True, nogil=True)
+def _vincenty_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Ellipsoidal (WGS84) geodesic distance by Vincenty's inverse formula (≈ 0.1 mm);
+    NaN when it does not converge (nearly antipodal points: the caller falls back)."""
+    a = 6_378_137.0
+    f = 1 / 298.257223563
+    b = a * (1 - f)
+    big_l = math.radians(lon2 - lon1)
+    u1 = math.atan((1 - f) * math.tan(math.radians(lat1)))
+    u2 = math.atan((1 - f) * math.tan(math.radians(lat2)))
+    su1, cu1 = math.sin(u1), math.cos(u1)
+    su2, cu2 = math.sin(u2), math.cos(u2)
+    lam = big_l
+    for _ in range(200):
+        sl, cl = math.sin(lam), math.cos(lam)
+        ss = math.sqrt((cu2 * sl) ** 2 + (cu1 * su2 - su1 * cu2 * cl) ** 2)
+        if ss == 0.0:
+            return 0.0
+        cs = su1 * su2 + cu1 * cu2 * cl
+        sigma = math.atan2(ss, cs)
+        sa = cu1 * cu2 * sl / ss
+        c2a = 1 - sa * sa
+        c2sm = cs - 2 * su1 * su2 / c2a if c2a != 0.0 else 0.0
+        c = f / 16 * c2a * (4 + f * (4 - 3 * c2a))
+        prev = lam
+        lam = big_l + (1 - c) * f * sa * (sigma + c * ss * (c2sm + c * cs * (-1 + 2 * c2sm**2)))
+        if abs(lam - prev) < 1e-12:
+            usq = c2a * (a * a - b * b) / (b * b)
+            ca = 1 + usq / 16384 * (4096 + usq * (-768 + usq * (320 - 175 * usq)))
+            cb = usq / 1024 * (256 + usq * (-128 + usq * (74 - 47 * usq)))
+            ds = cb * ss * (c2sm + cb / 4 * (cs * (-1 + 2 * c2sm**2) - cb / 6 * c2sm
+                                               * (-3 + 4 * ss**2) * (-3 + 4 * c2sm**2)))
+            return b * ca * (sigma - ds)
+    return math.nan
+
+
+@njit(cache=True, nogil=True)
+def _nearest_near(lon: np.ndarray, lat: np.ndarray, bx0: float, by0: float, inv_bw: float,
+                  inv_bh: float, nbx: int, nby: int, b_off: np.ndarray, b_seg: np.ndarray,
+                  seg: np.ndarray, owner: np.ndarray, e2: float, out_g: np.ndarray,
+                  out_d: np.ndarray) -> None:
+    """The near path: the point's bucket lists every segment that can be nearest to a point
+    in it; each is measured in the point's own tangent plane (metres per degree of the
+    ellipsoid at its latitude), the least wins, then the geodesic to its nearest point.
+    Points off the buckets (or not converging) are left at -1 for the far path."""
+    for i in range(lon.shape[0]):
+        out_g[i] = -1
+        fx = (lon[i] - bx0) * inv_bw
+        fy = (lat[i] - by0) * inv_bh
+        if not (fx >= 0.0 and fx < nbx and fy >= 0.0 and fy < nby):
+            continue
+        b = min(int(fy), nby - 1) * nbx + min(int(fx), nbx - 1)
+        phi = math.radians(lat[i])
+        w = math.sqrt(1 - e2 * math.sin(phi) ** 2)
+        kx = 6_378_137.0 / w * math.cos(phi) * math.pi / 180
+        ky = 6_378_137.0 * (1 - e2) / (w * w * w) * math.pi / 180
+        best = math.inf
+        bj = -1
+        bt = 0.0
+        for q in range(b_off[b], b_off[b + 1]):
+            j = b_seg[q]
+            ax = (seg[j, 0] - lon[i]) * kx
+            ay = (seg[j, 1] - lat[i]) * ky
+            dx = (seg[j, 2] - lon[i]) * kx - ax
+            dy = (seg[j, 3] - lat[i]) * ky - ay
+            l2 = dx * dx + dy * dy
+            t = 0.0
+            if l2 > 0.0:
+                t = min(max(-(ax * dx + ay * dy) / l2, 0.0), 1.0)
+            ex = ax + t * dx
+            ey = ay + t * dy
+            d2 = ex * ex + ey * ey
+            if d2 < best:
+                best = d2
+                bj = j
+                bt = t
+        if bj < 0:
+            continue
+        qlon = seg[bj, 0] + bt * (seg[bj, 2] - seg[bj, 0])
+        qlat = seg[bj, 1] + bt * (seg[bj, 3] - seg[bj, 1])
+        d = _vincenty_m(lon[i], lat[i], qlon, qlat)
+        if d == d:
+            out_g[i] = owner[bj]
+            out_d[i] = d
+
+
+@dataclass
+class _NearBuckets:
+    """Buckets over the territory's box (grown by NEAR_EXTENT), each with the segments that
+    can be nearest to any point in it.
+
+    In one plane of metres per degree at the box's mid-latitude (G), a bucket of centre c
+    and half-diagonal h whose nearest segment is d(c) away keeps every segment within
+    (d(c) + 2h)(1 + δ)/(1 - δ) of c, where δ bounds how far a point's own tangent plane
+    (the measure _nearest_near uses) scales G anywhere in the box: by the triangle
+    inequality in both norms, no other segment can be nearest in the point's plane."""
+
+    x0: float
+    y0: float
+    bw: float
+    bh: float
+    nx: int
+    ny: int
+    off: np.ndarray  # int64, nx * ny + 1
+    seg: np.ndarray  # int32 segment indexes
+
+    @classmethod
+    def of(cls, seg: np.ndarray) -> _NearBuckets | None:
+        x0 = float(min(seg[:, 0].min(), seg[:, 2].min()))
+        x1 = float(max(seg[:, 0].max(), seg[:, 2].max()))
+        y0 = float(min(seg[:, 1].min(), seg[:, 3].min()))
+        y1 = float(max(seg[:, 1].max(), seg[:, 3].max()))
+        mx, my = _metres_per_degree((y0 + y1) / 2)
+        ext_m = max(NEAR_EXTENT * max((x1 - x0) * mx, (y1 - y0) * my), NEAR_MIN_EXTENT_M)
+        x0, x1 = x0 - ext_m / mx, x1 + ext_m / mx
+        y0, y1 = max(y0 - ext_m / my, -80.0), min(y1 + ext_m / my, 80.0)
+        if x1 - x0 > NEAR_MAX_SPAN_DEG or y1 - y0 > NEAR_MAX_SPAN_DEG or y1 <= y0:
+            return None
+        lat0 = (y0 + y1) / 2
+        kx, ky = _metres_per_degree(lat0)
+        lats = np.linspace(y0, y1, 257)
+        ex, ey = _metres_per_degree(lats)
+        delta = float(max(np.abs(ex / kx - 1).max(), np.abs(ey / ky - 1).max())) + 1e-6
+        side = max((x1 - x0) * kx, (y1 - y0) * ky) / NEAR_BUCKETS
+        bw, bh = side / kx, side / ky
+        nx, ny = math.ceil((x1 - x0) / bw), math.ceil((y1 - y0) / bh)
+        lines = shapely.linestrings(np.stack([
+            np.column_stack([(seg[:, 0] - x0) * kx, (seg[:, 1] - y0) * ky]),
+            np.column_stack([(seg[:, 2] - x0) * kx, (seg[:, 3] - y0) * ky])], axis=1))
+        tree = shapely.STRtree(lines)
+        cx, cy = np.meshgrid((np.arange(nx) + 0.5) * side, (np.arange(ny) + 0.5) * side)
+        centres = shapely.points(cx.ravel(), cy.ravel())
+        _, dist = tree.query_nearest(centres, return_distance=True, all_matches=False)
+        h = side * math.sqrt(2) / 2
+        radius = (dist + 2 * h) * (1 + delta) / (1 - delta) + 1.0
+        b, j = tree.query(centres, predicate="dwithin", distance=radius)
+        order = np.lexsort((j, b))
+        b, j = b[order], j[order]
+        off = np.searchsorted(b, np.arange(nx * ny + 1)).astype(np.int64)
+        return cls(x0, y0, bw, bh, nx, ny, off, j.astype(np.int32))
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held, in bytes."""
+        return int(self.off.nbytes + self.seg.nbytes)
 
 
 @dataclass
@@ -306,6 +470,7 @@ class _EdgeSegments:
     seg: np.ndarray  # (n, 4) lon0 lat0 lon1 lat1
     owner: np.ndarray  # grid index of each segment
     tree: cKDTree  # over the 2n segment ends (unit vectors); end j belongs to segment j // 2
+    near: _NearBuckets | None
 
     @classmethod
     def of(cls, geoms: np.ndarray) -> _EdgeSegments:
@@ -318,16 +483,24 @@ class _EdgeSegments:
                 c = shapely.get_coordinates(r)
                 starts.append(np.hstack([c[:-1], c[1:]]))
                 owners.append(np.full(len(c) - 1, gi, dtype=np.int32))
-        seg = np.concatenate(starts)
+        seg = np.ascontiguousarray(np.concatenate(starts))
         ends = np.column_stack([seg[:, :2], seg[:, 2:]]).reshape(-1, 2)
-        return cls(seg, np.concatenate(owners), cKDTree(_unit_vectors(ends[:, 0], ends[:, 1])))
+        return cls(seg, np.concatenate(owners), cKDTree(_unit_vectors(ends[:, 0], ends[:, 1])),
+                   _NearBuckets.of(seg))
 
     def nearest(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        g = np.empty(len(lon), dtype=np.int32)
-        d = np.empty(len(lon))
-        for a in range(0, len(lon), NEAREST_CHUNK):  # the GIL is free between chunks
-            g[a:a + NEAREST_CHUNK], d[a:a + NEAREST_CHUNK] = self._nearest(
-                lon[a:a + NEAREST_CHUNK], lat[a:a + NEAREST_CHUNK])
+        lon = np.ascontiguousarray(lon, dtype=np.float64)
+        lat = np.ascontiguousarray(lat, dtype=np.float64)
+        g = np.full(len(lon), -1, dtype=np.int32)
+        d = np.full(len(lon), np.nan)
+        nb = self.near
+        if nb is not None:
+            _nearest_near(lon, lat, nb.x0, nb.y0, 1.0 / nb.bw, 1.0 / nb.bh, nb.nx, nb.ny,
+                          nb.off, nb.seg, self.seg, self.owner, _WGS84_E2, g, d)
+        far = np.flatnonzero(g < 0)
+        for a in range(0, len(far), NEAREST_CHUNK):  # the GIL is free between chunks
+            k = far[a:a + NEAREST_CHUNK]
+            g[k], d[k] = self._nearest(lon[k], lat[k])
         return g, d
 
     def _nearest(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -294,7 +294,7 @@ class GridIndex:
 
 NEAREST_K = 8  # segment ends looked at per point (far path): neighbours share ends
 NEAR_BUCKETS = 256  # buckets along the longer side of the territory (near path)
-NEAR_EXTENT = 0.5  # the near path covers the territory's box grown by this fraction a side
+NEAR_EXTENT = 1.0  # the near path covers the territory's box grown by this fraction a side
 NEAR_MIN_EXTENT_M = 2_000.0
 NEAR_MAX_SPAN_DEG = 30.0  # wider territories (or near a pole) use the far path only
 _WGS84_A = 6_378_137.0
@@ -324,10 +324,11 @@ def _vincenty_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     f = 1 / 298.257223563
     b = a * (1 - f)
     big_l = math.radians(lon2 - lon1)
-    u1 = math.atan((1 - f) * math.tan(math.radians(lat1)))
-    u2 = math.atan((1 - f) * math.tan(math.radians(lat2)))
-    su1, cu1 = math.sin(u1), math.cos(u1)
-    su2, cu2 = math.sin(u2), math.cos(u2)
+    t1 = (1 - f) * math.tan(math.radians(lat1))  # tangents of the reduced latitudes
+    t2 = (1 - f) * math.tan(math.radians(lat2))
+    cu1 = 1 / math.sqrt(1 + t1 * t1)
+    cu2 = 1 / math.sqrt(1 + t2 * t2)
+    su1, su2 = t1 * cu1, t2 * cu2
     lam = big_l
     for _ in range(200):
         sl, cl = math.sin(lam), math.cos(lam)
@@ -358,8 +359,9 @@ def _nearest_near(lon: np.ndarray, lat: np.ndarray, bx0: float, by0: float, inv_
                   seg: np.ndarray, owner: np.ndarray, e2: float, out_g: np.ndarray,
                   out_d: np.ndarray) -> None:
     """The near path: the point's bucket lists every segment that can be nearest to a point
-    in it; each is measured in the point's own tangent plane (metres per degree of the
-    ellipsoid at its latitude), the least wins, then the geodesic to its nearest point.
+    in it; each is measured in the point's own plane (metres per degree of the ellipsoid,
+    east scaled at the mid-latitude of the point and each end), the least wins, then the
+    geodesic to its nearest point.
     Points off the buckets (or not converging) are left at -1 for the far path."""
     for i in range(lon.shape[0]):
         out_g[i] = -1
@@ -372,15 +374,19 @@ def _nearest_near(lon: np.ndarray, lat: np.ndarray, bx0: float, by0: float, inv_
         w = math.sqrt(1 - e2 * math.sin(phi) ** 2)
         kx = 6_378_137.0 / w * math.cos(phi) * math.pi / 180
         ky = 6_378_137.0 * (1 - e2) / (w * w * w) * math.pi / 180
+        # the east scale at the mid-latitude of the point and each end (first order)
+        half_tan = 0.5 * math.tan(phi) * math.pi / 180
         best = math.inf
         bj = -1
         bt = 0.0
         for q in range(b_off[b], b_off[b + 1]):
             j = b_seg[q]
-            ax = (seg[j, 0] - lon[i]) * kx
             ay = (seg[j, 1] - lat[i]) * ky
-            dx = (seg[j, 2] - lon[i]) * kx - ax
-            dy = (seg[j, 3] - lat[i]) * ky - ay
+            by = (seg[j, 3] - lat[i]) * ky
+            ax = (seg[j, 0] - lon[i]) * kx * (1 - half_tan * (seg[j, 1] - lat[i]))
+            bx = (seg[j, 2] - lon[i]) * kx * (1 - half_tan * (seg[j, 3] - lat[i]))
+            dx = bx - ax
+            dy = by - ay
             l2 = dx * dx + dy * dy
             t = 0.0
             if l2 > 0.0:
@@ -450,7 +456,8 @@ class _NearBuckets:
         centres = shapely.points(cx.ravel(), cy.ravel())
         _, dist = tree.query_nearest(centres, return_distance=True, all_matches=False)
         h = side * math.sqrt(2) / 2
-        radius = (dist + 2 * h) * (1 + delta) / (1 - delta) + 1.0
+        # + h: the point's plane bends a segment (its ends scaled at their own mid-latitudes)
+        radius = (dist + 2 * h) * (1 + delta) / (1 - delta) + h
         b, j = tree.query(centres, predicate="dwithin", distance=radius)
         order = np.lexsort((j, b))
         b, j = b[order], j[order]

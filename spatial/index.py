@@ -293,8 +293,8 @@ class GridIndex:
 
 
 NEAREST_K = 8  # segment ends looked at per point (far path): neighbours share ends
-NEAR_BUCKETS = 128  # buckets along the longer side of the territory (near path)
-NEAR_EXTENT = 1.0  # the near path covers the territory's box grown by this fraction a side
+NEAR_BUCKETS = 256  # buckets along the longer side of the territory (near path)
+NEAR_EXTENT = 0.25  # the near path covers the territory's box grown by this fraction a side
 NEAR_MIN_EXTENT_M = 2_000.0
 NEAR_MAX_SPAN_DEG = 30.0  # wider territories (or near a pole) use the far path only
 _WGS84_A = 6_378_137.0

@@ -131,7 +131,13 @@ def test_nearest_near_path_matches_brute_force() -> None:
     # brute force: densified boundaries, geodesic to every vertex (upper bound on the truth)
     dens = [shapely.get_coordinates(shapely.segmentize(shapely.boundary(x), 1e-5))
             for x in idx.geoms]
+    nb = idx._nearest.near
     for k in range(0, len(lon), 10):
         best = min(float(np.min(geod.inv(np.full(len(c), lon[k]), np.full(len(c), lat[k]),
                                           c[:, 0], c[:, 1])[2])) for c in dens)
-        assert d[k] <= best + 0.01 and d[k] >= best - 2.0, (k, d[k], best)
+        near = (nb.x0 <= lon[k] < nb.x0 + nb.nx * nb.bw) and (nb.y0 <= lat[k] < nb.y0
+                                                               + nb.ny * nb.bh)
+        # the near path finds the nearest point; the far path (KD-tree of segment ends)
+        # may pick a slightly farther one, within PostGIS's test tolerance
+        slack = 0.01 if near else max(1.0, 1e-3 * best)
+        assert best - 2.0 <= d[k] <= best + slack, (k, near, d[k], best)

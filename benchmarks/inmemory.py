@@ -44,10 +44,12 @@ def build_active(engine: Engine, settings: Settings) -> Built:
 class Batch:
     """Batch lookup timings and the answers."""
 
-    lookup: Timing
+    lookup: Timing  # idx.lookup: the planar table, no H3
     lookup_runs: int
-    cells: Timing  # the H3 step alone (idx.cells), part of lookup
+    with_cells: Timing  # idx.lookup_with_cells: the grid and the H3 cell of every point
+    cells: Timing  # the H3 step alone (idx.cells), part of with_cells
     grid: np.ndarray
+    nearest: Timing  # idx.nearest on the outside points alone (tree built before)
     resolve: Timing
     resolve_runs: int
     nearest_first: float  # seconds of the first call that builds the nearest-grid tree
@@ -56,8 +58,12 @@ class Batch:
 
 def batch(idx: GridIndex, lon: np.ndarray, lat: np.ndarray, settings: Settings,
           repeats: int = 3) -> Batch:
-    """`idx.lookup` on every point (best of n), then the full `resolve_points`."""
+    """`idx.lookup` on every point (best of n), `lookup_with_cells`, `nearest` on the
+    outside points, then the full `resolve_points`."""
     lookup_t, grid, runs = best_of(lambda: idx.lookup(lon, lat), repeats)
+    with_t, (g2, _), _ = best_of(lambda: idx.lookup_with_cells(lon, lat), repeats)
+    if not np.array_equal(g2, grid):
+        raise AssertionError("lookup_with_cells and lookup disagree")
     cells_t, _, _ = best_of(lambda: idx.cells(lon, lat), repeats)
     out = np.flatnonzero(grid < 0)
     first = 0.0
@@ -65,10 +71,13 @@ def batch(idx: GridIndex, lon: np.ndarray, lat: np.ndarray, settings: Settings,
         t0 = time.perf_counter()
         resolve_points(idx, lon[out[:1]], lat[out[:1]], settings)
         first = time.perf_counter() - t0
+    olon, olat = lon[out], lat[out]
+    near_t, _, _ = best_of(lambda: idx.nearest(olon, olat), repeats)
     resolve_t, res, rruns = best_of(lambda: resolve_points(idx, lon, lat, settings), repeats)
     if not np.array_equal(res.grid, grid):
         raise AssertionError("resolve_points and lookup disagree")
-    return Batch(lookup_t, runs, cells_t, grid, resolve_t, rruns, first, int(out.size))
+    return Batch(lookup_t, runs, with_t, cells_t, grid, near_t, resolve_t, rruns, first,
+                 int(out.size))
 
 
 @dataclass

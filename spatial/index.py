@@ -1,18 +1,34 @@
-"""The in-memory resolver: H3 cells -> finest grid, exact PostGIS-equal test on boundary cells.
+"""The in-memory resolver: a planar lookup table over lon/lat -> finest grid, the exact
+PostGIS-equal test on boundary cells; the H3 cell only where an answer shows it.
 
-Resolution 11 (edge ≈ 25 m, area ≈ 2,150 m²): the smallest demo grid (≈ 0.1 km²) still
-spans ~45 cells, only cells within one circumradius of a grid edge (≈ 14 % of the demo
-area) need the exact test, and the dense table stays ≈ 2 MB for Songjiang and ≈ 100 MB for
-a 38,000 km² megacity. A cell is *interior* to a grid when its centre lies in the grid
-eroded by the cell's circumradius (+ margin): then every point of the cell is inside that
-grid by at least the margin, which is 10⁷ times the rounding error of PostGIS's test. Cells
-whose centre lies in a grid dilated by the same distance and that are not interior keep
-that grid as a candidate. Candidates are kept in code order, so for a point on an edge
-shared by two grids the lowest code wins (the documented tie rule; the SQL path applies
-the same rule).
+Why a planar table (measured in benchmarks/, issue #17): the H3 version of this index
+spent 65-82 % of a batch lookup computing each point's H3 cell (h3ronpy), only to address
+a table. A uniform grid over the territory's lon/lat box is addressed by arithmetic,
+floor((lon - x0) / dx), floor((lat - y0) / dy), in one numba loop over the points: an
+interior cell answers at once, a boundary cell runs spatial.pip's exact test (PostGIS's own
+arithmetic) on its few candidates, in code order. The loop does not touch H3: `lookup`
+never computes a cell, `lookup_with_cells` adds h3ronpy's cells for answers that show them.
 
-Lookup: cells at the index resolution, then a dense table addressed by the H3 digits
-below a resolution-6 block (7⁵ = 16,807 slots a block): no hashing, no Python loop.
+The table (int32 a cell: >= 0 the grid, -1 outside, <= -2 a candidate list -(k+2)):
+
+* cells are square in metres, CELLS_PER_SIDE along the side of the median grid's box
+  (≈ 50 m on the demo city), enlarged until the table has at most MAX_CELLS cells
+  (128 MiB; the 38,000 km² megacity fits at ≈ 40 m);
+* a cell is a *boundary* cell when a ring segment of any grid, grown by EDGE_MARGIN_DEG
+  (1e-7°, ≈ 1 cm), comes near its rectangle: rasterised per segment, row by row, from the
+  segment's x-range inside the row's band, so the test is conservative by the margin;
+* every other cell is provably interior to one grid or outside all of them: no edge
+  passes within the margin, so every point of the cell (and of its rounding neighbourhood,
+  ~1e-13°, 10⁶ times smaller than the margin) is on the same side of every edge as the
+  cell's centre, where PostGIS's floating-point side test is exact in sign; the centre's
+  answer (spatial.pip.covers_one over each grid's box, grids in code order, the first
+  wins) is the answer of the whole cell;
+* a boundary cell's candidates: the grids whose rings come near it plus any grid covering
+  its centre, ascending (= code order), so the first covering candidate is the lowest code,
+  the documented tie rule for points on shared edges (the SQL path applies the same rule).
+
+Points off the table (padded by two cells) or NaN are outside. The H3 resolution stays an
+attribute: answers name the point's H3 cell at it (`lookup_one`, `lookup_with_cells`).
 """
 
 from __future__ import annotations
@@ -25,17 +41,21 @@ from typing import Any
 
 import numpy as np
 import shapely
+from numba import njit
 from pyproj import Geod
 from scipy.spatial import cKDTree
 from shapely import MultiPolygon, Polygon
 
 from spatial import h3index
-from spatial.pip import PackedPolygons
+from spatial.pip import PackedPolygons, edge_cells, fill_centres, lookup_planar
 
 DEFAULT_RES = 11
-BLOCK_DIGITS = 5
-# margin added to the circumradius: 1 cm, far above rounding (1e-9 m) and below any edge
-MARGIN_M = 0.01
+CELLS_PER_SIDE = 12  # table cells along the side of the median grid's bounding box
+MAX_CELLS = 32 * 1024 * 1024  # int32 each: 128 MiB
+EDGE_MARGIN_DEG = 1e-7  # ≈ 1 cm: far above rounding (~1e-13°), far below a cell (~4e-4°)
+PAD_CELLS = 2
+_M_PER_DEG_LAT = 110_574.0
+_M_PER_DEG_LON = 111_320.0
 _OUTSIDE = np.int32(-1)
 
 
@@ -56,17 +76,63 @@ class BuildStats:
     """How the index was built."""
 
     grids: int
-    resolution: int
-    interior_cells: int
+    resolution: int  # H3 resolution of the cells in answers
+    interior_cells: int  # table cells answered without a test (inside a grid)
     boundary_cells: int
-    blocks: int
+    table_cells: int  # nx * ny
+    cell_m: float  # side of a table cell, metres
     seconds: float
     nbytes: int
 
 
+@dataclass(frozen=True)
+class Table:
+    """The planar table's frame: origin, cell size (degrees) and shape."""
+
+    x0: float
+    y0: float
+    dx: float
+    dy: float
+    nx: int
+    ny: int
+
+    @property
+    def inv_dx(self) -> float:
+        """1 / dx: the lookup multiplies (build and lookup use the same arithmetic)."""
+        return 1.0 / self.dx
+
+    @property
+    def inv_dy(self) -> float:
+        """1 / dy."""
+        return 1.0 / self.dy
+
+    @classmethod
+    def over(cls, bounds: tuple[float, float, float, float], box_sides_m: np.ndarray
+             ) -> Table:
+        """A frame over bounds: square cells in metres, CELLS_PER_SIDE along the median
+        grid's box, at most MAX_CELLS cells, PAD_CELLS cells of padding a side."""
+        x0, y0, x1, y1 = bounds
+        coslat = max(math.cos(math.radians((y0 + y1) / 2)), 0.01)
+        side = max(float(np.median(box_sides_m)) / CELLS_PER_SIDE, 0.5)
+        while True:
+            dx = side / (_M_PER_DEG_LON * coslat)
+            dy = side / _M_PER_DEG_LAT
+            nx = math.ceil((x1 - x0) / dx) + 2 * PAD_CELLS + 1
+            ny = math.ceil((y1 - y0) / dy) + 2 * PAD_CELLS + 1
+            if nx * ny <= MAX_CELLS:
+                break
+            side *= math.sqrt(nx * ny / MAX_CELLS) * 1.01
+        return cls(x0 - PAD_CELLS * dx, y0 - PAD_CELLS * dy, dx, dy, nx, ny)
+
+    @property
+    def cell_m(self) -> float:
+        """Side of a cell in metres."""
+        return self.dy * _M_PER_DEG_LAT
+
+
 @dataclass
 class GridIndex:
-    """Finest-level grids of one generation, looked up by H3 cell and exact test."""
+    """Finest-level grids of one generation, looked up by a planar table and exact test."""
 
     generation: int
     resolution: int
@@ -75,17 +141,20 @@ class GridIndex:
     levels: list[Level]
     geoms: np.ndarray  # shapely geometries of the finest grids (lon/lat)
     packed: PackedPolygons
-    block_keys: np.ndarray  # uint64 sorted
+    frame: Table
     table: np.ndarray  # int32: >= 0 grid, -1 outside, <= -2 boundary list -(k+2)
     cand_off: np.ndarray  # int64
     cand: np.ndarray  # int32 grid indexes, ascending (= code order)
     stats: BuildStats
     meta: dict[str, Any] = field(default_factory=dict)
     _nearest: Any = None
-    _block_of: dict[int, int] = field(default_factory=dict)
+    _args: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
-        self._block_of = {int(k): i for i, k in enumerate(self.block_keys)}
+        f = self.frame
+        p = self.packed
+        self._args = (f.x0, f.y0, f.inv_dx, f.inv_dy, f.nx, f.ny, self.table, self.cand_off,
+                      self.cand, p.grid_poly, p.poly_ring, p.ring_coord, p.xs, p.ys)
 
     # ------------------------------------------------------------------ build
 
@@ -103,52 +172,48 @@ class GridIndex:
               for x in levels]
         if len(codes_a) == 0:
             raise ValueError("no grids to index")
-        bounds = tuple(shapely.total_bounds(geoms_a))
-        radius_m = h3index.max_circumradius_m(resolution, bounds) * 1.1 + MARGIN_M
-        # degrees, conservative in both directions (a degree of longitude is the shortest)
-        max_lat = max(abs(bounds[1]), abs(bounds[3]))
-        radius_deg = radius_m / (111_320.0 * math.cos(math.radians(max_lat)))
-        # buffer polygons are inscribed in the true offset curve: enlarge by 1/cos(pi/8)
-        dist = radius_deg / math.cos(math.pi / 8)
-        eroded = shapely.buffer(geoms_a, -dist, quad_segs=2)
-        dilated = shapely.buffer(geoms_a, dist, quad_segs=2)
-        to_wkb = [None if shapely.is_empty(g) else shapely.to_wkb(g) for g in eroded]
-        in_cells, in_owner = h3index.cells_with_centre_in(to_wkb, resolution)  # type: ignore[arg-type]
-        dil_cells, dil_owner = h3index.cells_with_centre_in(
-            [shapely.to_wkb(g) for g in dilated], resolution)
-        prefix_res = resolution - BLOCK_DIGITS
-        block_keys = np.unique(h3index.prefix(dil_cells, prefix_res))
-        table = np.full(len(block_keys) * 7**BLOCK_DIGITS, _OUTSIDE, dtype=np.int32)
-
-        def slots(cells: np.ndarray) -> np.ndarray:
-            blk = np.searchsorted(block_keys, h3index.prefix(cells, prefix_res))
-            return blk * 7**BLOCK_DIGITS + h3index.digits_offset(cells, prefix_res, resolution)
-
-        table[slots(in_cells)] = in_owner
-        dil_slots = slots(dil_cells)
-        edge = table[dil_slots] < 0
-        b_slots, b_owner = dil_slots[edge], dil_owner[edge]
-        srt = np.lexsort((b_owner, b_slots))
-        b_slots, b_owner = b_slots[srt], b_owner[srt]
-        keep = np.ones(len(b_slots), dtype=bool)
-        keep[1:] = (b_slots[1:] != b_slots[:-1]) | (b_owner[1:] != b_owner[:-1])
-        b_slots, b_owner = b_slots[keep], b_owner[keep]
-        uniq, first = np.unique(b_slots, return_index=True)
-        cand_off = np.append(first, len(b_slots)).astype(np.int64)
-        table[uniq] = -(np.arange(len(uniq), dtype=np.int32) + 2)
         packed = PackedPolygons(list(geoms_a))
+        gb = shapely.bounds(geoms_a)
+        bounds = (float(gb[:, 0].min()), float(gb[:, 1].min()), float(gb[:, 2].max()),
+                  float(gb[:, 3].max()))
+        coslat = math.cos(math.radians((bounds[1] + bounds[3]) / 2))
+        sides = np.sqrt(np.maximum((gb[:, 2] - gb[:, 0]) * _M_PER_DEG_LON * coslat, 0.0)
+                        * np.maximum((gb[:, 3] - gb[:, 1]) * _M_PER_DEG_LAT, 0.0))
+        fr = Table.over(bounds, sides)
+        # the cells each grid's box spans, for the centre fill
+        cbox = np.column_stack([
+            np.floor((gb[:, 0] - fr.x0) * fr.inv_dx), np.floor((gb[:, 1] - fr.y0) * fr.inv_dy),
+            np.floor((gb[:, 2] - fr.x0) * fr.inv_dx), np.floor((gb[:, 3] - fr.y0) * fr.inv_dy),
+        ]).astype(np.int64)
+        cbox[:, [0, 2]] = np.clip(cbox[:, [0, 2]], 0, fr.nx - 1)
+        cbox[:, [1, 3]] = np.clip(cbox[:, [1, 3]], 0, fr.ny - 1)
+        table = np.full(fr.nx * fr.ny, _OUTSIDE, dtype=np.int32)
+        ov_cell, ov_grid = fill_centres(packed, cbox, fr.x0, fr.y0, fr.dx, fr.dy, fr.nx, table)
+        e_cell, e_grid = edge_cells(packed, fr.x0, fr.y0, fr.inv_dx, fr.inv_dy, fr.nx, fr.ny,
+                                    EDGE_MARGIN_DEG)
+        boundary = np.unique(e_cell)
+        owner = table[boundary]
+        has = owner >= 0
+        in_b = np.isin(ov_cell, boundary)
+        n_g = np.int64(len(codes_a))
+        keys = np.concatenate([e_cell * n_g + e_grid, boundary[has] * n_g + owner[has],
+                               ov_cell[in_b] * n_g + ov_grid[in_b]])
+        keys = np.unique(keys)
+        k_cell = keys // n_g
+        cand = (keys % n_g).astype(np.int32)
+        uniq, first = np.unique(k_cell, return_index=True)
+        cand_off = np.append(first, len(cand)).astype(np.int64)
+        table[uniq] = -(np.arange(len(uniq), dtype=np.int32) + 2)
+        interior = int(np.count_nonzero(table >= 0))
         stats = BuildStats(
-            grids=len(codes_a), resolution=resolution, interior_cells=len(in_cells),
-            boundary_cells=len(uniq), blocks=len(block_keys), seconds=0.0, nbytes=0)
+            grids=len(codes_a), resolution=resolution, interior_cells=interior,
+            boundary_cells=len(uniq), table_cells=fr.nx * fr.ny, cell_m=fr.cell_m,
+            seconds=0.0, nbytes=0)
         idx = cls(generation=generation, resolution=resolution, codes=codes_a, names=names_a,
-                  levels=lv, geoms=geoms_a, packed=packed, block_keys=block_keys, table=table,
-                  cand_off=cand_off, cand=b_owner.astype(np.int32), stats=stats,
-                  meta={"radius_m": radius_m, "prefix_res": prefix_res,
-                        "bounds": bounds})
-        # compile the exact tests now rather than on the first request
-        idx.lookup(np.array([bounds[0]]), np.array([bounds[1]]))
-        if len(uniq):
-            idx.packed.first_covering_one(bounds[0], bounds[1], 0, cand_off, idx.cand)
+                  levels=lv, geoms=geoms_a, packed=packed, frame=fr, table=table,
+                  cand_off=cand_off, cand=cand, stats=stats,
+                  meta={"bounds": bounds, "edge_margin_deg": EDGE_MARGIN_DEG})
+        idx.lookup(np.array([bounds[0]]), np.array([bounds[1]]))  # compiled (cached) now
         stats.seconds = time.perf_counter() - t0
         stats.nbytes = idx.nbytes
         return idx
@@ -156,9 +221,8 @@ class GridIndex:
     @property
     def nbytes(self) -> int:
         """Memory of the lookup structures, in bytes (geometry objects not counted)."""
-        return int(self.table.nbytes + self.block_keys.nbytes + self.cand_off.nbytes
-                   + self.cand.nbytes + self.packed.nbytes
-                   + sum(lv.of_finest.nbytes for lv in self.levels))
+        return int(self.table.nbytes + self.cand_off.nbytes + self.cand.nbytes
+                   + self.packed.nbytes + sum(lv.of_finest.nbytes for lv in self.levels))
 
     # ------------------------------------------------------------------ lookup
 
@@ -168,38 +232,40 @@ class GridIndex:
 
     def lookup(self, lon: np.ndarray, lat: np.ndarray,
                cells: np.ndarray | None = None) -> np.ndarray:
-        """Finest grid index of each WGS84 point (-1 outside every grid); vectorised."""
+        """Finest grid index of each WGS84 point (-1 outside every grid); vectorised, one
+        compiled loop, no H3 (`cells` is accepted for old callers and not needed)."""
         lon = np.ascontiguousarray(lon, dtype=np.float64)
         lat = np.ascontiguousarray(lat, dtype=np.float64)
-        if cells is None:
-            cells = self.cells(lon, lat)
-        pres = self.meta["prefix_res"]
-        pre = h3index.prefix(cells, pres)
-        blk = np.searchsorted(self.block_keys, pre)
-        blk_c = np.minimum(blk, len(self.block_keys) - 1)
-        known = self.block_keys[blk_c] == pre
-        slot = blk_c * 7**BLOCK_DIGITS + h3index.digits_offset(cells, pres, self.resolution)
-        out = np.where(known, self.table[np.where(known, slot, 0)], _OUTSIDE).astype(np.int32)
-        edge = np.flatnonzero(out <= -2)
-        if edge.size:
-            lists = (-out[edge] - 2).astype(np.int64)
-            out[edge] = self.packed.first_covering(lon[edge], lat[edge], lists,
-                                                   self.cand_off, self.cand)
+        if lon.shape != lat.shape:
+            raise ValueError("lon and lat differ in length")
+        out = np.empty(lon.shape[0], dtype=np.int32)
+        lookup_planar(lon, lat, *self._args, out)  # type: ignore[call-arg]
         return out
+
+    def lookup_with_cells(self, lon: np.ndarray, lat: np.ndarray
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """(finest grid index, H3 cell at the index resolution) of each point."""
+        lon = np.ascontiguousarray(lon, dtype=np.float64)
+        lat = np.ascontiguousarray(lat, dtype=np.float64)
+        return self.lookup(lon, lat), self.cells(lon, lat)
+
+    def lookup_grid_one(self, lon: float, lat: float) -> int:
+        """Grid index (or -1) of one point, without its H3 cell."""
+        f = self.frame
+        fx = (lon - f.x0) * f.inv_dx
+        fy = (lat - f.y0) * f.inv_dy
+        if not (0.0 <= fx < f.nx and 0.0 <= fy < f.ny):
+            return -1
+        v = int(self.table[min(int(fy), f.ny - 1) * f.nx + min(int(fx), f.nx - 1)])
+        if v >= -1:
+            return v
+        return self.packed.first_covering_one(lon, lat, -v - 2, self.cand_off, self.cand)
 
     def lookup_one(self, lon: float, lat: float) -> tuple[int, int]:
         """(grid index or -1, H3 cell) of one point: the same table and exact test as
         lookup(), without array overheads (a few microseconds)."""
-        res = self.resolution
-        pres = self.meta["prefix_res"]
-        cell = h3index.cell_for_point(lon, lat, res)
-        blk = self._block_of.get(cell >> (3 * (15 - pres)))
-        if blk is None:
-            return -1, cell
-        v = int(self.table[blk * 7**BLOCK_DIGITS + h3index.digits_offset_one(cell, pres, res)])
-        if v >= -1:
-            return v, cell
-        return self.packed.first_covering_one(lon, lat, -v - 2, self.cand_off, self.cand), cell
+        return (self.lookup_grid_one(lon, lat),
+                h3index.cell_for_point(lon, lat, self.resolution))
 
     def chain(self, g: int) -> list[dict[str, Any]]:
         """The grid and its ancestors at every level, coarse to fine."""
@@ -226,12 +292,182 @@ class GridIndex:
                                      np.asarray(lat, dtype=np.float64))
 
 
-NEAREST_K = 8  # segment ends looked at per point: neighbours share ends, so ~4 places
+NEAREST_K = 8  # segment ends looked at per point (far path): neighbours share ends
+NEAR_BUCKETS = 256  # buckets along the longer side of the territory (near path)
+NEAR_EXTENT = 0.25  # the near path covers the territory's box grown by this fraction a side
+NEAR_MIN_EXTENT_M = 2_000.0
+NEAR_MAX_SPAN_DEG = 30.0  # wider territories (or near a pole) use the far path only
+_WGS84_A = 6_378_137.0
+_WGS84_F = 1 / 298.257223563
+_WGS84_E2 = _WGS84_F * (2 - _WGS84_F)
 
 
 def _unit_vectors(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     lo, la = np.radians(lon), np.radians(lat)
     return np.column_stack([np.cos(la) * np.cos(lo), np.cos(la) * np.sin(lo), np.sin(la)])
+
+
+def _metres_per_degree(lat: float | np.ndarray) -> tuple[Any, Any]:
+    """(east, north) metres per degree on the WGS84 ellipsoid at a latitude."""
+    phi = np.radians(lat)
+    w = np.sqrt(1 - _WGS84_E2 * np.sin(phi) ** 2)
+    n = _WGS84_A / w
+    m = _WGS84_A * (1 - _WGS84_E2) / w**3
+    return n * np.cos(phi) * math.pi / 180, m * math.pi / 180
+
+
+@njit(cache=True, nogil=True)
+def _vincenty_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
+    """Ellipsoidal (WGS84) geodesic distance by Vincenty's inverse formula (≈ 0.1 mm);
+    NaN when it does not converge (nearly antipodal points: the caller falls back)."""
+    a = 6_378_137.0
+    f = 1 / 298.257223563
+    b = a * (1 - f)
+    big_l = math.radians(lon2 - lon1)
+    t1 = (1 - f) * math.tan(math.radians(lat1))  # tangents of the reduced latitudes
+    t2 = (1 - f) * math.tan(math.radians(lat2))
+    cu1 = 1 / math.sqrt(1 + t1 * t1)
+    cu2 = 1 / math.sqrt(1 + t2 * t2)
+    su1, su2 = t1 * cu1, t2 * cu2
+    lam = big_l
+    for _ in range(200):
+        sl, cl = math.sin(lam), math.cos(lam)
+        ss = math.sqrt((cu2 * sl) ** 2 + (cu1 * su2 - su1 * cu2 * cl) ** 2)
+        if ss == 0.0:
+            return 0.0
+        cs = su1 * su2 + cu1 * cu2 * cl
+        sigma = math.atan2(ss, cs)
+        sa = cu1 * cu2 * sl / ss
+        c2a = 1 - sa * sa
+        c2sm = cs - 2 * su1 * su2 / c2a if c2a != 0.0 else 0.0
+        c = f / 16 * c2a * (4 + f * (4 - 3 * c2a))
+        prev = lam
+        lam = big_l + (1 - c) * f * sa * (sigma + c * ss * (c2sm + c * cs * (-1 + 2 * c2sm**2)))
+        if abs(lam - prev) < 1e-12:
+            usq = c2a * (a * a - b * b) / (b * b)
+            ca = 1 + usq / 16384 * (4096 + usq * (-768 + usq * (320 - 175 * usq)))
+            cb = usq / 1024 * (256 + usq * (-128 + usq * (74 - 47 * usq)))
+            ds = cb * ss * (c2sm + cb / 4 * (cs * (-1 + 2 * c2sm**2) - cb / 6 * c2sm
+                                               * (-3 + 4 * ss**2) * (-3 + 4 * c2sm**2)))
+            return b * ca * (sigma - ds)
+    return math.nan
+
+
+@njit(cache=True, nogil=True)
+def _nearest_near(lon: np.ndarray, lat: np.ndarray, bx0: float, by0: float, inv_bw: float,
+                  inv_bh: float, nbx: int, nby: int, b_off: np.ndarray, b_seg: np.ndarray,
+                  seg: np.ndarray, owner: np.ndarray, e2: float, out_g: np.ndarray,
+                  out_d: np.ndarray) -> None:
+    """The near path: the point's bucket lists every segment that can be nearest to a point
+    in it; each is measured in the point's own plane (metres per degree of the ellipsoid,
+    east scaled at the mid-latitude of the point and each end), the least wins, then the
+    geodesic to its nearest point.
+    Points off the buckets (or not converging) are left at -1 for the far path."""
+    for i in range(lon.shape[0]):
+        out_g[i] = -1
+        fx = (lon[i] - bx0) * inv_bw
+        fy = (lat[i] - by0) * inv_bh
+        if not (fx >= 0.0 and fx < nbx and fy >= 0.0 and fy < nby):
+            continue
+        b = min(int(fy), nby - 1) * nbx + min(int(fx), nbx - 1)
+        phi = math.radians(lat[i])
+        w = math.sqrt(1 - e2 * math.sin(phi) ** 2)
+        kx = 6_378_137.0 / w * math.cos(phi) * math.pi / 180
+        ky = 6_378_137.0 * (1 - e2) / (w * w * w) * math.pi / 180
+        # the east scale at the mid-latitude of the point and each end (first order)
+        half_tan = 0.5 * math.tan(phi) * math.pi / 180
+        best = math.inf
+        bj = -1
+        bt = 0.0
+        for q in range(b_off[b], b_off[b + 1]):
+            j = b_seg[q]
+            ay = (seg[j, 1] - lat[i]) * ky
+            by = (seg[j, 3] - lat[i]) * ky
+            ax = (seg[j, 0] - lon[i]) * kx * (1 - half_tan * (seg[j, 1] - lat[i]))
+            bx = (seg[j, 2] - lon[i]) * kx * (1 - half_tan * (seg[j, 3] - lat[i]))
+            dx = bx - ax
+            dy = by - ay
+            l2 = dx * dx + dy * dy
+            t = 0.0
+            if l2 > 0.0:
+                t = min(max(-(ax * dx + ay * dy) / l2, 0.0), 1.0)
+            ex = ax + t * dx
+            ey = ay + t * dy
+            d2 = ex * ex + ey * ey
+            if d2 < best:
+                best = d2
+                bj = j
+                bt = t
+        if bj < 0:
+            continue
+        qlon = seg[bj, 0] + bt * (seg[bj, 2] - seg[bj, 0])
+        qlat = seg[bj, 1] + bt * (seg[bj, 3] - seg[bj, 1])
+        d = _vincenty_m(lon[i], lat[i], qlon, qlat)
+        if d == d:
+            out_g[i] = owner[bj]
+            out_d[i] = d
+
+
+@dataclass
+class _NearBuckets:
+    """Buckets over the territory's box (grown by NEAR_EXTENT), each with the segments that
+    can be nearest to any point in it.
+
+    In one plane of metres per degree at the box's mid-latitude (G), a bucket of centre c
+    and half-diagonal h whose nearest segment is d(c) away keeps every segment within
+    (d(c) + 2h)(1 + δ)/(1 - δ) of c, where δ bounds how far a point's own tangent plane
+    (the measure _nearest_near uses) scales G anywhere in the box: by the triangle
+    inequality in both norms, no other segment can be nearest in the point's plane."""
+
+    x0: float
+    y0: float
+    bw: float
+    bh: float
+    nx: int
+    ny: int
+    off: np.ndarray  # int64, nx * ny + 1
+    seg: np.ndarray  # int32 segment indexes
+
+    @classmethod
+    def of(cls, seg: np.ndarray) -> _NearBuckets | None:
+        x0 = float(min(seg[:, 0].min(), seg[:, 2].min()))
+        x1 = float(max(seg[:, 0].max(), seg[:, 2].max()))
+        y0 = float(min(seg[:, 1].min(), seg[:, 3].min()))
+        y1 = float(max(seg[:, 1].max(), seg[:, 3].max()))
+        mx, my = _metres_per_degree((y0 + y1) / 2)
+        ext_m = max(NEAR_EXTENT * max((x1 - x0) * mx, (y1 - y0) * my), NEAR_MIN_EXTENT_M)
+        x0, x1 = x0 - ext_m / mx, x1 + ext_m / mx
+        y0, y1 = max(y0 - ext_m / my, -80.0), min(y1 + ext_m / my, 80.0)
+        if x1 - x0 > NEAR_MAX_SPAN_DEG or y1 - y0 > NEAR_MAX_SPAN_DEG or y1 <= y0:
+            return None
+        lat0 = (y0 + y1) / 2
+        kx, ky = _metres_per_degree(lat0)
+        lats = np.linspace(y0, y1, 257)
+        ex, ey = _metres_per_degree(lats)
+        delta = float(max(np.abs(ex / kx - 1).max(), np.abs(ey / ky - 1).max())) + 1e-6
+        side = max((x1 - x0) * kx, (y1 - y0) * ky) / NEAR_BUCKETS
+        bw, bh = side / kx, side / ky
+        nx, ny = math.ceil((x1 - x0) / bw), math.ceil((y1 - y0) / bh)
+        lines = shapely.linestrings(np.stack([
+            np.column_stack([(seg[:, 0] - x0) * kx, (seg[:, 1] - y0) * ky]),
+            np.column_stack([(seg[:, 2] - x0) * kx, (seg[:, 3] - y0) * ky])], axis=1))
+        tree = shapely.STRtree(lines)
+        cx, cy = np.meshgrid((np.arange(nx) + 0.5) * side, (np.arange(ny) + 0.5) * side)
+        centres = shapely.points(cx.ravel(), cy.ravel())
+        _, dist = tree.query_nearest(centres, return_distance=True, all_matches=False)
+        h = side * math.sqrt(2) / 2
+        # + h: the point's plane bends a segment (its ends scaled at their own mid-latitudes)
+        radius = (dist + 2 * h) * (1 + delta) / (1 - delta) + h
+        b, j = tree.query(centres, predicate="dwithin", distance=radius)
+        order = np.lexsort((j, b))
+        b, j = b[order], j[order]
+        off = np.searchsorted(b, np.arange(nx * ny + 1)).astype(np.int64)
+        return cls(x0, y0, bw, bh, nx, ny, off, j.astype(np.int32))
+
+    @property
+    def nbytes(self) -> int:
+        """Memory held, in bytes."""
+        return int(self.off.nbytes + self.seg.nbytes)
 
 
 @dataclass
@@ -241,6 +477,7 @@ class _EdgeSegments:
     seg: np.ndarray  # (n, 4) lon0 lat0 lon1 lat1
     owner: np.ndarray  # grid index of each segment
     tree: cKDTree  # over the 2n segment ends (unit vectors); end j belongs to segment j // 2
+    near: _NearBuckets | None
 
     @classmethod
     def of(cls, geoms: np.ndarray) -> _EdgeSegments:
@@ -253,16 +490,24 @@ class _EdgeSegments:
                 c = shapely.get_coordinates(r)
                 starts.append(np.hstack([c[:-1], c[1:]]))
                 owners.append(np.full(len(c) - 1, gi, dtype=np.int32))
-        seg = np.concatenate(starts)
+        seg = np.ascontiguousarray(np.concatenate(starts))
         ends = np.column_stack([seg[:, :2], seg[:, 2:]]).reshape(-1, 2)
-        return cls(seg, np.concatenate(owners), cKDTree(_unit_vectors(ends[:, 0], ends[:, 1])))
+        return cls(seg, np.concatenate(owners), cKDTree(_unit_vectors(ends[:, 0], ends[:, 1])),
+                   _NearBuckets.of(seg))
 
     def nearest(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        g = np.empty(len(lon), dtype=np.int32)
-        d = np.empty(len(lon))
-        for a in range(0, len(lon), NEAREST_CHUNK):  # the GIL is free between chunks
-            g[a:a + NEAREST_CHUNK], d[a:a + NEAREST_CHUNK] = self._nearest(
-                lon[a:a + NEAREST_CHUNK], lat[a:a + NEAREST_CHUNK])
+        lon = np.ascontiguousarray(lon, dtype=np.float64)
+        lat = np.ascontiguousarray(lat, dtype=np.float64)
+        g = np.full(len(lon), -1, dtype=np.int32)
+        d = np.full(len(lon), np.nan)
+        nb = self.near
+        if nb is not None:
+            _nearest_near(lon, lat, nb.x0, nb.y0, 1.0 / nb.bw, 1.0 / nb.bh, nb.nx, nb.ny,
+                          nb.off, nb.seg, self.seg, self.owner, _WGS84_E2, g, d)
+        far = np.flatnonzero(g < 0)
+        for a in range(0, len(far), NEAREST_CHUNK):  # the GIL is free between chunks
+            k = far[a:a + NEAREST_CHUNK]
+            g[k], d[k] = self._nearest(lon[k], lat[k])
         return g, d
 
     def _nearest(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -146,3 +146,143 @@ class PackedPolygons:
                               np.ascontiguousarray(y, dtype=np.float64),
                               np.ascontiguousarray(lists, dtype=np.int64), cand_off, cand,
                               self.grid_poly, self.poly_ring, self.ring_coord, self.xs, self.ys)
+
+
+# ------------------------------------------------------------------ the planar table
+
+
+@njit(cache=True, nogil=True)
+def lookup_planar(px: np.ndarray, py: np.ndarray, x0: float, y0: float, inv_dx: float,
+                  inv_dy: float, nx: int, ny: int, table: np.ndarray, cand_off: np.ndarray,
+                  cand: np.ndarray, grid_poly: np.ndarray, poly_ring: np.ndarray,
+                  ring_coord: np.ndarray, xs: np.ndarray, ys: np.ndarray,
+                  out: np.ndarray) -> None:
+    """Finest grid of each point through the planar table: cell (ix, iy) by arithmetic,
+    interior cells answer at once, boundary cells run the exact test on their candidates
+    (code order, the first covering wins). Points off the table (or NaN) are outside."""
+    for i in range(px.shape[0]):
+        fx = (px[i] - x0) * inv_dx
+        fy = (py[i] - y0) * inv_dy
+        if not (fx >= 0.0 and fx < nx and fy >= 0.0 and fy < ny):
+            out[i] = -1
+            continue
+        ix = min(int(fx), nx - 1)
+        iy = min(int(fy), ny - 1)
+        v = table[iy * nx + ix]
+        if v >= -1:
+            out[i] = v
+            continue
+        k = -v - 2
+        r = -1
+        for j in range(cand_off[k], cand_off[k + 1]):
+            g = cand[j]
+            if covers_one(g, px[i], py[i], grid_poly, poly_ring, ring_coord, xs, ys):
+                r = g
+                break
+        out[i] = r
+
+
+@njit(cache=True, nogil=True)
+def _edge_cells(xs: np.ndarray, ys: np.ndarray, ring_coord: np.ndarray, ring_grid: np.ndarray,
+                x0: float, y0: float, inv_dx: float, inv_dy: float, nx: int, ny: int,
+                margin: float, out_cell: np.ndarray, out_grid: np.ndarray) -> int:
+    """Every table cell that some ring segment, grown by `margin` (degrees), comes near:
+    (cell, grid) pairs written to out_* (when large enough); returns how many there are."""
+    dy = 1.0 / inv_dy
+    n = 0
+    cap = out_cell.shape[0]
+    for r in range(ring_grid.shape[0]):
+        g = ring_grid[r]
+        for i in range(ring_coord[r], ring_coord[r + 1] - 1):
+            xa = xs[i]
+            ya = ys[i]
+            xb = xs[i + 1]
+            yb = ys[i + 1]
+            r0 = int(np.floor((min(ya, yb) - margin - y0) * inv_dy))
+            r1 = int(np.floor((max(ya, yb) + margin - y0) * inv_dy))
+            r0 = max(r0, 0)
+            r1 = min(r1, ny - 1)
+            for row in range(r0, r1 + 1):
+                if ya == yb:
+                    xl = min(xa, xb)
+                    xh = max(xa, xb)
+                else:
+                    b0 = y0 + row * dy - margin
+                    b1 = y0 + (row + 1) * dy + margin
+                    t0 = (b0 - ya) / (yb - ya)
+                    t1 = (b1 - ya) / (yb - ya)
+                    tl = max(0.0, min(t0, t1))
+                    th = min(1.0, max(t0, t1))
+                    if tl > th:
+                        tl, th = th, tl
+                    xl0 = xa + tl * (xb - xa)
+                    xh0 = xa + th * (xb - xa)
+                    xl = min(xl0, xh0)
+                    xh = max(xl0, xh0)
+                c0 = max(int(np.floor((xl - margin - x0) * inv_dx)), 0)
+                c1 = min(int(np.floor((xh + margin - x0) * inv_dx)), nx - 1)
+                for c in range(c0, c1 + 1):
+                    if n < cap:
+                        out_cell[n] = row * nx + c
+                        out_grid[n] = g
+                    n += 1
+    return n
+
+
+def edge_cells(packed: PackedPolygons, x0: float, y0: float, inv_dx: float, inv_dy: float,
+               nx: int, ny: int, margin: float) -> tuple[np.ndarray, np.ndarray]:
+    """(cell, grid) pairs of the table cells within `margin` of a grid's ring."""
+    ring_grid = np.repeat(np.arange(len(packed.grid_poly) - 1, dtype=np.int32),
+                          np.diff(packed.poly_ring[packed.grid_poly]).astype(np.int64))
+    cell = np.empty(len(packed.xs) * 8 + 1024, dtype=np.int64)
+    grid = np.empty(len(cell), dtype=np.int32)
+    args = (packed.xs, packed.ys, packed.ring_coord, ring_grid, x0, y0, inv_dx, inv_dy, nx, ny,
+            margin)
+    n = _edge_cells(*args, cell, grid)
+    if n > len(cell):
+        cell = np.empty(n, dtype=np.int64)
+        grid = np.empty(n, dtype=np.int32)
+        _edge_cells(*args, cell, grid)
+    return cell[:n], grid[:n]
+
+
+@njit(cache=True, nogil=True)
+def _fill_centres(cbox: np.ndarray, x0: float, y0: float, dx: float, dy: float, nx: int,
+                  table: np.ndarray, grid_poly: np.ndarray, poly_ring: np.ndarray,
+                  ring_coord: np.ndarray, xs: np.ndarray, ys: np.ndarray
+                  ) -> tuple[int, np.ndarray, np.ndarray]:
+    """table[cell] = the first grid (in order) covering the cell's centre, for the cells of
+    each grid's box (c0, r0, c1, r1); a centre covered again is returned as a pair."""
+    n = 0
+    ov_cell = np.empty(1024, dtype=np.int64)
+    ov_grid = np.empty(1024, dtype=np.int32)
+    for g in range(cbox.shape[0]):
+        for row in range(cbox[g, 1], cbox[g, 3] + 1):
+            cy = y0 + (row + 0.5) * dy
+            for c in range(cbox[g, 0], cbox[g, 2] + 1):
+                cx = x0 + (c + 0.5) * dx
+                if covers_one(g, cx, cy, grid_poly, poly_ring, ring_coord, xs, ys):
+                    k = row * nx + c
+                    if table[k] == -1:
+                        table[k] = g
+                        continue
+                    if n == ov_cell.shape[0]:
+                        bigger_c = np.empty(2 * n, dtype=np.int64)
+                        bigger_g = np.empty(2 * n, dtype=np.int32)
+                        bigger_c[:n] = ov_cell
+                        bigger_g[:n] = ov_grid
+                        ov_cell = bigger_c
+                        ov_grid = bigger_g
+                    ov_cell[n] = k
+                    ov_grid[n] = g
+                    n += 1
+    return n, ov_cell, ov_grid
+
+
+def fill_centres(packed: PackedPolygons, cbox: np.ndarray, x0: float, y0: float, dx: float,
+                 dy: float, nx: int, table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fill the table by cell centres; the centres covered by a second grid as pairs."""
+    n, ov_cell, ov_grid = _fill_centres(
+        np.ascontiguousarray(cbox, dtype=np.int64), x0, y0, dx, dy, nx, table,
+        packed.grid_poly, packed.poly_ring, packed.ring_coord, packed.xs, packed.ys)
+    return ov_cell[:n], ov_grid[:n]

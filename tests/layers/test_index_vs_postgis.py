@@ -1,4 +1,4 @@
-"""The fast path (H3 + dense table + PostGIS-arithmetic PIP) equals PostGIS ST_Covers with
+"""The fast path (planar table + PostGIS-arithmetic PIP) equals PostGIS ST_Covers with
 the lowest-code tie rule, on the demo city: random points, vertices, edge midpoints, and
 points 1e-9 degrees either side of edges."""
 
@@ -15,7 +15,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
 from layers import grids
-from layers.resolver import build_index, resolve_sql
+from layers.resolver import build_index, resolve_points, resolve_sql
+from layers.settings import Settings
 from layers.versioning import in_generation
 from spatial.index import GridIndex
 
@@ -33,6 +34,8 @@ def truth(engine: Engine, demo_loaded: int, request: pytest.FixtureRequest
 
 
 def _agree(truth: tuple[GridIndex, Session], lon: np.ndarray, lat: np.ndarray) -> None:
+    """Every path of the index (the batch table, with cells, one point at a time, the
+    product's resolve_points) answers what PostGIS answers."""
     idx, s = truth
     g = idx.lookup(lon, lat)
     fast = [str(idx.codes[i]) if i >= 0 else None for i in g]
@@ -40,6 +43,12 @@ def _agree(truth: tuple[GridIndex, Session], lon: np.ndarray, lat: np.ndarray) -
     bad = [(float(x), float(y), f, t) for x, y, f, t in zip(lon, lat, fast, slow, strict=True)
            if f != t]
     assert not bad, f"{len(bad)} disagreements, first: {bad[:3]}"
+    g2, cells = idx.lookup_with_cells(lon, lat)
+    assert np.array_equal(g2, g)
+    one = [idx.lookup_one(float(x), float(y)) for x, y in zip(lon, lat, strict=True)]
+    assert [o[0] for o in one] == g.tolist()
+    assert [o[1] for o in one] == cells.tolist()
+    assert np.array_equal(resolve_points(idx, lon, lat, Settings()).grid, g)
 
 
 def _segments(idx: GridIndex) -> tuple[np.ndarray, np.ndarray]:

@@ -19,7 +19,7 @@ from numba import njit
 from spatial.errors import InvalidInput, TooLarge
 from spatial.index import GridIndex
 
-READ_BLOCK = 8 << 20  # bytes of CSV parsed at a time (about 250,000 rows of id,lon,lat)
+READ_BLOCK = 4 << 20  # bytes of CSV parsed at a time (about 130,000 rows of id,lon,lat)
 _BOM = b"\xef\xbb\xbf"
 
 
@@ -128,29 +128,55 @@ def _blocks(fh: IO[bytes], size: int) -> Iterator[tuple[bytes, bytes, int]]:
             buf = buf[cut:]
 
 
+@njit(cache=True, nogil=True)
+def _field_ranges(b: np.ndarray, ncol: int, k: int
+                  ) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(start, end) of field k on every line, one pass; False when the block is not plain
+    (a quote, a line without ncol fields, a carriage return not before a newline)."""
+    lines = 0
+    for j in range(len(b)):
+        if b[j] == 10:
+            lines += 1
+    if len(b) and b[len(b) - 1] != 10:
+        lines += 1
+    start = np.empty(lines, dtype=np.int64)
+    end = np.empty(lines, dtype=np.int64)
+    line = 0
+    f = 0
+    s = 0
+    e = 0
+    for j in range(len(b) + 1):
+        c = b[j] if j < len(b) else 10
+        if j == len(b) and (len(b) == 0 or b[len(b) - 1] == 10):
+            break
+        if c == 44:
+            if f == k:
+                e = j
+            f += 1
+            if f == k:
+                s = j + 1
+        elif c == 10:
+            stop = j - 1 if j > 0 and b[j - 1] == 13 else j
+            if f != ncol - 1:  # a blank or short line: not plain
+                return start, end, False
+            if f == k:
+                e = stop
+            start[line] = s
+            end[line] = e
+            line += 1
+            f = 0
+            s = j + 1
+        elif c == 34 or (c == 13 and (j + 1 >= len(b) or b[j + 1] != 10)):
+            return start, end, False
+    return start, end, line == lines
+
+
 def _raw_field(block: bytes, ncol: int, k: int) -> Fragments | None:
     """Field k of every line of a block as byte ranges, when the block is plain (no quotes,
     no blank lines, ncol fields a line, no carriage return but before a newline)."""
-    if b'"' in block or (b"\r" in block and block.count(b"\r") != block.count(b"\r\n")):
-        return None
     b = np.frombuffer(block, dtype=np.uint8)
-    nl = np.flatnonzero(b == 10)
-    if len(b) and b[-1] != 10:
-        nl = np.append(nl, len(b))
-    cm = np.flatnonzero(b == 44)
-    lines = len(nl)
-    if len(cm) != lines * (ncol - 1) or lines == 0:
-        return None
-    per_line = np.diff(np.searchsorted(cm, nl), prepend=0)
-    if not np.all(per_line == ncol - 1):
-        return None
-    line_start = np.concatenate(([0], nl[:-1] + 1)).astype(np.int64)
-    line_end = nl.astype(np.int64)
-    line_end -= (line_end > line_start) & (b[np.maximum(line_end - 1, 0)] == 13)
-    cm2 = cm.reshape(lines, ncol - 1) if ncol > 1 else cm.reshape(lines, 0)
-    start = line_start if k == 0 else cm2[:, k - 1].astype(np.int64) + 1
-    end = line_end if k == ncol - 1 else cm2[:, k].astype(np.int64)
-    return Fragments(b, start, end)
+    start, end, ok = _field_ranges(b, ncol, k)
+    return Fragments(b, start, end) if ok and len(start) else None
 
 
 def _header(head: bytes, lon_col: str, lat_col: str, id_col: str | None
@@ -273,38 +299,64 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8).copy()
 
 
 @njit(cache=True, nogil=True)
+def _round_trips(a: float, d: int) -> bool:
+    return math.floor(a * _POW10[d] + 0.5) / _POW10[d] == a
+
+
+@njit(cache=True, nogil=True)
 def _decimals(v: float) -> int:
     """The fewest decimals d whose rounding of |v| reads back as |v| (repr's digits), or -1
-    where repr uses an exponent or the decimal is not unique at that precision."""
+    where repr uses an exponent or the decimal is not unique at that precision.
+
+    Exact: m / 10**d is correctly rounded, and while 10**-d >= 4 ulp(v) at most one
+    decimal of d places lies within half an ulp of v, found by rounding v * 10**d; reading
+    back is monotone in d, so the fewest is found by bisection."""
     a = abs(v)
     if not (a >= 1e-4 and a < 1e15):
         return -1
     ulp = math.ldexp(1.0, math.frexp(a)[1] - 53)
+    hi = -1
     for d in range(16):
-        s = _POW10[d]
-        if ulp * s > 0.25:  # decimals this fine are not unique: leave it to repr
-            return -1
-        m = math.floor(a * s + 0.5)
-        if m / s == a:
-            return d
-    return -1
+        if ulp * _POW10[d] > 0.25:
+            break
+        hi = d
+    if hi < 0 or not _round_trips(a, hi):
+        return -1
+    lo = 0
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if _round_trips(a, mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+_EMPTY, _ZERO, _REPR = -2, -3, -1
 
 
 @njit(cache=True, nogil=True)
-def _needs_repr(v: np.ndarray) -> np.ndarray:
-    """Finite values whose repr _write_float does not write (exponents, 17 digits)."""
-    out = np.zeros(len(v), dtype=np.bool_)
+def _float_codes(v: np.ndarray) -> np.ndarray:
+    """How each value is written: decimals (>= 0), _EMPTY (NaN), _ZERO, or _REPR (by
+    Python's repr: exponents, 17 digits, infinities)."""
+    out = np.empty(len(v), dtype=np.int8)
     for i in range(len(v)):
         x = v[i]
-        if x == x and x != 0.0 and abs(x) != math.inf and _decimals(x) < 0:
-            out[i] = True
+        if x != x:
+            out[i] = _EMPTY
+        elif x == 0.0:
+            out[i] = _ZERO
+        elif abs(x) == math.inf:
+            out[i] = _REPR
+        else:
+            out[i] = _decimals(x)
     return out
 
 
 @njit(cache=True, nogil=True)
-def _write_float(out: np.ndarray, p: int, v: float) -> int:
-    """repr(v) at out[p:] (v finite and _decimals(v) >= 0 or zero); the new end."""
-    if v == 0.0:
+def _write_float(out: np.ndarray, p: int, v: float, d: int) -> int:
+    """repr(v) at out[p:], v finite, d = _decimals(v) >= 0 or _ZERO; the new end."""
+    if d == _ZERO:
         if math.copysign(1.0, v) < 0:
             out[p] = 45
             p += 1
@@ -315,7 +367,6 @@ def _write_float(out: np.ndarray, p: int, v: float) -> int:
     if v < 0:
         out[p] = 45
         p += 1
-    d = _decimals(v)
     m = np.int64(math.floor(abs(v) * _POW10[d] + 0.5))
     digits = 1
     t = m // 10
@@ -350,13 +401,13 @@ def _copy(out: np.ndarray, p: int, data: np.ndarray, a: int, b: int) -> int:
 
 
 @njit(cache=True, nogil=True)
-def _float_field(out: np.ndarray, p: int, v: float, fb: int, fb_data: np.ndarray,
+def _float_field(out: np.ndarray, p: int, v: float, code: int, fb: int, fb_data: np.ndarray,
                  fb_start: np.ndarray, fb_end: np.ndarray) -> int:
     if fb >= 0:
         return _copy(out, p, fb_data, fb_start[fb], fb_end[fb])
-    if v == v:
-        return _write_float(out, p, v)
-    return p
+    if code == _EMPTY:
+        return p
+    return _write_float(out, p, v, code)
 
 
 @njit(cache=True, nogil=True)
@@ -365,18 +416,19 @@ def _write_rows(out: np.ndarray, id_data: np.ndarray, id_start: np.ndarray,
                 ch_data: np.ndarray, ch_start: np.ndarray, ch_end: np.ndarray,
                 cells: np.ndarray, near: np.ndarray, code_data: np.ndarray,
                 code_start: np.ndarray, code_end: np.ndarray, dist: np.ndarray,
-                fb: np.ndarray, fb_data: np.ndarray, fb_start: np.ndarray,
+                codes: np.ndarray, fb: np.ndarray, fb_data: np.ndarray, fb_start: np.ndarray,
                 fb_end: np.ndarray, hexd: np.ndarray) -> int:
     """CSV lines: id, lon, lat, the chain fragment (inside .. grid_name), h3, nearest grid,
-    distance, error; fb[i, 0..3] indexes fallback texts (repr of lon, lat, distance and the
+    distance, error; codes[i, 0..2] say how lon, lat and distance are written
+    (_float_codes), fb[i, 0..3] index fallback texts (repr of lon, lat, distance and the
     error), -1 for none. Returns the bytes written."""
     p = 0
     for i in range(len(lon)):
         p = _copy(out, p, id_data, id_start[i], id_end[i])
         out[p] = 44
-        p = _float_field(out, p + 1, lon[i], fb[i, 0], fb_data, fb_start, fb_end)
+        p = _float_field(out, p + 1, lon[i], codes[i, 0], fb[i, 0], fb_data, fb_start, fb_end)
         out[p] = 44
-        p = _float_field(out, p + 1, lat[i], fb[i, 1], fb_data, fb_start, fb_end)
+        p = _float_field(out, p + 1, lat[i], codes[i, 1], fb[i, 1], fb_data, fb_start, fb_end)
         out[p] = 44
         c = chain[i]
         p = _copy(out, p + 1, ch_data, ch_start[c], ch_end[c])
@@ -402,7 +454,7 @@ def _write_rows(out: np.ndarray, id_data: np.ndarray, id_start: np.ndarray,
         out[p] = 44
         p += 1
         if g >= 0:
-            p = _float_field(out, p, dist[i], fb[i, 2], fb_data, fb_start, fb_end)
+            p = _float_field(out, p, dist[i], codes[i, 2], fb[i, 2], fb_data, fb_start, fb_end)
         out[p] = 44
         p += 1
         if fb[i, 3] >= 0:
@@ -491,9 +543,11 @@ def encode_answers_csv(layout: CsvLayout, ids: Fragments, lon: np.ndarray, lat: 
     has_near = nearest >= 0
     dist = np.where(has_near, np.round(distance_m, 2), np.nan)
     fb = np.full((n, 4), -1, dtype=np.int64)
+    codes = np.empty((n, 3), dtype=np.int8)
     texts: list[str] = []
     for j, v in enumerate((wlon, wlat, dist)):
-        for i in np.flatnonzero(_needs_repr(v)):
+        codes[:, j] = _float_codes(v)
+        for i in np.flatnonzero(codes[:, j] == _REPR):
             fb[i, j] = len(texts)
             texts.append(repr(float(v[i])))
     for i in np.flatnonzero(errors != None):  # noqa: E711 - elementwise
@@ -512,7 +566,7 @@ def encode_answers_csv(layout: CsvLayout, ids: Fragments, lon: np.ndarray, lat: 
                     np.where(ok, cells, 0).astype(np.uint64),
                     np.where(has_near, nearest, -1).astype(np.int64),
                     layout.codes.data, layout.codes.start, layout.codes.end, dist,
-                    fb, fbf.data, fbf.start, fbf.end, _HEX)
+                    codes, fb, fbf.data, fbf.start, fbf.end, _HEX)
     return out[:k]
 
 

@@ -8,7 +8,7 @@ import io
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import ijson
 import numpy as np
@@ -17,7 +17,9 @@ import pandas as pd
 from numba import njit
 
 from spatial.errors import InvalidInput, TooLarge
-from spatial.index import GridIndex
+
+if TYPE_CHECKING:
+    from spatial.index import GridIndex
 
 READ_BLOCK = 4 << 20  # bytes of CSV parsed at a time (about 130,000 rows of id,lon,lat)
 _BOM = b"\xef\xbb\xbf"

@@ -21,12 +21,13 @@ from layers.batch_io import (
     int_fields,
     read_csv_points,
 )
-from layers.resolver import CHUNK, columns, resolve_chunks, resolve_columns
+from layers.resolver import columns, resolve_chunks, resolve_columns
 from layers.settings import Settings
 from spatial.index import GridIndex
 
-WORKERS = min(2, os.cpu_count() or 1)  # chunks resolved and encoded at once
-IN_FLIGHT = 2 * WORKERS  # chunks submitted and not yet written (bounds the memory)
+CHUNK = 50_000  # rows resolved and encoded as one task
+WORKERS = min(2, os.cpu_count() or 1)  # tasks at once
+IN_FLIGHT = 2 * WORKERS  # tasks submitted and not yet written (bounds the memory)
 
 
 def resolve_file(idx: GridIndex, src: Path, dst: Path, *, lon_col: str, lat_col: str,
@@ -118,7 +119,7 @@ def _csv_chunk(idx: GridIndex, layout: CsvLayout, pts: Points, ids: Fragments, a
         counts["outside"] += int((ok & ~ins).sum())
         parts.append(encode_answers_csv(layout, ids[a + start:a + start + n], r.lon, r.lat,
                                         ok, r.grid, r.cells, r.nearest, r.distance_m, errs))
-    return (parts[0] if len(parts) == 1 else np.concatenate(parts)), counts
+    return np.concatenate(parts), counts  # a copy the size of the text, not the estimate
 
 
 def _collect(f: Future[tuple[np.ndarray, dict[str, int]]], out: IO[bytes],

@@ -231,7 +231,7 @@ def read_csv_points(fh: IO[bytes], lon_col: str, lat_col: str, id_col: str | Non
 def _parse_block(head: bytes, data: bytes, cols: list[str], xcol: str, ycol: str,
                  icol: str | None, line: int, raw_ids: bool) -> Points:
     frags = _raw_field(data, len(cols), cols.index(icol)) if raw_ids and icol else None
-    use = [xcol, ycol] + ([icol] if icol and frags is None else [])
+    use = list(dict.fromkeys([xcol, ycol] + ([icol] if icol and frags is None else [])))
     try:
         df = pd.read_csv(io.BytesIO(head + data), usecols=use, encoding="utf-8",
                          dtype={xcol: np.float64, ycol: np.float64, **(

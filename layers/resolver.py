@@ -212,11 +212,12 @@ CHUNK = 100_000
 
 
 def resolve_chunks(idx: GridIndex, x_all: np.ndarray, y_all: np.ndarray,
-                   errors: dict[int, str], crs: str, settings: Settings
+                   errors: dict[int, str], crs: str, settings: Settings, *, first_row: int = 1
                    ) -> Iterator[tuple[int, Resolved, np.ndarray, np.ndarray]]:
     """Resolve in chunks; rows with bad coordinates get an error, not a failed batch.
 
-    Yields (start, answers, ok mask, error messages as an object array)."""
+    Yields (start, answers, ok mask, error messages as an object array); error messages
+    number the rows from first_row (x_all[0] being that row)."""
     info = parse_crs(crs)
     names = ("x", "y") if info.projected else ("lon", "lat")
     for start in range(0, len(x_all), CHUNK):
@@ -243,8 +244,8 @@ def resolve_chunks(idx: GridIndex, x_all: np.ndarray, y_all: np.ndarray,
                     ok[i] = False
                     errs[i] = e.detail
         for i in np.flatnonzero(~ok & (errs == None)):  # noqa: E711 - elementwise
-            errs[i] = (f"row {start + i + 1}: {names[0]}={x[i]!r}, {names[1]}={y[i]!r} is not "
-                       f"a valid {info.key} coordinate")
+            errs[i] = (f"row {first_row + start + i}: {names[0]}={float(x[i])!r}, "
+                       f"{names[1]}={float(y[i])!r} is not a valid {info.key} coordinate")
         r = resolve_points(idx, np.where(ok, lon, 0.0), np.where(ok, lat, 0.0), settings)
         r.grid[~ok] = -1
         r.nearest[~ok] = -1
@@ -258,10 +259,11 @@ def columns(idx: GridIndex) -> list[str]:
 
 
 def resolve_columns(idx: GridIndex, x: np.ndarray, y: np.ndarray, ids: np.ndarray | None,
-                    errors: dict[int, str], crs: str, settings: Settings
-                    ) -> Iterator[dict[str, np.ndarray]]:
+                    errors: dict[int, str], crs: str, settings: Settings, *,
+                    first_row: int = 1) -> Iterator[dict[str, np.ndarray]]:
     """Batch answers as column arrays (`columns(idx)`), a chunk at a time; vectorised."""
-    for start, r, ok, errs in resolve_chunks(idx, x, y, errors, crs, settings):
+    for start, r, ok, errs in resolve_chunks(idx, x, y, errors, crs, settings,
+                                             first_row=first_row):
         n = len(r.grid)
         g = r.grid
         gi = np.maximum(g, 0)
@@ -276,8 +278,9 @@ def resolve_columns(idx: GridIndex, x: np.ndarray, y: np.ndarray, ids: np.ndarra
             "wgs84_lat": np.where(ok, r.lat, np.nan),
             "inside": np.where(ok, inside, none),
         }
-        for lv in idx.levels:
-            out[lv.key] = np.where(inside, lv.codes[lv.of_finest[gi]], none)
+        for lv in idx.levels:  # a grid with no unit at a level: empty there
+            k = lv.of_finest[gi]
+            out[lv.key] = np.where(inside & (k >= 0), lv.codes[np.maximum(k, 0)], none)
         out["grid_name"] = np.where(inside, idx.names[gi], none)
         out["h3"] = np.where(ok, np.asarray(h3index.cells_str(r.cells), dtype=object), none)
         out["nearest_grid"] = np.where(has_near, idx.codes[np.maximum(r.nearest, 0)], none)

@@ -30,6 +30,7 @@ bench:
 	@GRIDOPS_EXTRA_APT=wrk scripts/setup.sh
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.owner
+	$(BIN)/python -m benchmarks.cli_resolve $(if $(filter --quick,$(BENCH_ARGS)),--rows 200000 --repeats 1)
 	$(BIN)/python -m benchmarks.grid_import $(if $(filter --quick,$(BENCH_ARGS)),--grids 20000)
 	$(BIN)/python -m benchmarks.layer_import $(if $(filter --quick,$(BENCH_ARGS)),--assets 100000)
 	$(BIN)/python -m benchmarks.intake $(filter --quick,$(BENCH_ARGS))

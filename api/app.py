@@ -102,6 +102,8 @@ def create_app(settings: Settings, engine: Engine | None = None,
         dependencies=[Depends(check_request_text)],  # no NUL or lone surrogate gets in
     )
     app.state.services = services
+    # GET /resolve?lon=&lat= answered before FastAPI's routing (anything else goes on)
+    app.add_middleware(resolve.ResolveFastPath, indexes=indexes)
     install_error_handlers(app)
     install_openapi(app)  # the document says what the handlers answer
     app.include_router(cases.router)  # first: the busiest write path is matched first

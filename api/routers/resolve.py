@@ -12,7 +12,7 @@ import numpy as np
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from api.bodies import limited_stream
 from api.deps import IndexesDep, SettingsDep
@@ -80,7 +80,7 @@ async def resolve_post(indexes: IndexesDep, settings: SettingsDep, body: Resolve
 # no '+' (a space in a query string), no underscores, spaces, percent escapes, nan or inf
 _NUMBER = re.compile(rb"-?[0-9]{1,20}(?:\.[0-9]{1,30})?(?:[eE]-?[0-9]{1,3})?")
 _WGS84 = parse_crs("EPSG:4326")
-_JSON_HEADERS = b"application/json"
+_JSON = b"application/json"
 
 
 def _plain_lonlat(qs: bytes) -> tuple[float, float] | None:
@@ -105,28 +105,31 @@ def _plain_lonlat(qs: bytes) -> tuple[float, float] | None:
 
 class ResolveFastPath:
     """`GET /resolve?lon=..&lat=..` (the hot path: WGS84, the active grid, nothing else
-    asked) answered straight from the index, without FastAPI's routing, dependencies and
-    validation; the answer is the route's own (the same point_answer_json, the same
-    headers). Any other request, and any such one this cannot answer (an error to report,
-    no active grid yet, another parameter, an unusual spelling), goes on to the app, which
-    answers it as it always does; the route above stays what the OpenAPI document
-    describes."""
+    asked) answered straight from the index, ahead of FastAPI's middleware, routing,
+    dependencies and validation (api.app.GridopsAPI calls `handle` first). The answer is
+    the route's own: the same point_answer_json, the same headers. Any other request, and
+    any such one this cannot answer (an error to report, no active grid yet, another
+    parameter, an unusual spelling, anything raised), is left to the app, which answers it
+    as it always does; the route above stays what the OpenAPI document describes."""
 
-    def __init__(self, app: ASGIApp, indexes: IndexRegistry) -> None:
-        self.app = app
+    def __init__(self, indexes: IndexRegistry) -> None:
         self.indexes = indexes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (scope["type"] == "http" and scope["path"] == "/resolve"
-                and scope["method"] == "GET" and not scope.get("root_path")):
+    async def handle(self, scope: Scope, send: Send) -> bool:
+        """Answer the request if it is the hot path's (True), else leave it (False)."""
+        if (scope["path"] != "/resolve" or scope["method"] != "GET"
+                or scope.get("root_path")):
+            return False
+        try:
             body = self.answer(scope["query_string"])
-            if body is not None:
-                await send({"type": "http.response.start", "status": 200, "headers": [
-                    (b"content-length", str(len(body)).encode()),
-                    (b"content-type", _JSON_HEADERS)]})
-                await send({"type": "http.response.body", "body": body})
-                return
-        await self.app(scope, receive, send)
+        except Exception:  # the route will say what it is
+            return False
+        if body is None:
+            return False
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-length", str(len(body)).encode()), (b"content-type", _JSON)]})
+        await send({"type": "http.response.body", "body": body})
+        return True
 
     def answer(self, qs: bytes) -> bytes | None:
         """The answer's body, or None when the full route must answer."""

@@ -149,18 +149,15 @@ def _full_route(query: str) -> str:
 
 
 def test_fast_path_answers_as_the_route_does(client: TestClient, demo_loaded: int) -> None:
-    from api.routers.resolve import ResolveFastPath
-
-    fast = next(m for m in client.app.user_middleware  # type: ignore[attr-defined]
-                if m.cls is ResolveFastPath)
-    indexes = fast.kwargs["indexes"]
+    fast = client.app.fast_path  # type: ignore[attr-defined]
+    assert fast is not None  # the app is running
     rng = np.random.default_rng(7)
     lon = [*rng.uniform(121.0, 121.5, 300).tolist(), LON, 121.6, 121.2277, 180.0, -180.0]
     lat = [*rng.uniform(30.85, 31.2, 300).tolist(), LAT, 31.2, 31.0322, 90.0, -90.0]
     inside = 0
     for x, y in zip(lon, lat, strict=True):
         for q in (f"lon={x!r}&lat={y!r}", f"lat={y!r}&lon={x!r}"):
-            assert ResolveFastPath(client.app, indexes).answer(q.encode()) is not None, q
+            assert fast.answer(q.encode()) is not None, q
             a, b = client.get(f"/resolve?{q}"), client.get(f"/resolve?{_full_route(q)}")
             assert a.status_code == b.status_code == 200, (q, a.text, b.text)
             assert a.content == b.content, q
@@ -171,11 +168,7 @@ def test_fast_path_answers_as_the_route_does(client: TestClient, demo_loaded: in
 
 def test_fast_path_leaves_anything_unusual_to_the_route(
         client: TestClient, demo_loaded: int) -> None:
-    from api.routers.resolve import ResolveFastPath
-
-    indexes = next(m for m in client.app.user_middleware  # type: ignore[attr-defined]
-                   if m.cls is ResolveFastPath).kwargs["indexes"]
-    fast = ResolveFastPath(client.app, indexes)
+    fast = client.app.fast_path  # type: ignore[attr-defined]
     for q in ["lon=nan&lat=31", "lon=inf&lat=31", "lon=1e999&lat=31", "lon=121&lat=91",
               "lon=181&lat=31", "lon=+121.2&lat=31", "lon=121.2%30&lat=31", "lon=121_2&lat=31",
               "lon=121.2&lat=31&crs=EPSG:4326", "lon=121.2&lat=31&lat=31.1", "lon=121.2",

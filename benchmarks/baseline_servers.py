@@ -34,12 +34,16 @@ from layers.versioning import ACTIVE_GENERATION_SQL, in_generation
 ACTIVE = in_generation("u", ACTIVE_GENERATION_SQL)
 FINEST = f"(SELECT max(u.level) FROM grid_unit u WHERE {ACTIVE})"
 
-# the query the PostGIS baseline runs per request (the lowest covering code wins)
+# the query the PostGIS baseline runs per request (the lowest covering code wins), prepared
+# once per pooled connection so that a request costs its execution, not its planning
 COVERS_SQL = f"""
 SELECT u.code FROM grid_unit u
  WHERE u.level = %(lvl)s AND {ACTIVE}
    AND ST_Covers(u.geom, ST_SetSRID(ST_MakePoint(%(x)s, %(y)s), 4326))
  ORDER BY u.code LIMIT 1"""
+PREPARE_SQL = "PREPARE covers_point(int, float8, float8) AS " + COVERS_SQL % {
+    "lvl": "$1", "x": "$2", "y": "$3"}
+EXECUTE_SQL = "EXECUTE covers_point(%(lvl)s, %(x)s, %(y)s)"
 
 
 def _dsn() -> str:
@@ -95,39 +99,40 @@ def bare_app() -> Starlette:
 
 
 def postgis_app(pool_size: int = 16) -> Starlette:
-    """The per-request PostGIS baseline (uvicorn --factory)."""
+    """The per-request PostGIS baseline (uvicorn --factory): `pool_size` connections per
+    worker, opened at start-up and kept (autocommit, the statement prepared on each); a
+    request waits for a free one."""
     state: dict[str, Any] = {}
-    lock = threading.Lock()
+    free = threading.BoundedSemaphore(pool_size)
 
     @contextmanager
     def connection() -> Iterator[Any]:
         pool: psycopg2.pool.ThreadedConnectionPool = state["pool"]
-        conn = pool.getconn()
-        try:
-            yield conn
-        finally:
-            pool.putconn(conn)
+        with free:
+            conn = pool.getconn()
+            try:
+                yield conn
+            finally:
+                pool.putconn(conn)
 
     def resolve(request: Request) -> JSONResponse:  # sync: Starlette's thread pool runs it
         lon, lat = _point(request)
         with connection() as conn, conn.cursor() as cur:
-            cur.execute(COVERS_SQL, {"lvl": state["lvl"], "x": lon, "y": lat})
+            cur.execute(EXECUTE_SQL, {"lvl": state["lvl"], "x": lon, "y": lat})
             row = cur.fetchone()
         return JSONResponse({"code": row[0] if row else None})
 
     @asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        with lock:
-            pool = psycopg2.pool.ThreadedConnectionPool(1, pool_size, _dsn())
-            state["pool"] = pool
-            conn = pool.getconn()
-            conn.autocommit = True  # one statement per request: no transaction around it
-            state["lvl"] = _finest_level(conn)
-            pool.putconn(conn)
-        # every pooled connection in autocommit (each request is one SELECT)
+        # minconn = maxconn: psycopg2's pool closes a connection given back beyond minconn
+        pool = psycopg2.pool.ThreadedConnectionPool(pool_size, pool_size, _dsn())
+        state["pool"] = pool
         conns = [pool.getconn() for _ in range(pool_size)]
         for c in conns:
-            c.autocommit = True
+            c.autocommit = True  # one statement per request: no transaction around it
+            with c.cursor() as cur:
+                cur.execute(PREPARE_SQL)
+        state["lvl"] = _finest_level(conns[0])
         for c in conns:
             pool.putconn(c)
         yield

@@ -164,6 +164,14 @@ def test_fast_path_answers_as_the_route_does(client: TestClient, demo_loaded: in
             assert a.headers == b.headers, q
         inside += orjson.loads(a.content)["inside"]
     assert 0 < inside < len(lon)
+    # other spellings of numbers the fast path takes: read as the route reads them
+    for q in ["lon=121&lat=31", "lon=0121.2277&lat=031.0322", "lon=1.212277e2&lat=3103.22E-2",
+              "lon=-0&lat=-0.0", "lon=121.22770000000000000001&lat=31.0322",
+              "lon=121.2277&lat=31.03220000000000000000000000009"]:
+        assert fast.answer(q.encode()) is not None, q
+        a, b = client.get(f"/resolve?{q}"), client.get(f"/resolve?{_full_route(q)}")
+        assert a.status_code == b.status_code == 200, (q, a.text, b.text)
+        assert a.content == b.content, q
 
 
 def test_fast_path_leaves_anything_unusual_to_the_route(

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.responses import RedirectResponse
 from sqlalchemy import Engine
+from starlette.types import Receive, Scope, Send
 
 from api.errors import install_error_handlers, install_openapi
 from api.routers import (
@@ -24,6 +25,7 @@ from api.routers import (
     open311,
     resolve,
 )
+from api.routers.resolve import ResolveFastPath
 from api.routing import check_request_text
 from api.services import Services
 from layers.auth import TOKENS_CHANNEL, TokenCache
@@ -41,6 +43,30 @@ from layers.responsibility import LAYERS_CHANNEL
 from layers.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class GridopsAPI(FastAPI):
+    """FastAPI with the hot path ahead of its middleware and router: a request the fast
+    path answers (api.routers.resolve.ResolveFastPath: GET /resolve with a plain lon/lat)
+    costs no routing, dependency resolution or validation; every other request is
+    FastAPI's, as before."""
+
+    fast_path: ResolveFastPath | None = None  # set while the app runs (lifespan)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.fast_path
+        if fast is not None and scope["type"] == "http" and await fast.handle(scope, send):
+            return
+        await super().__call__(scope, receive, send)
+
+
+def _telemetry_on(app: FastAPI) -> bool:
+    """Whether FastAPI's own telemetry (OpenTelemetry) is configured for this app."""
+    telemetry = getattr(app, "_native_telemetry", None)
+    try:
+        return bool(telemetry is not None and telemetry.enabled())
+    except Exception:
+        return True
 
 
 def create_app(settings: Settings, engine: Engine | None = None,
@@ -81,11 +107,15 @@ def create_app(settings: Settings, engine: Engine | None = None,
         scheduler = Scheduler(factory, settings)
         register_grid_jobs(settings)
         jobs = JobWorker(factory, settings)  # off with GRIDOPS_JOBS_WORKER=false
+        # GET /resolve?lon=&lat= ahead of everything, unless FastAPI's telemetry is on (then
+        # every request goes its way, to be traced)
+        app.fast_path = None if _telemetry_on(app) else ResolveFastPath(indexes)
         if listen:
             listener.start()
             scheduler.start()
             jobs.start()
         yield
+        app.fast_path = None
         await anyio.to_thread.run_sync(services.intake.stop)  # what is queued is stored
         own.close()
         jobs.stop()  # a job still running is taken again after its lease if we exit first
@@ -94,7 +124,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
         if own_engine:
             engine.dispose()
 
-    app = FastAPI(
+    app = GridopsAPI(
         title="gridops",
         version="0.1.0",
         summary="Spatial operations server for city grid management (网格化管理)",

@@ -13,6 +13,7 @@ import shutil
 import signal
 import sys
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -308,7 +309,11 @@ def run_demo(rep: Report, cluster: Cluster, args: argparse.Namespace) -> Engine:
 
 
 def run_http(rep: Report, cluster: Cluster, idx: GridIndex, args: argparse.Namespace) -> None:
-    """`gridops serve --workers 2` on the demo database and a bounded loopback load."""
+    """`gridops serve --workers 2` on the demo database and a bounded loopback load; then
+    side by side with the two baselines of benchmarks/baseline_servers.py (a bare
+    Starlette + shapely STRtree app, and one asking PostGIS per request), each under
+    uvicorn with 2 workers, the same wrk script at 8 connections, alternated round by
+    round."""
     sec = "http"
     bounds = tuple(shapely.total_bounds(idx.geoms))
     lon, lat = points.inside(bounds, 10_000, SEED + 2, idx.lookup)
@@ -316,7 +321,9 @@ def run_http(rep: Report, cluster: Cluster, idx: GridIndex, args: argparse.Names
     home = cluster.datadir.parent
     log(f"[{sec}] starting gridops serve --workers 2")
     t0 = time.perf_counter()
-    with serve_load.server(cluster.url(), home, workers=2) as base:
+    rounds, round_s = 3, max(3, args.http_seconds // 3)
+    with ExitStack() as stack:
+        base = stack.enter_context(serve_load.server(cluster.url(), home, workers=2))
         ready = time.perf_counter() - t0
         rep.add(sec, "server start-up to ready (2 workers)", ready, "s",
                 note="migrations, then each worker builds its index")
@@ -328,6 +335,22 @@ def run_http(rep: Report, cluster: Cluster, idx: GridIndex, args: argparse.Names
         bounded = (serve_load.wrk_load(base, lon, lat, home, connections=8,
                                        seconds=args.http_seconds)
                    if shutil.which("wrk") else None)
+        sbs = None
+        if shutil.which("wrk"):
+            log(f"[{sec}] baselines: bare Starlette + STRtree, PostGIS per request "
+                f"(uvicorn, 2 workers each)")
+            servers = {"gridops": base}
+            for kind in ("bare", "postgis"):
+                servers[kind] = stack.enter_context(
+                    serve_load.baseline_server(kind, cluster.url(), home, workers=2))
+            for kind in ("bare", "postgis"):
+                bad = serve_load.check_answers(servers[kind], lon[:200], lat[:200],
+                                               expect[:200], key=None)
+                rep.add(sec, f"baseline {kind}: answers differing from idx", bad, "of 200",
+                        Target("<=", 0))
+            log(f"[{sec}] side by side: {rounds} rounds of {round_s} s each, 8 connections")
+            sbs = serve_load.side_by_side(servers, lon, lat, home, rounds=rounds,
+                                          seconds=round_s, connections=8)
     note = (f"{ld.tool}, {ld.connections} connections, {ld.seconds:.1f} s, "
             f"{ld.requests:,} requests, 10,000 distinct points inside the district; "
             f"client and server share the 2 cores")
@@ -341,6 +364,31 @@ def run_http(rep: Report, cluster: Cluster, idx: GridIndex, args: argparse.Names
         rep.add(sec, "GET /resolve latency p50 (bounded, 8 conn.)", bounded.p50_ms, "ms")
         rep.add(sec, "GET /resolve latency p99 (bounded, 8 conn.)", bounded.p99_ms, "ms",
                 Target("<=", 15))
+    if sbs is not None:
+        _side_by_side_rows(rep, sec, sbs, rounds, round_s)
+    else:
+        rep.note(f"{sec}: wrk is not installed: the baselines were not measured")
+
+
+def _side_by_side_rows(rep: Report, sec: str, sbs: serve_load.SideBySide, rounds: int,
+                       round_s: int) -> None:
+    how = (f"median of {rounds} alternated rounds of {round_s} s, wrk 8 connections, the "
+           f"same Lua script, 2 uvicorn workers each")
+    names = {"gridops": "gridops GET /resolve (full answer)",
+             "bare": "baseline: bare Starlette + shapely STRtree (code only)",
+             "postgis": "baseline: PostGIS ST_Covers per request, pooled"}
+    for kind, name in names.items():
+        rep.add(sec, f"{name}, throughput", sbs.rps(kind), "req/s", note=how)
+        rep.add(sec, f"{name}, p99", sbs.p99(kind), "ms",
+                Target("<=", 15) if kind == "gridops" else None,
+                note=f"errors {sbs.errors(kind)}")
+    for kind, bound in (("bare", 1.0), ("postgis", 3.0)):
+        rounds_ = ", ".join(f"{x:.2f}" for x in sbs.ratios("gridops", kind))
+        rep.add(sec, f"GET /resolve: gridops / {kind} baseline (same run)",
+                sbs.ratio("gridops", kind), "x", Target(">=", bound),
+                note=f"per round {rounds_}; {how}")
+    rep.add(sec, "GET /resolve errors (side by side)", sum(sbs.errors(k) for k in names), "",
+            Target("<=", 0))
 
 
 def index_from_specs(units: list[UnitSpec]) -> GridIndex:

@@ -41,12 +41,19 @@ def _gridops_exe() -> str:
     return found
 
 
+def _this_tree() -> str:
+    """PYTHONPATH for a server: this repository first (then what was there)."""
+    repo = str(Path(__file__).resolve().parent.parent)
+    return os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)
+
+
 @contextmanager
 def server(db_url: str, home: Path, workers: int = 2, ready_s: float = 180.0
            ) -> Iterator[str]:
     """`gridops serve --workers N` against a database; yields its base URL, stops it after."""
     port = free_port()
-    env = {**os.environ, "GRIDOPS_DATABASE_URL": db_url, "GRIDOPS_HOME": str(home)}
+    env = {**os.environ, "GRIDOPS_DATABASE_URL": db_url, "GRIDOPS_HOME": str(home),
+           "PYTHONPATH": _this_tree()}  # the code of this tree, whatever is installed
     logfile = home / f"serve-{port}.log"
     with open(logfile, "wb") as out:
         proc = subprocess.Popen(
@@ -62,25 +69,52 @@ def server(db_url: str, home: Path, workers: int = 2, ready_s: float = 180.0
         _stop(proc)
 
 
+@contextmanager
+def baseline_server(kind: str, db_url: str, home: Path, workers: int = 2,
+                    ready_s: float = 180.0) -> Iterator[str]:
+    """A baseline of benchmarks/baseline_servers.py ("bare": shapely STRtree, "postgis":
+    a query per request) under uvicorn with `workers` workers, as gridops serve runs;
+    yields its base URL."""
+    app = {"bare": "bare_app", "postgis": "postgis_app"}[kind]
+    port = free_port()
+    env = {**os.environ, "GRIDOPS_DATABASE_URL": db_url, "PYTHONPATH": _this_tree()}
+    logfile = home / f"baseline-{kind}-{port}.log"
+    with open(logfile, "wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", f"benchmarks.baseline_servers:{app}",
+             "--factory", "--host", HOST, "--port", str(port), "--workers", str(workers),
+             "--no-access-log", "--log-level", "info"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True, cwd=home)
+    base = f"http://{HOST}:{port}"
+    try:
+        _wait_ready(base, proc, logfile, workers, ready_s, path="/ready")
+        yield base
+    finally:
+        _stop(proc)
+
+
 def _wait_ready(base: str, proc: subprocess.Popen[bytes], logfile: Path, workers: int,
-                timeout_s: float) -> None:
-    """Until /health answers with an active generation and every worker has started."""
+                timeout_s: float, path: str = "/health") -> None:
+    """Until /health answers with an active generation (or `path` answers 200) and every
+    worker has started."""
     deadline = time.monotonic() + timeout_s
     with httpx.Client(base_url=base, timeout=5.0) as c:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 tail = logfile.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"gridops serve exited with {proc.returncode}:\n{tail}")
+                raise RuntimeError(f"{logfile.name}: the server exited with "
+                                   f"{proc.returncode}:\n{tail}")
             started = logfile.read_text(errors="replace").count("Application startup complete")
             try:
-                r = c.get("/health")
-                if (r.status_code == 200 and r.json().get("active_generation")
-                        and started >= workers):
+                r = c.get(path)
+                if (r.status_code == 200 and started >= workers
+                        and (path != "/health" or r.json().get("active_generation"))):
                     return
             except httpx.HTTPError:
                 pass
             time.sleep(0.25)
-    raise RuntimeError(f"gridops serve was not ready after {timeout_s:.0f} s; see {logfile}")
+    raise RuntimeError(f"the server was not ready after {timeout_s:.0f} s; see {logfile}")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -96,16 +130,20 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=10)
 
 
-def check_answers(base: str, lon: np.ndarray, lat: np.ndarray, expected: list[str | None]
-                  ) -> int:
-    """Resolve points over HTTP; how many answers differ from the in-process codes."""
+def check_answers(base: str, lon: np.ndarray, lat: np.ndarray, expected: list[str | None],
+                  key: str | None = "grid") -> int:
+    """Resolve points over HTTP; how many answers differ from the in-process codes (the
+    code of the answer's `grid`, or with key=None its `code`: the baselines')."""
     bad = 0
     with httpx.Client(base_url=base, timeout=10.0) as c:
         for x, y, want in zip(lon.tolist(), lat.tolist(), expected, strict=True):
             r = c.get("/resolve", params={"lon": repr(x), "lat": repr(y)})
             r.raise_for_status()
-            grid = r.json().get("grid")
-            got = grid["code"] if grid else None
+            if key is None:
+                got = r.json().get("code")
+            else:
+                grid = r.json().get(key)
+                got = grid["code"] if grid else None
             bad += got != want
     return bad
 
@@ -232,3 +270,50 @@ def load(base: str, lon: np.ndarray, lat: np.ndarray, workdir: Path, seconds: in
     log("    wrk is not installed: using the Python httpx client (it is the bottleneck)")
     httpx_load(base, lon, lat, seconds=2)
     return httpx_load(base, lon, lat, seconds=seconds)
+
+
+@dataclass
+class SideBySide:
+    """wrk runs on several servers under the same load, alternated round by round."""
+
+    runs: dict[str, list[Load]]
+
+    def rps(self, name: str) -> float:
+        """Median throughput of a server over the rounds."""
+        return float(np.median([r.rps for r in self.runs[name]]))
+
+    def p99(self, name: str) -> float:
+        """Median p99 latency (ms) of a server over the rounds."""
+        return float(np.median([r.p99_ms for r in self.runs[name]]))
+
+    def errors(self, name: str) -> int:
+        """Failed requests (non-2xx, socket errors) of a server, all rounds."""
+        return sum(r.errors for r in self.runs[name])
+
+    def ratio(self, a: str, b: str) -> float:
+        """Median over the rounds of a's throughput / b's in the same round."""
+        return float(np.median([x.rps / y.rps if y.rps else 0.0 for x, y in
+                                zip(self.runs[a], self.runs[b], strict=True)]))
+
+    def ratios(self, a: str, b: str) -> list[float]:
+        """a's throughput / b's, round by round."""
+        return [x.rps / y.rps if y.rps else 0.0
+                for x, y in zip(self.runs[a], self.runs[b], strict=True)]
+
+
+def side_by_side(servers: dict[str, str], lon: np.ndarray, lat: np.ndarray, workdir: Path,
+                 *, rounds: int = 3, seconds: int = 5, connections: int = 8) -> SideBySide:
+    """wrk (the same Lua script) on each server in turn, `rounds` times, the order rotated
+    each round so none always runs first; a 1 s warm-up per server before."""
+    names = list(servers)
+    for name in names:
+        wrk_load(servers[name], lon, lat, workdir, connections=connections, seconds=1)
+    runs: dict[str, list[Load]] = {n: [] for n in names}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            ld = wrk_load(servers[name], lon, lat, workdir, connections=connections,
+                          seconds=seconds)
+            runs[name].append(ld)
+            log(f"    round {r + 1}: {name}: {ld.rps:,.0f} req/s, p99 {ld.p99_ms:.2f} ms"
+                + (f", {ld.errors} errors" if ld.errors else ""))
+    return SideBySide(runs)

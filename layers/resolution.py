@@ -9,13 +9,14 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
+import orjson
 
 from layers.ownership import Snapshot, resolve_owner
 from layers.ownership_store import OwnershipRegistry
 from layers.resolver import IndexRegistry
 from layers.settings import Settings
 from spatial import h3index
-from spatial.crs import parse_crs, point_to_wgs84
+from spatial.crs import CRSInfo, parse_crs, point_to_wgs84
 from spatial.index import GridIndex
 
 
@@ -45,6 +46,80 @@ def nearest_grid(idx: GridIndex, lon: float, lat: float) -> dict[str, Any] | Non
     n = int(ng[0])
     return {"code": str(idx.codes[n]), "name": str(idx.names[n]),
             "distance_m": round(float(nd[0]), 2)}
+
+
+# ---------------------------------------------------------------- one point as JSON
+
+_FRAGMENTS = "point_answer_fragments"  # idx.meta key of the encoded parts of answers
+
+
+class _Fragments:
+    """The parts of /resolve answers that depend on the grid or generation only, each JSON
+    encoded once: per finest grid (on first use) its `grid` and `chain`, the generation,
+    each CRS."""
+
+    def __init__(self, idx: GridIndex) -> None:
+        self.grids: list[tuple[orjson.Fragment, orjson.Fragment] | None] = [None] * len(
+            idx.codes)
+        self.ref: Any = None
+        self.generation = orjson.Fragment(b"null")
+        self.crs: dict[CRSInfo, orjson.Fragment] = {}
+
+    def grid(self, idx: GridIndex, g: int) -> tuple[orjson.Fragment, orjson.Fragment]:
+        """(`grid`, `chain`) of finest grid g of idx (the index these are kept on)."""
+        frag = self.grids[g]
+        if frag is None:
+            chain = idx.chain(g)
+            frag = self.grids[g] = (orjson.Fragment(orjson.dumps(chain[-1] if chain else None)),
+                                    orjson.Fragment(orjson.dumps(chain)))
+        return frag
+
+    def generation_of(self, ref: Any) -> orjson.Fragment:
+        """The `generation` object (encoded again only if the index's ref changed)."""
+        if ref is not self.ref:
+            self.generation = orjson.Fragment(orjson.dumps(
+                {"id": ref.id, "label": ref.label,
+                 "activated_at": ref.activated_at.isoformat() if ref.activated_at else None}))
+            self.ref = ref
+        return self.generation
+
+    def crs_of(self, info: CRSInfo) -> orjson.Fragment:
+        """The `crs` object of a CRS."""
+        frag = self.crs.get(info)
+        if frag is None:
+            frag = self.crs[info] = orjson.Fragment(
+                orjson.dumps({"key": info.key, "name": info.name}))
+        return frag
+
+
+def _fragments(idx: GridIndex) -> _Fragments:
+    frags: _Fragments | None = idx.meta.get(_FRAGMENTS)
+    if frags is None:  # two threads racing build equal copies: either one will do
+        frags = idx.meta[_FRAGMENTS] = _Fragments(idx)
+    return frags
+
+
+def point_answer_json(idx: GridIndex, lon: float, lat: float, info: CRSInfo,
+                      raw: dict[str, Any]) -> bytes:
+    """The /resolve answer of one WGS84 point as JSON (api.schemas.resolve.ResolveOut):
+    inside, grid, chain, nearest, h3, wgs84, crs, input (the coordinates as given) and
+    generation. What depends on the grid only is encoded once per grid."""
+    frags = _fragments(idx)
+    g, cell = idx.lookup_one(lon, lat)
+    grid: orjson.Fragment | None
+    chain: orjson.Fragment | list[Any]
+    nearest: dict[str, Any] | None
+    if g >= 0:
+        grid, chain = frags.grid(idx, g)
+        inside, nearest = True, None
+    else:
+        grid, chain = None, []
+        inside, nearest = False, nearest_grid(idx, lon, lat)
+    return orjson.dumps({
+        "inside": inside, "grid": grid, "chain": chain, "nearest": nearest,
+        "h3": {"cell": h3index.cell_str(cell), "resolution": idx.resolution},
+        "wgs84": {"lon": lon, "lat": lat}, "crs": frags.crs_of(info), "input": raw,
+        "generation": frags.generation_of(idx.meta["generation"])})
 
 
 def answer_for(idx: GridIndex, snap: Snapshot, lon: float, lat: float, category: str,

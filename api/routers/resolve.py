@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from typing import IO, Annotated, Any
+from typing import IO, Annotated
 
 import anyio
 import numpy as np
 import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response, StreamingResponse
+from starlette.types import Scope, Send
 
 from api.bodies import limited_stream
 from api.deps import IndexesDep, SettingsDep
@@ -25,36 +27,14 @@ from layers.batch_io import (
     read_csv_batch,
     read_json_points,
 )
-from layers.resolution import nearest_grid
+from layers.resolution import point_answer_json
 from layers.resolver import IndexRegistry, columns, resolve_columns
 from layers.settings import Settings
-from spatial import h3index
-from spatial.crs import CRSInfo, parse_crs, to_wgs84
+from spatial.crs import parse_crs, to_wgs84
 from spatial.errors import InvalidInput
 from spatial.index import GridIndex
 
 router = APIRouter(route_class=CheckedRoute, tags=["resolve"])
-
-def _answer_one(idx: GridIndex, lon: float, lat: float, info: CRSInfo,
-                raw: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    g, cell = idx.lookup_one(lon, lat)
-    chain = idx.chain(g) if g >= 0 else []
-    ref = idx.meta["generation"]
-    nearest = None if g >= 0 else nearest_grid(idx, lon, lat)
-    return {
-        "inside": g >= 0,
-        "grid": chain[-1] if chain else None,
-        "chain": chain,
-        "nearest": nearest,
-        "h3": {"cell": h3index.cell_str(cell), "resolution": idx.resolution},
-        "wgs84": {"lon": lon, "lat": lat},
-        "crs": {"key": info.key, "name": info.name},
-        "input": raw,
-        "generation": {"id": ref.id, "label": ref.label,
-                       "activated_at": ref.activated_at.isoformat() if ref.activated_at
-                       else None},
-    }
-
 
 async def _one(indexes: IndexRegistry, settings: Settings, body: ResolveIn) -> Response:
     info = parse_crs(body.crs)
@@ -68,8 +48,8 @@ async def _one(indexes: IndexRegistry, settings: Settings, body: ResolveIn) -> R
     lon, lat, info = to_wgs84(np.array([first]), np.array([second]), body.crs, fields=names)
     idx = await get_index(indexes, body.at, body.generation)
     raw = {names[0]: first, names[1]: second, "crs": body.crs}
-    answer = _answer_one(idx, float(lon[0]), float(lat[0]), info, raw, settings)
-    return Response(orjson.dumps(answer), media_type="application/json")
+    return Response(point_answer_json(idx, float(lon[0]), float(lat[0]), info, raw),
+                    media_type="application/json")
 
 
 @router.get("/resolve", response_model=ResolveOut, responses=errors(404, 422, 503))
@@ -92,6 +72,76 @@ async def resolve_get(
 async def resolve_post(indexes: IndexesDep, settings: SettingsDep, body: ResolveIn) -> Response:
     """Resolve one point (JSON body) to its grid at every level."""
     return await _one(indexes, settings, body)
+
+
+# ---------------------------------------------------------------- the fast path
+
+# a decimal number both Python's float() and pydantic read alike: no sign but a leading '-',
+# no '+' (a space in a query string), no underscores, spaces, percent escapes, nan or inf
+_NUMBER = re.compile(rb"-?[0-9]{1,20}(?:\.[0-9]{1,30})?(?:[eE]-?[0-9]{1,3})?")
+_WGS84 = parse_crs("EPSG:4326")
+_JSON = b"application/json"
+
+
+def _plain_lonlat(qs: bytes) -> tuple[float, float] | None:
+    """lon and lat of a query string that is exactly `lon=<number>&lat=<number>` (either
+    order; plain decimals, finite and in range); None for anything else."""
+    a, sep, b = qs.partition(b"&")
+    if not sep or len(qs) > 120:
+        return None
+    ka, _, va = a.partition(b"=")
+    kb, _, vb = b.partition(b"=")
+    if ka == b"lat" and kb == b"lon":
+        va, vb = vb, va
+    elif ka != b"lon" or kb != b"lat":
+        return None
+    if _NUMBER.fullmatch(va) is None or _NUMBER.fullmatch(vb) is None:
+        return None
+    lon, lat = float(va), float(vb)
+    if not (abs(lon) <= 180.0 and abs(lat) <= 90.0):  # inf too (1e999)
+        return None
+    return lon, lat
+
+
+class ResolveFastPath:
+    """`GET /resolve?lon=..&lat=..` (the hot path: WGS84, the active grid, nothing else
+    asked) answered straight from the index, ahead of FastAPI's middleware, routing,
+    dependencies and validation (api.app.GridopsAPI calls `handle` first). The answer is
+    the route's own: the same point_answer_json, the same headers. Any other request, and
+    any such one this cannot answer (an error to report, no active grid yet, another
+    parameter, an unusual spelling, anything raised), is left to the app, which answers it
+    as it always does; the route above stays what the OpenAPI document describes."""
+
+    def __init__(self, indexes: IndexRegistry) -> None:
+        self.indexes = indexes
+
+    async def handle(self, scope: Scope, send: Send) -> bool:
+        """Answer the request if it is the hot path's (True), else leave it (False)."""
+        if (scope["path"] != "/resolve" or scope["method"] != "GET"
+                or scope.get("root_path")):
+            return False
+        try:
+            body = self.answer(scope["query_string"])
+        except Exception:  # the route will say what it is
+            return False
+        if body is None:
+            return False
+        await send({"type": "http.response.start", "status": 200, "headers": [
+            (b"content-length", str(len(body)).encode()), (b"content-type", _JSON)]})
+        await send({"type": "http.response.body", "body": body})
+        return True
+
+    def answer(self, qs: bytes) -> bytes | None:
+        """The answer's body, or None when the full route must answer."""
+        idx = self.indexes.active
+        if idx is None:
+            return None
+        point = _plain_lonlat(qs)
+        if point is None:
+            return None
+        lon, lat = point
+        return point_answer_json(idx, lon, lat, _WGS84,
+                                 {"lon": lon, "lat": lat, "crs": "EPSG:4326"})
 
 
 # ---------------------------------------------------------------- batch

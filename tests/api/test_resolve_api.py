@@ -136,3 +136,61 @@ def test_as_of_uses_the_generation_of_that_time(client: TestClient, demo_loaded:
     assert r.status_code == 404 and "no generation was active" in r.json()["detail"]
     r = client.get("/resolve", params={"lon": LON, "lat": LAT, "generation": demo_loaded})
     assert r.status_code == 200 and r.json()["generation"]["id"] == demo_loaded
+
+
+# ---------------------------------------------------------------- the GET fast path
+
+
+def _full_route(query: str) -> str:
+    """The same query with its names percent-encoded: the fast path leaves it to FastAPI's
+    route, which decodes it to the same parameters."""
+    return "&".join("".join(f"%{ord(c):02X}" for c in k) + "=" + v
+                    for k, v in (p.split("=", 1) for p in query.split("&")))
+
+
+def test_fast_path_answers_as_the_route_does(client: TestClient, demo_loaded: int) -> None:
+    fast = client.app.fast_path  # type: ignore[attr-defined]
+    assert fast is not None  # the app is running
+    rng = np.random.default_rng(7)
+    lon = [*rng.uniform(121.0, 121.5, 300).tolist(), LON, 121.6, 121.2277, 180.0, -180.0]
+    lat = [*rng.uniform(30.85, 31.2, 300).tolist(), LAT, 31.2, 31.0322, 90.0, -90.0]
+    inside = 0
+    for x, y in zip(lon, lat, strict=True):
+        for q in (f"lon={x!r}&lat={y!r}", f"lat={y!r}&lon={x!r}"):
+            assert fast.answer(q.encode()) is not None, q
+            a, b = client.get(f"/resolve?{q}"), client.get(f"/resolve?{_full_route(q)}")
+            assert a.status_code == b.status_code == 200, (q, a.text, b.text)
+            assert a.content == b.content, q
+            assert a.headers == b.headers, q
+        inside += orjson.loads(a.content)["inside"]
+    assert 0 < inside < len(lon)
+    # other spellings of numbers the fast path takes: read as the route reads them
+    for q in ["lon=121&lat=31", "lon=0121.2277&lat=031.0322", "lon=1.212277e2&lat=3103.22E-2",
+              "lon=-0&lat=-0.0", "lon=121.22770000000000000001&lat=31.0322",
+              "lon=121.2277&lat=31.03220000000000000000000000009"]:
+        assert fast.answer(q.encode()) is not None, q
+        a, b = client.get(f"/resolve?{q}"), client.get(f"/resolve?{_full_route(q)}")
+        assert a.status_code == b.status_code == 200, (q, a.text, b.text)
+        assert a.content == b.content, q
+
+
+def test_fast_path_leaves_anything_unusual_to_the_route(
+        client: TestClient, demo_loaded: int) -> None:
+    fast = client.app.fast_path  # type: ignore[attr-defined]
+    for q in ["lon=nan&lat=31", "lon=inf&lat=31", "lon=1e999&lat=31", "lon=121&lat=91",
+              "lon=181&lat=31", "lon=+121.2&lat=31", "lon=121.2%30&lat=31", "lon=121_2&lat=31",
+              "lon=121.2&lat=31&crs=EPSG:4326", "lon=121.2&lat=31&lat=31.1", "lon=121.2",
+              "lon=121.2&lat=31&generation=1", "lon=121.2&lat=31&x=%00", "lon= 121.2&lat=31",
+              "lon=121.&lat=31", "lon=.5&lat=31", "lon=121.2&lat=", "lon=121.2&&lat=31",
+              "x=121.2&y=31", "lon=121.2&lat=31&", "lon=1e+2&lat=31", ""]:
+        assert fast.answer(q.encode()) is None, q
+    # and the route answers them as before
+    r = client.get("/resolve?lon=121.2277&lat=31.0322&x=%00")
+    assert r.status_code == 422 and "'x'" in r.json()["detail"]
+    r = client.get("/resolve?lon=1e999&lat=31")
+    assert r.status_code == 422 and "lon" in r.json()["detail"]
+    r = client.get("/resolve?lon=121.2277&lat=31.0322&lat=31.2")  # the last one counts
+    assert r.status_code == 200 and r.json()["input"]["lat"] == 31.2
+    r = client.get("/resolve?lon=121.2277&lat=31.0322&generation=999999")
+    assert r.status_code == 404
+    assert client.head("/resolve?lon=121.2277&lat=31.0322").status_code == 405

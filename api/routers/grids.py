@@ -25,7 +25,13 @@ CodePath = Annotated[str, Path(description="unit code (6/9/12/15 digits)",
 
 
 @router.get("", response_class=GeoJSONResponse, response_model=UnitCollection,
-            responses={200: {"content": {**geojson(UnitCollection)["content"],
+            responses={200: {"content": {"application/geo+json": {"schema": {"anyOf": [
+                                 geojson(UnitCollection)["content"]["application/geo+json"][
+                                     "schema"],
+                                 {"description": "f=geojson: the whole generation as a file",
+                                  "type": "object", "required": ["type", "features"],
+                                  "properties": {"type": {"const": "FeatureCollection"},
+                                                 "features": {"type": "array"}}}]}},
                                          **{m: {"schema": {"type": "string",
                                                            "format": "binary"}}
                                             for m in gisfile.MEDIA_TYPES.values()

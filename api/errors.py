@@ -177,5 +177,6 @@ def _finish_answer(status: str, answer: dict[str, Any]) -> None:
             content["application/json"] = content.pop(media)
     for entry in content.values():
         schema = entry.get("schema")
-        if isinstance(schema, dict) and "$ref" in schema and schema.get("type") == "string":
+        if (isinstance(schema, dict) and ("$ref" in schema or "anyOf" in schema)
+                and schema.get("type") == "string"):
             del schema["type"]

@@ -19,14 +19,11 @@ import shapely
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from etl.demo_city import songjiang_units
 from layers import responsibility as resp
-from layers.db import make_engine
 from layers.layer_files import import_layer_file, read_file
-from layers.settings import Settings
 
-from .env import create_database, load_grid, throwaway_cluster
-from .owner import KINDS, _seed_layers
+from .env import throwaway_cluster
+from .owner import KINDS, demo_with_layers
 
 TARGET_S = 60.0
 
@@ -85,14 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.layer_import")
     ap.add_argument("--assets", type=int, default=1_000_000)
     args = ap.parse_args(argv)
-    specs = songjiang_units()
     with throwaway_cluster() as cluster, tempfile.TemporaryDirectory() as tmp:
-        url = create_database(cluster, "layer_import_bench")
-        settings = Settings(database_url=url)
-        engine = make_engine(url)
-        load_grid(engine, specs, settings, "bench")
-        with Session(engine) as s, s.begin():
-            _seed_layers(s)
+        _, engine, specs = demo_with_layers(cluster, "layer_import_bench")
         gpkg = Path(tmp) / "assets.gpkg"
         t0 = time.perf_counter()
         synthetic_assets(gpkg, args.assets, specs[0].geometry)

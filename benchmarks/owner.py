@@ -6,12 +6,13 @@ from __future__ import annotations
 import argparse
 import io
 import time
+from typing import Any
 
 import numpy as np
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from etl.demo_city import songjiang_units
+from etl.demo_city import UnitSpec, songjiang_units
 from layers import grids
 from layers import responsibility as resp
 from layers.db import make_engine
@@ -62,20 +63,27 @@ def _copy_assets(session: Session, n: int, bounds: tuple[float, ...], seed: int)
                         "owner_department, maintainer_department, geom) FROM STDIN", buf)
 
 
+def demo_with_layers(cluster: Any, name: str) -> tuple[Settings, Engine, list[UnitSpec]]:
+    """A database of the cluster with the demo grid loaded and the owner layers seeded."""
+    specs = songjiang_units()
+    url = create_database(cluster, name)
+    settings = Settings(database_url=url)
+    engine = make_engine(url)
+    load_grid(engine, specs, settings, "bench")
+    with Session(engine) as s, s.begin():
+        _seed_layers(s)
+    return settings, engine, specs
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run and print."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.owner")
     ap.add_argument("--assets", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=10_000)
     args = ap.parse_args(argv)
-    specs = songjiang_units()
     with throwaway_cluster() as cluster:
-        url = create_database(cluster, "owner_bench")
-        settings = Settings(database_url=url)
-        engine = make_engine(url)
-        load_grid(engine, specs, settings, "bench")
+        settings, engine, specs = demo_with_layers(cluster, "owner_bench")
         with Session(engine) as s, s.begin():
-            _seed_layers(s)
             # codes must be unique per kind: one serial space per category
             _copy_assets(s, args.assets, specs[0].geometry.bounds, 7)
             s.execute(text("ANALYZE asset"))

@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Text,
     Time,
+    UniqueConstraint,
     func,
     text,
 )
@@ -62,6 +63,9 @@ class Generation(Base):
     )
     activated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     active: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # migration 0014: who made a draft, and the generation it was made from
+    created_by: Mapped[str | None] = mapped_column(String(100))
+    base_id: Mapped[int | None] = mapped_column(Integer, ForeignKey("generation.id"))
 
 
 class GridUnit(Base):
@@ -99,6 +103,53 @@ class GridUnit(Base):
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now()
     )
+    # migration 0014: bumped by every edit of a draft's own row (the unit's ETag)
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
+
+
+class GridLineage(Base):
+    """A unit a generation created and one of its predecessors (a unit of the generation it
+    was made from): the area it took from it, as shares of both (migration 0014)."""
+
+    __tablename__ = "grid_lineage"
+    __table_args__ = (
+        CheckConstraint("kind IN ('split', 'merge', 'redraw', 'reparent', 'attributes', "
+                        "'new')", name="grid_lineage_kind"),
+        UniqueConstraint("unit_id", "predecessor_id", name="grid_lineage_pair"),
+        Index("grid_lineage_unit", "unit_id"),
+        Index("grid_lineage_predecessor", "predecessor_id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    generation_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("generation.id", ondelete="CASCADE"))
+    unit_id: Mapped[int] = mapped_column(BigInteger,
+                                         ForeignKey("grid_unit.id", ondelete="CASCADE"))
+    predecessor_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("grid_unit.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    area_m2: Mapped[float] = mapped_column(Float)
+    share_of_predecessor: Mapped[float] = mapped_column(Float)
+    share_of_unit: Mapped[float] = mapped_column(Float)
+
+
+class GenerationEvent(Base):
+    """One planning step: who, when, what, on which codes (migration 0014). Kept when its
+    draft is discarded, so generation_id has no foreign key."""
+
+    __tablename__ = "generation_event"
+    __table_args__ = (Index("generation_event_gen", "generation_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    generation_id: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True),
+                                         server_default=text("clock_timestamp()"))
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(32))
+    codes: Mapped[list[str]] = mapped_column(ARRAY(String(32)), default=list,
+                                             server_default=text("'{}'"))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict,
+                                                   server_default=text("'{}'::jsonb"))
 
 
 class GridPiece(Base):

@@ -58,6 +58,14 @@ class Conflict(GridopsError, status=409, code="conflict"):
     """The request conflicts with what is stored."""
 
 
+class PreconditionFailed(GridopsError, status=412, code="precondition_failed"):
+    """An If-Match names a version that is no longer the stored one."""
+
+
+class PreconditionRequired(GridopsError, status=428, code="precondition_required"):
+    """A change of a versioned resource must say which version it changes (If-Match)."""
+
+
 class Unavailable(GridopsError, status=503, code="unavailable"):
     """The service cannot answer yet (no grid loaded, database down)."""
 

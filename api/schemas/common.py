@@ -72,10 +72,14 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     401: "No token, or an unknown or revoked one (code unauthorized)",
     403: "The token's role may not do this (code forbidden)",
     404: "Not found (code not_found): the named thing, generation or time",
-    409: "Conflict with what is stored (code conflict)",
+    409: "Conflict with what is stored (code conflict; a stale version: stale_version)",
+    412: "If-Match names a version that is no longer the stored one (code "
+         "precondition_failed)",
     413: "The body is over its size limit (code too_large)",
     415: "Unsupported media type",
     422: "Invalid input",
+    428: "The change must say which version it changes: send If-Match with the ETag (code "
+         "precondition_required)",
     503: "Unavailable: no active grid generation yet (code no_active_grid) or the "
          "database is not reachable (code database_unavailable)",
 }

@@ -240,7 +240,8 @@ class _Units:
 
 def validate_coverage(codes: Sequence[str], levels: Sequence[int],
                       parent_codes: Sequence[str | None], geometries: Sequence[Any],
-                      config: CoverageConfig | None = None) -> list[Problem]:
+                      config: CoverageConfig | None = None, *,
+                      gaps_for: Sequence[str] | None = None) -> list[Problem]:
     """Every broken nested-grid invariant of the units, in the order of KINDS.
 
     Same checks as the PostGIS ones they replace: invalid_geometry (those units take no
@@ -260,7 +261,10 @@ def validate_coverage(codes: Sequence[str], levels: Sequence[int],
     pairs, overlaps = _overlaps(u, cfg, u.pgroup, "sibling_overlap",
                                 "m² overlap between siblings")
     out += overlaps
-    out += _gaps(u, cfg, covered, pairs)
+    wanted = None if gaps_for is None else set(gaps_for)
+    among = None if wanted is None else np.fromiter((c in wanted for c in u.codes), bool,
+                                                    count=len(u.codes))
+    out += _gaps(u, cfg, covered, pairs, among)
     return out
 
 

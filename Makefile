@@ -33,6 +33,7 @@ bench:
 	$(BIN)/python -m benchmarks.cli_resolve $(if $(filter --quick,$(BENCH_ARGS)),--rows 200000 --repeats 1)
 	$(BIN)/python -m benchmarks.grid_import $(if $(filter --quick,$(BENCH_ARGS)),--grids 20000)
 	$(BIN)/python -m benchmarks.layer_import $(if $(filter --quick,$(BENCH_ARGS)),--assets 100000)
+	$(BIN)/python -m benchmarks.planning $(if $(filter --quick,$(BENCH_ARGS)),--grids 20000)
 	$(BIN)/python -m benchmarks.intake $(filter --quick,$(BENCH_ARGS))
 	$(BIN)/python -m benchmarks.maps $(filter --quick,$(BENCH_ARGS))
 	$(BIN)/python -m benchmarks.soak $(filter --quick,$(BENCH_ARGS))

@@ -9,7 +9,7 @@ import logging
 
 import typer
 
-from etl.commands import data, db, grids, layers, serve, users
+from etl.commands import data, db, generations, grids, layers, serve, users
 
 app = typer.Typer(help="gridops: spatial operations for city grid management.",
                   no_args_is_help=True, add_completion=False)
@@ -21,6 +21,7 @@ app.command("osm-assets")(data.osm_assets_cmd)
 app.command("escalate")(data.escalate_cmd)
 app.add_typer(db.app, name="db")
 app.add_typer(grids.app, name="grids")
+app.add_typer(generations.app, name="generations")
 app.add_typer(layers.app, name="layers")
 app.add_typer(users.app, name="users")
 

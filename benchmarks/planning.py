@@ -126,7 +126,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.planning")
     ap.add_argument("--grids", type=int, default=100_000, help="megacity size (0: skip)")
     ap.add_argument("--samples", type=int, default=5, help="edits of each kind per city")
-    ap.add_argument("--json", type=Path, default=Path("benchmarks/results/planning.json"))
+    ap.add_argument("--json", type=Path, default=Path("/tmp/gridops-bench-planning.json"))
     args = ap.parse_args(argv)
     rep = Report()
     with throwaway_cluster() as cluster:

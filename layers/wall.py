@@ -18,6 +18,7 @@ from layers.hotspots import parent_cell_sql
 from layers.settings import Settings
 from layers.versioning import in_generation, valid_at
 from layers.workflow import OPEN
+from spatial.errors import NotFound
 
 OPEN_SQL = "c.status IN (" + ", ".join(f"'{s}'" for s in OPEN) + ")"
 SIMPLIFY_DEG = 5e-6  # ~0.5 m: outlines for a wall, not for surveying
@@ -175,9 +176,24 @@ def grid_cases(session: Session, code: str, now: datetime, limit: int = 25
     return {"by_status": by_status, "latest": latest}
 
 
+def published_unit(session: Session, gen_id: int, code: str, *, precision: int = 7) -> Any:
+    """grids.get_unit, its 404 judged from published generations only: a code that only a
+    pending draft holds "does not exist in any generation" (as before the draft existed)."""
+    try:
+        return grids.get_unit(session, gen_id, code, precision=precision)
+    except NotFound:
+        known = session.scalar(text(
+            "SELECT EXISTS (SELECT 1 FROM grid_unit u JOIN generation g "
+            "ON g.id = u.generation_low WHERE u.code = :code AND g.activated_at IS NOT NULL)"),
+            {"code": code})
+        when = "in this generation" if known else "in any generation"
+        raise NotFound(f"grid unit {code!r} does not exist {when} (generation {gen_id})"
+                       ) from None
+
+
 def unit_feature(session: Session, gen_id: int, code: str) -> dict[str, Any]:
     """One unit for a page: its fields and its outline (GeoJSON, 6 decimals)."""
-    u = grids.get_unit(session, gen_id, code, precision=6)
+    u = published_unit(session, gen_id, code, precision=6)
     return {"code": u.code, "name": u.name, "level": u.level, "area_m2": u.area_m2,
             "generation_low": u.generation_low, "lon": u.lon, "lat": u.lat,
             "leader_name": u.leader_name, "leader_phone": u.leader_phone,

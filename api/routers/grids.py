@@ -10,11 +10,12 @@ from fastapi.responses import Response
 
 from api.deps import SessionDep, SettingsDep, StaffViewDep
 from api.geojson import GeoJSONResponse, feature, unit_properties
-from api.params import BboxDep, GenerationDep
+from api.params import BboxDep
 from api.routing import CheckedRoute
 from api.schemas.common import GenerationOut, errors, geojson
 from api.schemas.grids import UnitCollection, UnitDetail, UnitHistory
-from layers import gisfile, grid_export, grids
+from api.visibility import ReadableGenerationDep, published_ends, published_high
+from layers import gisfile, grid_export, grids, wall
 from spatial.errors import InvalidInput
 
 router = APIRouter(route_class=CheckedRoute, prefix="/grids", tags=["grids"])
@@ -22,6 +23,14 @@ router = APIRouter(route_class=CheckedRoute, prefix="/grids", tags=["grids"])
 ExportFormat = Literal["gpkg", "shp", "geojson", "fgb", "csv"]
 CodePath = Annotated[str, Path(description="unit code (6/9/12/15 digits)",
                                pattern=r"^[0-9]{1,32}$")]
+
+
+def _properties(row: Any, staff: StaffViewDep, ends: list[int]) -> dict[str, Any]:
+    """A unit's feature properties, its generation_high as published (a pending draft's
+    end of the row is not shown)."""
+    props: dict[str, Any] = unit_properties(row, staff)
+    props["generation_high"] = published_high(row.generation_high, ends)
+    return props
 
 
 @router.get("", response_class=GeoJSONResponse, response_model=UnitCollection,
@@ -41,7 +50,7 @@ def list_grids(
     request: Request,
     session: SessionDep,
     settings: SettingsDep,
-    gen: GenerationDep,
+    gen: ReadableGenerationDep,
     staff: StaffViewDep,
     box: BboxDep,
     level: Annotated[str | None, Query(description="rank (1-4) or key (district, street, "
@@ -80,6 +89,7 @@ def list_grids(
     rank = grids.level_rank(session, level) if level is not None else None
     rows, total = grids.list_units(session, gen.id, level=rank, parent=parent, bbox=box,
                                    limit=limit, offset=offset)
+    ends = published_ends(session)
     links: list[dict[str, str]] = []
     if offset + len(rows) < total:
         nxt = request.url.include_query_params(offset=offset + limit, limit=limit)
@@ -93,7 +103,7 @@ def list_grids(
         "numberMatched": total,
         "numberReturned": len(rows),
         "links": links,
-        "features": [feature(r, unit_properties(r, staff)) for r in rows],
+        "features": [feature(r, _properties(r, staff, ends)) for r in rows],
     }
     return GeoJSONResponse(body)
 
@@ -101,10 +111,10 @@ def list_grids(
 @router.get("/{code}", response_class=GeoJSONResponse, response_model=UnitDetail,
             responses={200: geojson(UnitDetail), **errors(404, 422, 503)})
 def get_grid(code: CodePath, session: SessionDep, settings: SettingsDep, staff: StaffViewDep,
-             gen: GenerationDep) -> GeoJSONResponse:
+             gen: ReadableGenerationDep) -> GeoJSONResponse:
     """One unit as a Feature, with its parent chain, children and edge neighbours (四至)."""
-    row = grids.get_unit(session, gen.id, code)
-    props: dict[str, Any] = unit_properties(row, staff)
+    row = wall.published_unit(session, gen.id, code)
+    props = _properties(row, staff, published_ends(session))
     props["generation"] = gen.id
     props["point_on_surface"] = [row.lon, row.lat]
     props["parents"] = [dict(p._mapping) for p in grids.parent_chain(session, gen.id, code)]
@@ -124,12 +134,14 @@ def get_grid(code: CodePath, session: SessionDep, settings: SettingsDep, staff: 
 def grid_history(code: CodePath, session: SessionDep, staff: StaffViewDep) -> dict[str, Any]:
     """Every version of a unit across generations, with when each was valid."""
     rows = grids.history(session, code)
-    gens = {g.id: g for g in grids.list_generations(session)}
+    gens = {g.id: g for g in grids.list_generations(session) if g.activated_at is not None}
+    ends = sorted(gens)
     versions = []
     for r in rows:
         versions.append({
             "name": r.name, "level": r.level, "parent_code": r.parent_code,
-            "generation_low": r.generation_low, "generation_high": r.generation_high,
+            "generation_low": r.generation_low,
+            "generation_high": published_high(r.generation_high, ends),
             "generation_label": r.low_label,
             "valid_from": r.valid_from, "valid_to": r.valid_to,
             "current": r.current,

@@ -15,11 +15,12 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.types import Scope, Send
 
 from api.bodies import limited_stream
-from api.deps import IndexesDep, SettingsDep
-from api.params import At, Crs, GenerationParam, get_index
+from api.deps import IndexesDep, ServicesDep, SettingsDep
+from api.params import At, Crs, GenerationParam
 from api.routing import CheckedRoute, media_type, reads
 from api.schemas.common import CSV, CSV_CONTENT, GEOJSON, errors, media
 from api.schemas.resolve import BatchFeatureCollection, BatchOut, ResolveIn, ResolveOut
+from api.visibility import readable_index
 from layers.batch_io import (
     Points,
     encode_csv,
@@ -36,7 +37,8 @@ from spatial.index import GridIndex
 
 router = APIRouter(route_class=CheckedRoute, tags=["resolve"])
 
-async def _one(indexes: IndexRegistry, settings: Settings, body: ResolveIn) -> Response:
+async def _one(request: Request, services: ServicesDep, indexes: IndexRegistry,
+               body: ResolveIn) -> Response:
     info = parse_crs(body.crs)
     names = ("x", "y") if info.projected else ("lon", "lat")
     first = body.x if body.x is not None else body.lon
@@ -46,15 +48,16 @@ async def _one(indexes: IndexRegistry, settings: Settings, body: ResolveIn) -> R
         raise InvalidInput(f"{missing}: required (give lon and lat, or x and y for a "
                            f"projected CRS)")
     lon, lat, info = to_wgs84(np.array([first]), np.array([second]), body.crs, fields=names)
-    idx = await get_index(indexes, body.at, body.generation)
+    # a draft only for a planner or centre token (api.visibility: a draft never leaks)
+    idx = await readable_index(request, services, indexes, body.at, body.generation)
     raw = {names[0]: first, names[1]: second, "crs": body.crs}
     return Response(point_answer_json(idx, float(lon[0]), float(lat[0]), info, raw),
                     media_type="application/json")
 
 
-@router.get("/resolve", response_model=ResolveOut, responses=errors(404, 422, 503))
+@router.get("/resolve", response_model=ResolveOut, responses=errors(401, 404, 422, 503))
 async def resolve_get(
-    indexes: IndexesDep, settings: SettingsDep,
+    request: Request, services: ServicesDep, indexes: IndexesDep,
     lon: Annotated[float | None, Query(description="longitude (or x in metres)")] = None,
     lat: Annotated[float | None, Query(description="latitude (or y in metres)")] = None,
     x: Annotated[float | None, Query()] = None,
@@ -65,13 +68,14 @@ async def resolve_get(
 ) -> Response:
     """Resolve one point to its grid at every level (in memory: microseconds)."""
     body = ResolveIn(lon=lon, lat=lat, x=x, y=y, crs=crs, at=at, generation=generation)
-    return await _one(indexes, settings, body)
+    return await _one(request, services, indexes, body)
 
 
-@router.post("/resolve", response_model=ResolveOut, responses=errors(404, 422, 503))
-async def resolve_post(indexes: IndexesDep, settings: SettingsDep, body: ResolveIn) -> Response:
+@router.post("/resolve", response_model=ResolveOut, responses=errors(401, 404, 422, 503))
+async def resolve_post(request: Request, services: ServicesDep, indexes: IndexesDep,
+                       body: ResolveIn) -> Response:
     """Resolve one point (JSON body) to its grid at every level."""
-    return await _one(indexes, settings, body)
+    return await _one(request, services, indexes, body)
 
 
 # ---------------------------------------------------------------- the fast path
@@ -193,11 +197,11 @@ def _stream(idx: GridIndex, pts: Points, kind: str, crs: str,
     200: {"description": "JSON for a JSON array, GeoJSON for a FeatureCollection, CSV for "
                          "CSV (the answer is streamed)",
           "content": {GEOJSON: media(BatchFeatureCollection), CSV: CSV_CONTENT}},
-    **errors(404, 413, 415, 422, 503)},
+    **errors(401, 404, 413, 415, 422, 503)},
     openapi_extra=reads("application/json", "application/geo+json", "text/csv",
                        "application/csv", limit="batch_max_bytes"))
 async def resolve_batch(
-    request: Request, settings: SettingsDep, indexes: IndexesDep,
+    request: Request, settings: SettingsDep, services: ServicesDep, indexes: IndexesDep,
     crs: Annotated[str, Query(description="CRS of every point")] = "EPSG:4326",
     at: At = None,
     generation: GenerationParam = None,
@@ -220,7 +224,7 @@ async def resolve_batch(
         else:
             pts, kind = await anyio.to_thread.run_sync(read_json_points, spool, limit)
             media = "application/geo+json" if kind == "geojson" else "application/json"
-    idx = await get_index(indexes, at, generation)
+    idx = await readable_index(request, services, indexes, at, generation)
     ref = idx.meta["generation"]
     headers = {"X-Gridops-Generation": str(ref.id), "X-Gridops-CRS": parse_crs(crs).key,
                "X-Gridops-Count": str(len(pts))}

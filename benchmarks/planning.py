@@ -33,16 +33,25 @@ DEMO_S, MEGA_S = 0.2, 1.0
 
 
 def _pairs(session: Session, same_parent: bool, n: int) -> list[tuple[str, str]]:
+    """n pairs of finest grids sharing an edge over 50 m (siblings or not), from a sample
+    of grids (a self-join of the whole megacity would take minutes)."""
     op = "=" if same_parent else "<>"
     rows = session.execute(text(f"""
         WITH g AS (SELECT * FROM grid_unit WHERE generation_high IS NULL
-                    AND level = (SELECT max(level) FROM grid_unit))
-        SELECT a.code AS a, b.code AS b FROM g a JOIN g b
-          ON b.code > a.code AND b.parent_code {op} a.parent_code AND a.geom && b.geom
+                    AND level = (SELECT max(level) FROM grid_unit)),
+             s AS (SELECT * FROM g ORDER BY md5(code) LIMIT :sample)
+        SELECT DISTINCT ON (a.code) a.code AS a, b.code AS b FROM s a JOIN g b
+          ON b.code <> a.code AND b.parent_code {op} a.parent_code AND a.geom && b.geom
          WHERE ST_Length(ST_Transform(ST_Intersection(ST_Boundary(a.geom),
                          ST_Boundary(b.geom)), 4549)) > 50
-         ORDER BY md5(a.code || b.code) LIMIT :n"""), {"n": n}).all()
-    return [(r.a, r.b) for r in rows]
+         ORDER BY a.code, b.code"""), {"sample": 40 * n}).all()
+    pairs: list[tuple[str, str]] = []
+    used: set[str] = set()
+    for r in rows:
+        if r.a not in used and r.b not in used:
+            pairs.append((r.a, r.b))
+            used |= {r.a, r.b}
+    return pairs[:n]
 
 
 def _cut(geom: Any) -> LineString:

@@ -364,8 +364,9 @@ def validate_plan(session: Session, gen_id: int, plan: Plan, settings: Settings
                     found.append(_violation("overlap", (r.code, o.code),
                                             f"{a:.2f} m² overlap with a unit of another "
                                             "parent", ix, a))
-        # the territory the edited units held must stay covered, and not grow
-        if olds and okn:
+        # the territory the edited units held must stay covered, and not grow (checked at
+        # the level edited: the parents that follow would only repeat it)
+        if olds and okn and any(r.code in plan.direct for r in (*olds, *news)):
             was, now = _union([r.geom for r in olds]), _union([r.geom for r in okn])
             held = _union([r.geom for r in near]) if near else None
             lost = shapely.difference(was, now)

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import pytest
 import shapely
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from shapely import LineString, box
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -221,3 +224,42 @@ def test_activated_generation_cannot_be_edited(session: Session, settings: Setti
     with pytest.raises(Conflict, match="history"):
         drafts.move(session, draft.id, N2, C1, settings, actor="a")
     assert session.execute(text("SELECT 1")).scalar() == 1
+
+
+# the incremental check and the whole-generation report agree, on any replacement of a grid
+
+
+@hsettings(max_examples=40, deadline=None,
+           suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(x0=st.floats(-0.3, 0.3), x1=st.floats(0.7, 1.3), y0=st.floats(0.2, 0.8),
+       y1=st.floats(0.7, 1.3), snap=st.booleans())
+def test_incremental_check_agrees_with_the_whole_report(
+        session: Session, settings: Settings, draft: Generation, x0: float, x1: float,
+        y0: float, y1: float, snap: bool) -> None:
+    if snap:  # often exactly on the old edges, so that valid edits are drawn too
+        x0, x1, y1 = 0.0, 1.0, 1.0
+    shape = box(X0 + x0 * D, Y0 + y0 * D, X0 + x1 * D, Y0 + y1 * D)
+    old = drafts.unit(session, draft.id, N1)
+    plan = drafts.Plan("put", old={N1: old}, direct={N1})
+    plan.new[N1] = drafts.Row(old.id, N1, old.name, old.level, old.parent_code, shape,
+                              old.generation_low, old.revision)
+    district = drafts.unit(session, draft.id, "319999").geom
+    sp = session.begin_nested()
+    try:
+        drafts._follow_parents(session, draft.id, plan, settings)
+        found, _ = drafts.validate_plan(session, draft.id, plan, settings)
+        drafts._apply(session, draft.id, plan, settings)  # forced, to compare
+        whole = grids.validate_generation(session, draft.id, settings)
+        after = drafts.unit(session, draft.id, "319999").geom
+    finally:
+        sp.rollback()
+    if whole:  # the incremental check misses nothing the whole report finds
+        assert found, whole
+    elif found:
+        # it finds more only where the territory itself changed: the whole report, which
+        # has no reference to compare with, sees a smaller or larger district (or a parent
+        # in two pieces) as valid
+        assert {v.kind for v in found} <= {"gap_in_parent", "outside_parent",
+                                           "disconnected"}, found
+        moved = drafts._metric([district.symmetric_difference(after)], settings)[0]
+        assert moved > settings.topology_tolerance_m2, (found, moved)

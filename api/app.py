@@ -23,6 +23,7 @@ from api.routers import (
     lookup,
     maps,
     open311,
+    planning,
     resolve,
 )
 from api.routers.resolve import ResolveFastPath
@@ -139,6 +140,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
     app.include_router(health.router)
     app.include_router(grids.router)
     app.include_router(generations.router)
+    app.include_router(planning.router)  # /generations/{id}/impact, /grids/{code}/lineage
     app.include_router(layers.router)
     app.include_router(lookup.router)
     app.include_router(open311.router)

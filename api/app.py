@@ -13,6 +13,7 @@ from starlette.types import Receive, Scope, Send
 
 from api.errors import install_error_handlers, install_openapi
 from api.routers import (
+    activation,
     cases,
     generations,
     grids,
@@ -141,6 +142,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
     app.include_router(grids.router)
     app.include_router(generations.router)
     app.include_router(planning.router)  # /generations/{id}/impact, /grids/{code}/lineage
+    app.include_router(activation.router)  # POST /generations/{id}/activate
     app.include_router(layers.router)
     app.include_router(lookup.router)
     app.include_router(open311.router)

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, aliased
 
 from layers.cases import Actor
 from layers.escalation import ESCALATING
+from layers.lineage import lineage_codes
 from layers.models import Case, CaseEvent
 from layers.workflow import DEPARTMENT, OPEN, STATES
 from spatial.errors import InvalidInput, NotFound
@@ -63,6 +64,7 @@ class CaseFilter:
     status: str | None = None  # a state, or "open" for every open state
     department: str | None = None  # ignored for a department handler: always its own
     grid: str | None = None
+    lineage: bool = False  # with grid: every code related to it through boundary changes
     category: str | None = None
     since: datetime | None = None  # reported at or after
     until: datetime | None = None  # reported before
@@ -93,7 +95,11 @@ def list_cases(session: Session, actor: Actor, f: CaseFilter, *, limit: int,
         if f.status not in STATES:
             raise InvalidInput(f"status: {f.status!r} is not one of open, {', '.join(STATES)}")
         q = q.where(Case.status == f.status)
-    if f.grid:
+    if f.lineage and not f.grid:
+        raise InvalidInput("lineage: name the grid whose lineage is listed (grid=code)")
+    if f.grid and f.lineage:  # the grid, its predecessors and successors
+        q = q.where(Case.grid_code.in_(lineage_codes(session, f.grid)))
+    elif f.grid:
         q = q.where(Case.grid_code == f.grid)
     if f.category:
         q = q.where(Case.category_code == f.category)

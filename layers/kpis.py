@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from layers import lineage as lineage_mod
 from layers import versioning
 from spatial.errors import InvalidInput
 
@@ -178,12 +179,16 @@ class KpiTable:
     as_of: datetime
     response_window_h: float
     rows: list[dict[str, Any]] = field(default_factory=list)
+    lineage: dict[str, Any] | None = None  # {"code", "codes"}: the lineage counted
 
     def as_dict(self) -> dict[str, Any]:
         """The table as the JSON answer."""
-        return {"unit": self.unit, "period": self.period.as_dict(), "monthly": self.monthly,
-                "as_of": self.as_of.isoformat(), "response_window_h": self.response_window_h,
-                "definitions": DEFINITIONS[self.unit], "rows": self.rows}
+        out = {"unit": self.unit, "period": self.period.as_dict(), "monthly": self.monthly,
+               "as_of": self.as_of.isoformat(), "response_window_h": self.response_window_h,
+               "definitions": DEFINITIONS[self.unit], "rows": self.rows}
+        if self.lineage is not None:
+            out["lineage"] = self.lineage
+        return out
 
     def csv(self) -> str:
         """The table as CSV (one row per unit and month, the period in every row)."""
@@ -293,7 +298,9 @@ def _rates(unit: str, r: dict[str, Any]) -> dict[str, Any]:
             "callback_rate": _ratio(r["called_back"], r["closed"])}
 
 
-def _sql(unit: str, monthly: bool, filters: str) -> str:
+def _sql(unit: str, monthly: bool, filters: str, *, folded: bool = False) -> str:
+    """The unit's SQL; folded: the grid (or street) rows of a lineage counted as one row,
+    under the code asked for (:lineage_code)."""
     month = "date_trunc('month', c.created_at AT TIME ZONE :tz)" if monthly else \
         "CAST(NULL AS timestamp)"
     parts = {"month": month, "period": _PERIOD.format(filters=filters), "filters": filters}
@@ -301,10 +308,16 @@ def _sql(unit: str, monthly: bool, filters: str) -> str:
         return _DEPARTMENT.format(**parts)
     unit_name = (f"(SELECT max(u.name) FROM grid_unit u WHERE u.code = f.code "
                  f"AND {versioning.current('u')})")
+    if folded:  # an ended code has no current name: its last one
+        unit_name = (f"coalesce({unit_name}, (SELECT u.name FROM grid_unit u "
+                     "WHERE u.code = f.code ORDER BY u.generation_low DESC LIMIT 1))")
     if unit == "grid":
-        return _GRID.format(**parts, name=unit_name)
+        grid = _GRID if not folded else _GRID.replace("c.grid_code AS code",
+                                                      "CAST(:lineage_code AS text) AS code")
+        return grid.format(**parts, name=unit_name)
     if unit == "street":
-        return _CENTRE.format(**parts, key="c.street_code", name=unit_name)
+        key = "CAST(:lineage_code AS text)" if folded else "c.street_code"
+        return _CENTRE.format(**parts, key=key, name=unit_name)
     return _CENTRE.format(**parts, key="CAST('city' AS text)",
                           name="CAST('whole city' AS text)")
 
@@ -326,18 +339,41 @@ def _rank(rows: list[dict[str, Any]]) -> None:
 
 def compute(session: Session, unit: str, period: Period, *, config: KpiConfig | None = None,
             monthly: bool = False, department: str | None = None, street: str | None = None,
-            category: str | None = None) -> KpiTable:
-    """One table of figures for a unit over a period (one SQL round trip)."""
+            category: str | None = None, grid: str | None = None,
+            lineage: bool = False) -> KpiTable:
+    """One table of figures for a unit over a period (one SQL round trip). grid / street:
+    only the cases of that grid or street; lineage: of every code related to it through
+    boundary changes (layers.lineage.lineage_codes, both ways), so a period spanning a
+    change counts the grid and its predecessors and successors, and the grid (or street)
+    table has one row for them, under the code asked for."""
     if unit not in UNITS:
         raise InvalidInput(f"unit: {unit!r} is not one of {', '.join(UNITS)}")
+    if lineage and not (grid or street):
+        raise InvalidInput("lineage: name the grid (or street) whose lineage is counted")
+    if lineage and grid and street:
+        raise InvalidInput("lineage: name a grid or a street, not both")
     config = config or KpiConfig()
     params: dict[str, Any] = {"since": period.since, "until": period.until,
                               "tz": period.timezone,
                               "window": timedelta(hours=config.response_window_h)}
     filters = ""
-    if street:
-        filters += " AND c.street_code = :street"
-        params["street"] = street
+    related: dict[str, Any] | None = None
+    grids = [grid] if grid else []
+    streets = [street] if street else []
+    if lineage:
+        asked = grid or street or ""
+        related = {"code": asked, "codes": lineage_mod.lineage_codes(session, asked)}
+        params["lineage_code"] = asked
+        if grid:
+            grids = related["codes"]
+        else:
+            streets = related["codes"]
+    if grids:
+        filters += " AND c.grid_code = ANY(:grids)"
+        params["grids"] = grids
+    if streets:
+        filters += " AND c.street_code = ANY(:streets)"
+        params["streets"] = streets
     if category:
         filters += " AND c.category_code LIKE :category"
         params["category"] = category.replace("%", "").replace("_", r"\_") + "%"
@@ -347,8 +383,9 @@ def compute(session: Session, unit: str, period: Period, *, config: KpiConfig | 
     now = session.execute(text("SELECT clock_timestamp()")).scalar_one()
     params["now"] = now
     session.execute(text("SET LOCAL jit = off"))  # compiling costs more than it saves here
-    rows = [dict(r) for r in session.execute(text(_sql(unit, monthly, filters)), params)
-            .mappings()]
+    folded = related is not None and unit == ("grid" if grid else "street")
+    rows = [dict(r) for r in session.execute(text(_sql(unit, monthly, filters,
+                                                        folded=folded)), params).mappings()]
     out: list[dict[str, Any]] = []
     for r in rows:
         month = r.pop("month")
@@ -364,4 +401,4 @@ def compute(session: Session, unit: str, period: Period, *, config: KpiConfig | 
     _rank(out)
     if department and unit == "department":
         out = [r for r in out if r["code"] == department]
-    return KpiTable(unit, period, monthly, now, config.response_window_h, out)
+    return KpiTable(unit, period, monthly, now, config.response_window_h, out, related)

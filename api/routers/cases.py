@@ -99,6 +99,10 @@ def list_cases(
     status: Annotated[str | None, Query(description="a state, or 'open'")] = None,
     department: Annotated[str | None, Query()] = None,
     grid: Annotated[str | None, Query()] = None,
+    lineage: Annotated[bool, Query(description=(
+        "with grid: the cases of every code related to it through boundary changes, both "
+        "ways (GET /grids/{code}/lineage): a grid's history across a split or merge"))
+    ] = False,
     category: Annotated[str | None, Query()] = None,
     since: Annotated[Timestamp | None, Query()] = None,
     until: Annotated[Timestamp | None, Query()] = None,
@@ -112,7 +116,8 @@ def list_cases(
     require(user, CENTRE, DEPARTMENT, PATROL, PLANNER)
     page = case_queries.list_cases(
         session, user, case_queries.CaseFilter(
-            status=status, department=department, grid=grid, category=category,
+            status=status, department=department, grid=grid, lineage=lineage,
+            category=category,
             since=since, until=until, overdue=overdue), limit=limit, offset=offset)
     return json_response({"numberMatched": page.total, "items": [
         view(c, private=False, duplicate_ref=ref) for c, ref in page.cases]})

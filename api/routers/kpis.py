@@ -41,6 +41,14 @@ def get_kpis(
     category: Annotated[str | None, Query(max_length=16,
                                           description="a category code or its prefix (E05)")
                         ] = None,
+    grid: Annotated[str | None, Query(max_length=32, description="only the cases of this "
+                                      "grid (its code)")] = None,
+    lineage: Annotated[bool, Query(description=(
+        "with grid (or street): count the cases of every code related to it through "
+        "boundary changes, both ways (GET /grids/{code}/lineage), so a period spanning a "
+        "change counts the grid and its predecessors and successors; the grid (street) "
+        "table has one row for them, under the code asked for, and the answer names the "
+        "codes counted (lineage.codes)"))] = False,
     window_h: Annotated[float | None, Query(gt=0, le=168, description=(
         "real-time handling window in hours (default from the KPI config, 2)"))] = None,
     format: Annotated[Literal["json", "csv"], Query()] = "json",
@@ -56,7 +64,8 @@ def get_kpis(
     period = kpis.Period.of(since=since, until=until, month=month,
                             timezone=settings.timezone, now=now)
     table = kpis.compute(session, unit, period, config=config, monthly=monthly,
-                         department=department, street=street, category=category)
+                         department=department, street=street, category=category,
+                         grid=grid, lineage=lineage)
     if format == "csv":
         name = f"kpis-{unit}-{period.since:%Y%m%d}-{period.until:%Y%m%d}.csv"
         return Response(table.csv(), media_type="text/csv; charset=utf-8",

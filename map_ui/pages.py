@@ -460,19 +460,67 @@ _GENERATION_CSS = """<style>
 </style>"""
 
 
+# what the planner's page draws of a draft against the active generation (the impact)
+CHANGE_KINDS = {"split": "split", "merge": "merged", "redraw": "boundary redrawn",
+                "reparent": "moved to another parent", "attributes": "attributes changed",
+                "new": "new", "ended": "ended"}
+_IMPACT_CSS = """<style>
+.impact-summary span { display: inline-block; margin-right: .8rem; }
+.impact-summary b { font-size: 1.1rem; }
+.impact-units { font-size: .82rem; }
+.impact-units tr.unit { cursor: pointer; }
+.impact-units tr.unit:hover { background: #f4f4f4; }
+.impact-units tr.selected { background: #fff3cd; }
+.impact-units td.num { text-align: right; white-space: nowrap; }
+.impact-units .codes { font-family: monospace; }
+.flag-unpatrolled { color: #fff; background: #b00020; border-radius: 3px; padding: 0 .3rem;
+                    font-size: .75rem; white-space: nowrap; }
+.impact-unavailable { color: #8a5a00; background: #fff8e1; padding: .4rem; }
+.compare-toggle button { margin-right: .4rem; }
+.compare-toggle button.on { font-weight: bold; background: #1b3a6b; color: #fff; }
+.legend-line { display: inline-block; width: 1.4rem; height: 0; vertical-align: middle;
+               margin-right: .25rem; border-top: 3px solid; }
+#gridops-old-map { position: absolute; top: 0; bottom: 0; left: 0; display: none;
+                   width: calc((100% - 33rem) / 2); border-right: 3px solid #1b3a6b; }
+.side-by-side #gridops-old-map { display: block; }
+.side-by-side .folium-map { left: calc((100% - 33rem) / 2); right: 33rem; }
+.map-caption { position: absolute; z-index: 900; top: 8px; padding: .15rem .5rem;
+               background: rgba(255,255,255,.9); font-weight: bold; border-radius: 4px;
+               display: none; }
+.side-by-side .map-caption { display: block; }
+</style>"""
+
+
 def generation_page(*, base: BaseMap, generation: dict[str, Any],
                     levels: Sequence[dict[str, Any]], problems_url: str,
-                    grids_url: str = "/grids", page_size: int = 1000) -> str:
+                    grids_url: str = "/grids", page_size: int = 1000,
+                    compare: dict[str, Any] | None = None) -> str:
     """One generation's grid, a draft or any other, with its validation problems: the finest
     level (faintly filled) and the coarser ones as outlines, fetched page by page from
     grids_url (following links.next); each problem's own geometry drawn, and listed in a
     side panel (kind, codes, detail, area) where a click zooms to it. `levels` coarse to
-    fine: {rank, key, name, units}; levels without units are not fetched."""
-    m = new_map(base, (0.0, 0.0), 2, f'Generation {generation["id"]}: {generation["label"]}')
+    fine: {rank, key, name, units}; units None: not known to the page (a draft's), fetched
+    anyway; 0: not fetched.
+
+    compare {active, impact_url} (a generation that is not the active one): the planner's
+    view of it against the active generation: the active finest outlines overlaid (or side
+    by side, a toggle), the units the generation changed highlighted, and the impact
+    (GET impact_url: the contract's JSON) drawn and tabled beside the map: per changed unit
+    its old and new area and where the area went, the open cases that would move (drawn as
+    points), the new units left without a patrol. Without an impact the page says so.
+
+    A draft (never activated) is not published: its label, note and counts are not put
+    into the page; the page's data come from the API with the planner's token."""
+    draft = generation.get("activated_at") is None and not generation.get("active")
+    title = (f'Generation {generation["id"]} (draft)' if draft
+             else f'Generation {generation["id"]}: {generation["label"]}')
+    m = new_map(base, (0.0, 0.0), 2, title)
     m.default_js = [*m.default_js, ("generation", f"{STATIC}/generation.js")]
     root = _figure(m)
     root.header.add_child(Element(_GENERATION_CSS), name="generation_css")
-    shown = [lv for lv in levels if lv.get("units")]
+    if compare:
+        root.header.add_child(Element(_IMPACT_CSS), name="impact_css")
+    shown = [lv for lv in levels if lv.get("units") or lv.get("units") is None]
     layer_cfg = []
     for i, lv in enumerate(shown):
         colour, weight, _, _ = _depth_style(len(shown) - 1 - i)
@@ -481,29 +529,67 @@ def generation_page(*, base: BaseMap, generation: dict[str, Any],
                           "weight": weight, "filled": i == len(shown) - 1})
     state = "active" if generation.get("active") else (
         "retired" if generation.get("activated_at") else "draft (never active)")
-    units = " · ".join(f'{_esc(lv["name"])} {int(lv.get("units") or 0):,}' for lv in levels)
+    if draft:
+        head = (f'<h1>Generation {int(generation["id"])} <span class="muted">draft'
+                f'</span></h1><div class="muted" id="generation-state">{_esc(state)}: not '
+                f'published; its grid, problems and impact are read with a planner\'s or '
+                f'the centre\'s token</div>')
+    else:
+        units = " · ".join(f'{_esc(lv["name"])} {int(lv.get("units") or 0):,}'
+                           for lv in levels)
+        head = (f'<h1>Generation {int(generation["id"])} <span class="muted">'
+                f'{_esc(generation["label"])}</span></h1>'
+                f'<div class="muted" id="generation-state">{_esc(state)} · created '
+                f'{_esc(_day(generation.get("created_at")))}'
+                f'{" · " + _esc(generation["note"]) if generation.get("note") else ""}</div>'
+                f'<div class="muted">{units or "no units"}</div>')
     legend = "".join(f'<span><i style="background:{c}"></i>{_esc(t)}</span>'
                      for c, t in zip(_problem_colours(), PROBLEM_KINDS.values(), strict=True))
+    impact = ""
+    if compare:
+        impact = (
+            f'<h2>Against the active generation {int(compare["active"])}</h2>'
+            f'<div class="compare-toggle" id="compare-toggle">'
+            f'<button type="button" id="mode-overlay" class="on">overlaid</button>'
+            f'<button type="button" id="mode-side">side by side</button></div>'
+            f'<div class="muted gen-counts">'
+            f'<span><i class="legend-line" style="border-color:{OLD_COLOUR};'
+            f'border-top-style:dashed"></i>active (old)</span>'
+            f'<span><i class="legend-line" style="border-color:{NEW_COLOUR}"></i>'
+            f'this generation (new)</span>'
+            f'<span><i style="background:{CHANGED_COLOUR}"></i>changed units</span>'
+            f'<span><i style="background:{CASE_COLOUR};border-radius:50%"></i>open cases '
+            f'that would move</span></div>'
+            f'<h2>Impact <span class="muted" id="impact-took"></span></h2>'
+            f'<div id="impact-body"><p class="muted">loading the impact…</p></div>')
+    side_map = ('<div id="gridops-old-map"></div>'
+                '<div class="map-caption" id="caption-old" style="left: 8px">active (old)'
+                '</div><div class="map-caption" id="caption-new" style="left: calc((100% - '
+                '33rem) / 2 + 8px)">this generation (new)</div>') if compare else ""
     root.html.add_child(Element(
-        f'<div class="panel side" id="generation-panel">'
-        f'<h1>Generation {int(generation["id"])} <span class="muted">'
-        f'{_esc(generation["label"])}</span></h1>'
-        f'<div class="muted" id="generation-state">{_esc(state)} · created '
-        f'{_esc(_day(generation.get("created_at")))}'
-        f'{" · " + _esc(generation["note"]) if generation.get("note") else ""}</div>'
-        f'<div class="muted">{units or "no units"}</div>'
-        f'<div class="status" id="gridops-status">loading the grid…</div>'
+        f'{side_map}<div class="panel side" id="generation-panel">{head}'
+        f'<div class="status" id="gridops-status">loading the grid…</div>{impact}'
         f'<h2>Problems <span class="muted" id="problem-summary"></span></h2>'
         f'<div class="gen-counts muted">{legend}</div>'
         f'<div id="problems-body"><p class="muted">loading the problems…</p></div></div>'))
-    cfg = {"generation": int(generation["id"]), "levels": layer_cfg, "grids_url": grids_url,
-           "problems_url": problems_url, "page_size": int(page_size),
-           "kinds": {k: {"label": t, "colour": c} for (k, t), c
-                     in zip(PROBLEM_KINDS.items(), _problem_colours(), strict=True)}}
+    cfg: dict[str, Any] = {
+        "generation": int(generation["id"]), "draft": draft, "levels": layer_cfg,
+        "grids_url": grids_url, "problems_url": problems_url, "page_size": int(page_size),
+        "kinds": {k: {"label": t, "colour": c} for (k, t), c
+                  in zip(PROBLEM_KINDS.items(), _problem_colours(), strict=True)}}
+    if compare:
+        finest = shown[-1]["rank"] if shown else None
+        cfg["compare"] = {"active": int(compare["active"]), "impact_url": compare["impact_url"],
+                          "finest": finest, "changes": CHANGE_KINDS,
+                          "colours": {"old": OLD_COLOUR, "new": NEW_COLOUR,
+                                      "changed": CHANGED_COLOUR, "case": CASE_COLOUR}}
     cfg_js = json.dumps(cfg).replace("</", "<\\/")  # never ends the script element
     m.add_child(Script(
         f"(function(){{ gridopsGeneration.start({m.get_name()}, {cfg_js}); }})();"))
     return str(root.render())
+
+
+OLD_COLOUR, NEW_COLOUR, CHANGED_COLOUR, CASE_COLOUR = "#d62f27", "#1b3a6b", "#ff9800", "#7b2cbf"
 
 
 def _problem_colours() -> tuple[str, ...]:

@@ -206,23 +206,42 @@ def problems_url_template() -> str:
     return "/generations/{id}/problems"
 
 
+def impact_url_template() -> str:
+    """Where the planner's page fetches a draft's impact against the active generation
+    ({id}: the draft; the JSON of GET /generations/{id}/impact); a dependency, as above."""
+    return "/generations/{id}/impact"
+
+
 GenerationPath = Annotated[int, Path(ge=1, le=2**31 - 1, description="generation id")]
 
 
 @router.get("/generation/{generation}", response_class=HTMLResponse,
             responses=errors(404, 422, 503))
 def generation_page(generation: GenerationPath, session: SessionDep, settings: SettingsDep,
-                    problems: Annotated[str, Depends(problems_url_template)]) -> HTMLResponse:
+                    problems: Annotated[str, Depends(problems_url_template)],
+                    impact: Annotated[str, Depends(impact_url_template)]) -> HTMLResponse:
     """One generation's grid, a draft or any other (no active grid needed), with its
-    validation problems drawn and listed; a click on one zooms to it."""
+    validation problems drawn and listed; a click on one zooms to it. A generation that is
+    not the active one is shown against the active one (the planner's page): old and new
+    outlines overlaid or side by side, changed units, the impact table and the open cases
+    that would move. A draft's page holds nothing of the draft: its data are read by the
+    page with a planner's or the centre's token (a draft never leaks)."""
     _ready()
     gen = grids.generation_at(session, generation=generation)
-    counts = grids.counts_per_level(session, gen.id)
-    levels = [{"rank": lv.rank, "key": lv.key, "name": lv.name, "units": counts.get(lv.key, 0)}
+    draft = gen.activated_at is None
+    counts = {} if draft else grids.counts_per_level(session, gen.id)
+    levels = [{"rank": lv.rank, "key": lv.key, "name": lv.name,
+               "units": None if draft else counts.get(lv.key, 0)}
               for lv in grids.levels(session)]
+    active = grids.active_generation(session)
+    compare = None
+    if active is not None and active.id != gen.id:
+        compare = {"active": active.id, "impact_url": impact.format(id=gen.id)}
+    info = ({"id": gen.id, "label": "", "note": "", "active": False, "created_at": None,
+             "activated_at": None} if draft else
+            {"id": gen.id, "label": gen.label, "note": gen.note, "active": gen.active,
+             "created_at": gen.created_at, "activated_at": gen.activated_at})
     body = pages.generation_page(
         base=_base(settings), levels=levels, problems_url=problems.format(id=gen.id),
-        page_size=min(1000, settings.page_size_max),
-        generation={"id": gen.id, "label": gen.label, "note": gen.note, "active": gen.active,
-                    "created_at": gen.created_at, "activated_at": gen.activated_at})
+        page_size=min(1000, settings.page_size_max), generation=info, compare=compare)
     return _html(body)

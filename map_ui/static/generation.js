@@ -2,7 +2,16 @@
    The levels come page by page from /grids (links.next followed), the problems from the
    page's problems_url (a GeoJSON FeatureCollection: kind, codes, detail, area_m2); every
    problem is drawn and listed, and a click on an entry zooms to it. Data is put into the
-   page as text, never as HTML. Loaded after Leaflet; reaches nothing but gridops. */
+   page as text, never as HTML. Loaded after Leaflet; reaches nothing but gridops.
+
+   With cfg.compare (a generation that is not the active one: the planner's page), the
+   active generation's finest outlines are drawn over it (or beside it: a second map, its
+   view kept with the first), the units this generation changed are highlighted, and its
+   impact (cfg.compare.impact_url: GET /generations/{id}/impact) is drawn and tabled: the
+   changed outlines old and new, the open cases that would move as points, per changed unit
+   its old and new area, where the area went, the cases moved and a flag when a new unit
+   would have no patrol; a click on a row zooms to the unit. Without an impact (not built
+   yet, refused) the page says so and shows the rest. */
 (function () {
   "use strict";
 
@@ -34,7 +43,14 @@
     var headers = {"accept": "application/json"};
     if (TOKEN) { headers.authorization = "Bearer " + TOKEN; }
     return fetch(url, {headers: headers}).then(function (r) {
-      if (!r.ok) { throw new Error(url.split("?")[0] + " answered " + r.status); }
+      if (!r.ok) {
+        return r.json().catch(function () { return {}; }).then(function (body) {
+          var e = new Error(url.split("?")[0] + " answered " + r.status +
+                            (body && body.detail ? ": " + body.detail : ""));
+          e.status = r.status;
+          throw e;
+        });
+      }
       return r.json();
     });
   }
@@ -71,6 +87,9 @@
   function start(map, cfg) {
     var state = {ready: false, units: {}, problems: null, error: null, selected: null};
     var named = {};
+    var cmp = cfg.compare || null;
+    var view = {mode: "overlay"};
+    function padRight() { return view.mode === "side" ? 20 : PANEL_PX; }
     window.gridopsMap = map;
     window.gridopsLayers = named;
     window.gridopsGeneration.state = state;
@@ -82,15 +101,32 @@
     var kinds = cfg.kinds || {};
     function kindOf(k) { return kinds[k] || {label: k || "problem", colour: "#b00020"}; }
 
+    if (cfg.draft && !TOKEN) {
+      state.error = "401: a draft is read with a planner's or the centre's token " +
+        "(open the page as /map/generation/" + cfg.generation + "#token=...)";
+      status(state.error, true);
+      ["problems-body", "impact-body"].forEach(function (id) {
+        var el = document.getElementById(id);
+        if (el) { el.textContent = ""; el.appendChild(node("p", "status bad", state.error)); }
+      });
+      return;
+    }
+
+    var newByCode = {};  // finest units of this generation by code (their layers)
     var levelLoads = cfg.levels.map(function (lv) {
       var layer = L.geoJSON(null, {
-        style: function () {
-          return {color: lv.colour, weight: lv.weight, opacity: 0.9, fill: lv.filled,
-                  fillColor: "#8aa1b8", fillOpacity: lv.filled ? 0.12 : 0};
+        style: function (f) {
+          var changed = cmp && lv.filled && f && f.properties &&
+            f.properties.generation_low === cfg.generation;
+          return {color: lv.colour, weight: changed ? 2 : lv.weight, opacity: 0.9,
+                  fill: lv.filled,
+                  fillColor: changed ? cmp.colours.changed : "#8aa1b8",
+                  fillOpacity: changed ? 0.45 : (lv.filled ? 0.12 : 0)};
         },
         interactive: lv.filled,
         onEachFeature: function (f, l) {
           if (lv.filled) {
+            newByCode[f.properties.code] = l;
             l.bindTooltip((f.properties.name || "") + " " + (f.properties.code || ""),
                           {sticky: true});
           }
@@ -125,12 +161,12 @@
       state.selected = i;
       e.item.classList.add("selected");
       if (e.layer.setStyle) { e.layer.setStyle({weight: 5, color: "#000", fillOpacity: 0.5}); }
-      var opts = {paddingTopLeft: [20, 20], paddingBottomRight: [PANEL_PX, 20], maxZoom: 19,
+      var opts = {paddingTopLeft: [20, 20], paddingBottomRight: [padRight(), 20], maxZoom: 19,
                   animate: false};
       var b = e.bounds;
       if (b.getNorthEast().equals(b.getSouthWest())) {  // a point
         map.setView(b.getCenter(), 18, {animate: false});
-        map.panBy([PANEL_PX / 2, 0], {animate: false});
+        map.panBy([padRight() / 2, 0], {animate: false});
       } else {
         map.fitBounds(b.pad(0.8), opts);  // with what lies around it
       }
@@ -234,7 +270,10 @@
       return [];
     });
 
-    Promise.all([gridLoad, problemsLoad]).then(function (done) {
+    var compareLoad = cmp ? startCompare(map, cfg, state, named, control, newByCode, view,
+                                         padRight) : Promise.resolve(null);
+
+    Promise.all([gridLoad, problemsLoad, compareLoad]).then(function (done) {
       var b = null;  // the grid's extent; without a grid, the problems'
       done[0].forEach(function (l) {
         var lb = l.getBounds();
@@ -243,12 +282,306 @@
         }
       });
       if (!b && drawn.getBounds().isValid()) { b = drawn.getBounds(); }
-      if (b && state.selected === null) {
-        map.fitBounds(b, {paddingTopLeft: [20, 20], paddingBottomRight: [PANEL_PX, 20],
+      if (b && state.selected === null && !state.selectedUnit) {
+        map.fitBounds(b, {paddingTopLeft: [20, 20], paddingBottomRight: [padRight(), 20],
                           animate: false});
       }
       state.ready = true;
     });
+  }
+
+  /* ------------------------------------------------ against the active generation */
+
+  function pct(share) {
+    if (share === null || share === undefined || isNaN(+share)) { return ""; }
+    return (Math.round(+share * 1000) / 10) + " %";
+  }
+
+  function startCompare(map, cfg, state, named, control, newByCode, view, padRight) {
+    var cmp = cfg.compare;
+    var col = cmp.colours;
+    state.mode = "overlay";
+    state.old = 0;
+    state.impact = null;
+    state.impactError = null;
+    state.cases = 0;
+    state.selectedUnit = null;
+    var oldStyle = {color: col.old, weight: 1.6, opacity: 0.9, dashArray: "5 4", fill: false};
+    var oldMain = L.geoJSON(null, {style: function () { return oldStyle; },
+                                   interactive: false}).addTo(map);
+    var oldLabel = "Active generation " + cmp.active + " (old)";
+    named[oldLabel] = oldMain;
+    control.addOverlay(oldMain, oldLabel);
+    var oldFeatures = [];
+    var side = null;  // the second map, made when first shown: {map, old, changes}
+
+    map.createPane("changes").style.zIndex = 430;
+    map.createPane("cases").style.zIndex = 460;
+    var changes = L.featureGroup().addTo(map);
+    named["Changed units"] = changes;
+    control.addOverlay(changes, "Changed units");
+    var cases = L.featureGroup().addTo(map);
+    named["Open cases that would move"] = cases;
+    control.addOverlay(cases, "Open cases that would move");
+    var byCode = {};  // unit code -> [layers] of its changed outlines (old and new)
+    var rows = {};  // unit code -> its table row
+    var impact = null;
+
+    function changeStyle(f) {
+      var old = (f.properties || {}).side === "old";
+      return old ? {color: col.old, weight: 3, opacity: 1, dashArray: "6 4", fill: false,
+                    pane: "changes"}
+                 : {color: col.new, weight: 2.5, opacity: 1, fillColor: col.changed,
+                    fillOpacity: 0.35, pane: "changes"};
+    }
+
+    var oldUrl = cfg.grids_url + "?" + qs({generation: cmp.active, level: cmp.finest,
+                                           limit: cfg.page_size});
+    var oldLoad = cmp.finest === null ? Promise.resolve(null) : allPages(oldUrl, function (fc) {
+      oldMain.addData(fc);
+      Array.prototype.push.apply(oldFeatures, fc.features);
+      if (side) { side.old.addData(fc); }
+      state.old += fc.features.length;
+    }).catch(function (err) {
+      state.error = err.message;
+      status("the active generation could not be loaded: " + err.message, true);
+    });
+
+    function unitBounds(code) {
+      var b = null;
+      (byCode[code] || []).concat(newByCode[code] ? [newByCode[code]] : []).forEach(
+        function (l) {
+          var lb = l.getBounds ? l.getBounds() : null;
+          if (lb && lb.isValid()) {
+            b = b ? b.extend(lb) : L.latLngBounds(lb.getSouthWest(), lb.getNorthEast());
+          }
+        });
+      return b;
+    }
+
+    function selectUnit(code) {
+      var b = unitBounds(code);
+      if (state.selectedUnit && rows[state.selectedUnit]) {
+        rows[state.selectedUnit].classList.remove("selected");
+      }
+      state.selectedUnit = code;
+      if (rows[code]) { rows[code].classList.add("selected"); }
+      (byCode[code] || []).forEach(function (l) { if (l.bringToFront) { l.bringToFront(); } });
+      if (b) {
+        map.fitBounds(b.pad(0.3), {paddingTopLeft: [20, 20],
+                                   paddingBottomRight: [padRight(), 20], maxZoom: 18,
+                                   animate: false});
+      }
+    }
+
+    function cell(tr, text, cls) {
+      var td = node("td", cls || "", text);
+      tr.appendChild(td);
+      return td;
+    }
+
+    function shares(list) {
+      return (list || []).map(function (x) {
+        return x.code + (x.share !== undefined && x.share !== null ? " " + pct(x.share) : "") +
+          (x.area_m2 !== undefined && x.area_m2 !== null ? " (" + area(x.area_m2) + ")" : "");
+      }).join(", ");
+    }
+
+    function drawImpact(imp) {
+      impact = imp;
+      var body = document.getElementById("impact-body");
+      body.textContent = "";
+      var sm = imp.summary || {};
+      var summary = node("div", "impact-summary");
+      [["units_changed", "changed"], ["units_new", "new"], ["units_ended", "ended"],
+       ["open_cases_moved", "open cases moved"], ["assets_moved", "assets moved"],
+       ["unpatrolled", "without patrol"]].forEach(function (k) {
+        var span = node("span", "sum-" + k[0]);
+        span.appendChild(node("b", null, sm[k[0]] === undefined ? "–" : sm[k[0]]));
+        span.appendChild(document.createTextNode(" " + k[1]));
+        summary.appendChild(span);
+      });
+      body.appendChild(summary);
+      if (imp.took_ms !== undefined) {
+        document.getElementById("impact-took").textContent =
+          "(" + Math.round(imp.took_ms) + " ms, against generation " + imp.against + ")";
+      }
+      // the changed outlines, old and new
+      var fc = imp.changes || {type: "FeatureCollection", features: []};
+      L.geoJSON(fc, {
+        style: changeStyle,
+        onEachFeature: function (f, l) {
+          var p = f.properties || {};
+          (byCode[p.code] = byCode[p.code] || []).push(l);
+          l.bindTooltip((p.side === "old" ? "old: " : "new: ") + (p.name || "") + " " +
+                        p.code + " · " + (cmp.changes[p.change] || p.change || ""),
+                        {sticky: true});
+          l.on("click", function () { selectUnit(p.code); scrollRow(p.code); });
+        }
+      }).eachLayer(function (l) { changes.addLayer(l); });
+      if (side) { side.changes.addData(oldSide(fc)); }
+      // the open cases that would move
+      var moved = {};
+      (imp.cases || []).forEach(function (c) {
+        var og = (c.old || {}).grid, ng = (c.new || {}).grid;
+        [og, ng].forEach(function (g) { if (g) { moved[g] = (moved[g] || 0) + 1; } });
+        if (c.lon === null || c.lon === undefined) { return; }
+        var mk = L.circleMarker([c.lat, c.lon], {radius: 6, color: "#fff", weight: 1.5,
+                                                 fillColor: col.case, fillOpacity: 1,
+                                                 pane: "cases"});
+        mk.bindTooltip(c.ref + " (" + (c.category || "") + ", " + (c.status || "") + "): " +
+                       (og || "outside") + " → " + (ng || "outside"));
+        cases.addLayer(mk);
+      });
+      state.cases = cases.getLayers().length;
+      var unpatrolled = {};
+      ((imp.patrol || {}).unpatrolled || []).forEach(function (c) { unpatrolled[c] = true; });
+      // the table: per changed unit
+      var units = imp.units || [];
+      if (!units.length) {
+        body.appendChild(node("p", "muted", "no unit changes"));
+      } else {
+        var table = node("table", "impact-units");
+        table.id = "impact-units";
+        var head = node("tr");
+        ["unit", "change", "old area", "new area", "where the area went", "cases moved"]
+          .forEach(function (h) { head.appendChild(node("th", null, h)); });
+        var thead = node("thead");
+        thead.appendChild(head);
+        table.appendChild(thead);
+        var tbody = node("tbody");
+        units.forEach(function (u) {
+          var tr = node("tr", "unit change-" + (u.change || "unknown"));
+          tr.dataset.code = u.code;
+          var td = cell(tr, null);
+          td.appendChild(node("span", "codes", u.code));
+          if (u.name) { td.appendChild(node("div", "muted", u.name)); }
+          if (unpatrolled[u.code]) {
+            tr.classList.add("unpatrolled");
+            td.appendChild(node("span", "flag-unpatrolled", "no patrol"));
+          }
+          cell(tr, cmp.changes[u.change] || u.change || "");
+          cell(tr, area(u.old_area_m2), "num");
+          cell(tr, area(u.new_area_m2), "num");
+          var went = node("td", "went");
+          if ((u.to || []).length) { went.appendChild(node("div", null, "to " + shares(u.to))); }
+          if ((u.from || []).length) {
+            went.appendChild(node("div", "muted", "from " + shares(u.from)));
+          }
+          tr.appendChild(went);
+          cell(tr, moved[u.code] || 0, "num");
+          tr.addEventListener("click", function () { selectUnit(u.code); });
+          rows[u.code] = tr;
+          tbody.appendChild(tr);
+        });
+        table.appendChild(tbody);
+        body.appendChild(table);
+      }
+      var nobody = Object.keys(unpatrolled);
+      if (nobody.length) {
+        var p = node("p", "status bad unpatrolled-list",
+                     "new units without a patrol after inheritance: " + nobody.join(", "));
+        body.appendChild(p);
+      }
+      // the cases, listed
+      if ((imp.cases || []).length) {
+        body.appendChild(node("h2", null, "Open cases that would move (" +
+                              imp.cases.length + ")"));
+        var ct = node("table", "impact-cases");
+        ct.id = "impact-cases";
+        var ch = node("tr");
+        ["case", "status", "grid now", "grid after"].forEach(function (h) {
+          ch.appendChild(node("th", null, h)); });
+        ct.appendChild(ch);
+        imp.cases.slice(0, 500).forEach(function (c) {
+          var tr = node("tr", "case-row");
+          cell(tr, c.ref);
+          cell(tr, c.status);
+          cell(tr, (c.old || {}).grid || "outside", "codes");
+          cell(tr, (c.new || {}).grid || "outside", "codes");
+          tr.addEventListener("click", function () {
+            map.setView([c.lat, c.lon], 18, {animate: false});
+          });
+          ct.appendChild(tr);
+        });
+        body.appendChild(ct);
+      }
+      state.impact = {units: units.length, cases: (imp.cases || []).length,
+                      changes: (fc.features || []).length, unpatrolled: nobody.length};
+    }
+
+    function scrollRow(code) {
+      if (rows[code]) { rows[code].scrollIntoView({block: "nearest"}); }
+    }
+
+    function oldSide(fc) {
+      return {type: "FeatureCollection", features: (fc.features || []).filter(function (f) {
+        return (f.properties || {}).side === "old"; })};
+    }
+
+    var impactLoad = getJSON(cmp.impact_url).then(drawImpact, function (err) {
+      state.impactError = err.message;
+      var body = document.getElementById("impact-body");
+      body.textContent = "";
+      var why = err.status === 404 || err.status === 405 || err.status === 501 ?
+        "this server does not compute it yet" : err.message;
+      body.appendChild(node("p", "impact-unavailable",
+                            "the impact is unavailable (" + why + "); the outlines old and " +
+                            "new and the problems are shown without it"));
+    });
+
+    // overlaid or side by side
+    function makeSide() {
+      var el = document.getElementById("gridops-old-map");
+      var m2 = L.map(el, {zoomControl: false, attributionControl: false,
+                          preferCanvas: true, maxZoom: map.getMaxZoom()});
+      var old = L.geoJSON(null, {style: function () { return oldStyle; },
+                                 interactive: false}).addTo(m2);
+      oldFeatures.length && old.addData({type: "FeatureCollection", features: oldFeatures});
+      var ch = L.geoJSON(null, {style: changeStyle, interactive: false}).addTo(m2);
+      if (impact) { ch.addData(oldSide(impact.changes || {})); }
+      var syncing = false;
+      function follow(from, to) {
+        from.on("move", function () {
+          if (syncing || view.mode !== "side") { return; }
+          syncing = true;
+          to.setView(from.getCenter(), from.getZoom(), {animate: false});
+          syncing = false;
+        });
+      }
+      follow(map, m2);
+      follow(m2, map);
+      window.gridopsOldMap = m2;
+      return {map: m2, old: old, changes: ch};
+    }
+
+    function setMode(mode) {
+      var centre = map.getCenter(), zoom = map.getZoom();
+      view.mode = mode;
+      state.mode = mode;
+      document.body.classList.toggle("side-by-side", mode === "side");
+      document.getElementById("mode-overlay").classList.toggle("on", mode === "overlay");
+      document.getElementById("mode-side").classList.toggle("on", mode === "side");
+      map.invalidateSize({animate: false});
+      if (mode === "side") {
+        if (!side) { side = makeSide(); }
+        side.map.invalidateSize({animate: false});
+        map.removeLayer(oldMain);
+        map.setView(centre, zoom, {animate: false});
+        side.map.setView(centre, zoom, {animate: false});
+      } else {
+        map.addLayer(oldMain);
+        map.setView(centre, zoom, {animate: false});
+      }
+    }
+    document.getElementById("mode-overlay").addEventListener("click", function () {
+      setMode("overlay"); });
+    document.getElementById("mode-side").addEventListener("click", function () {
+      setMode("side"); });
+
+    window.gridopsGeneration.selectUnit = selectUnit;
+    window.gridopsGeneration.setMode = setMode;
+    return Promise.all([oldLoad, impactLoad]);
   }
 
   window.gridopsGeneration = {start: start, state: null};

@@ -249,14 +249,14 @@ def _relocate_assets(session: Session, ids: Sequence[int], codes: Sequence[str],
     grid changed, with one layer_event naming them."""
     if not ids:
         return []
-    before: dict[int, str | None] = dict(session.execute(text(f"""
+    before: dict[int, str | None] = {int(r[0]): r[1] for r in session.execute(text(f"""
         SELECT a.id, a.grid_code FROM asset a
          WHERE {live('a')}
            AND (a.grid_code = ANY(:codes)
                 OR a.id IN (SELECT a2.id FROM grid_unit u JOIN asset a2 ON a2.geom && u.geom
                              WHERE u.id = ANY(:ids) AND {live('a2')}
                                AND ST_Intersects(u.geom, a2.geom)))"""),
-        {"codes": list(codes), "ids": list(ids)}).tuples().all())
+        {"codes": list(codes), "ids": list(ids)})}
     if not before:
         return []
     locate_assets(session, list(before))

@@ -39,8 +39,8 @@ def busy_draft(session: Session, settings: Settings) -> DemoDraft:
     grids it changes made open again (a year leaves few open), and the split grid's
     patrol assignments ended (so that its halves inherit none)."""
     busy = dict(session.execute(text(
-        'SELECT left(grid_code, 12), count(*) FROM "case" WHERE grid_code IS NOT NULL '
-        "GROUP BY 1")).all())
+        'SELECT g, count(*) FROM "case", LATERAL (VALUES (grid_code), (left(grid_code, 12))) '
+        "x(g) WHERE grid_code IS NOT NULL GROUP BY 1")).all())
     d = demo_draft(session, settings, prefer={str(k): int(v) for k, v in busy.items()})
     changed = [d.split, *d.merged, *d.edge, d.moved]
     session.execute(text(

@@ -75,7 +75,8 @@ def _next_serials(children: list[str], parent: str, n: int) -> list[str]:
 def demo_draft(session: Session, settings: Settings, *,
                prefer: dict[str, int] | None = None) -> DemoDraft:
     """A draft of the active demo city with four edits in four different communities (of
-    at least 4 grids each, by code, or the most `prefer`red first)."""
+    at least 4 grids each), in code order or the most `prefer`red communities and grids
+    first."""
     active = grids.active_generation(session)
     assert active is not None
     units = _active_units(session, active.id)
@@ -89,8 +90,11 @@ def demo_draft(session: Session, settings: Settings, *,
     big = sorted((c for c, k in kids.items() if len(k) >= 4), key=lambda c: (-rank.get(c, 0), c))
     geom = {c: u.geometry for c, u in by_code.items()}
 
+    def ranked(community: str) -> list[str]:
+        return sorted(kids[community], key=lambda c: (-rank.get(c, 0), c))
+
     def adjacent_pair(community: str) -> tuple[str, str]:
-        k = sorted(kids[community])
+        k = ranked(community)
         for i, a in enumerate(k):
             for b in k[i + 1:]:
                 if _shared(geom[a], geom[b]) > 0.001:  # ~100 m of common edge
@@ -102,7 +106,7 @@ def demo_draft(session: Session, settings: Settings, *,
     # a grid on the edge of its community, next to a sibling community of the same street
     moved = moved_from = moved_into = None
     for cd in big[3:]:
-        for g in sorted(kids[cd]):
+        for g in ranked(cd):
             for ce in big:
                 if ce in used or ce == cd or by_code[ce].parent_code != by_code[cd].parent_code:
                     continue
@@ -119,7 +123,7 @@ def demo_draft(session: Session, settings: Settings, *,
     added: list[UnitInput] = []
     removed: set[str] = set()
     # 1. split the first grid of community a by a north-south line through its centre
-    g1 = sorted(kids[ca])[0]
+    g1 = ranked(ca)[0]
     shape = geom[g1]
     cx = shape.centroid.x
     _, y0, _, y1 = shape.bounds

@@ -123,7 +123,7 @@ def city(full_session: Session, settings: Settings) -> Split:
     return make_split(full_session, settings)
 
 
-def _bind(client: TestClient, session: Session, settings: Settings) -> None:
+def bind_registries(client: TestClient, session: Session, settings: Settings) -> None:
     """The app's registries read the test's transaction (the draft and what the
     activation does are in sight), as a worker does after the NOTIFY."""
     app: Any = client.app
@@ -140,7 +140,7 @@ def _bind(client: TestClient, session: Session, settings: Settings) -> None:
 @pytest.fixture()
 def api(full_client: TestClient, full_session: Session, settings: Settings, city: Split
         ) -> Iterator[TestClient]:
-    _bind(full_client, full_session, settings)
+    bind_registries(full_client, full_session, settings)
     yield full_client
 
 
@@ -277,7 +277,7 @@ def test_rehome_moves_exactly_the_open_cases_of_the_split_grid(
     assert audit.detail["previous"] == city.active
 
     # /resolve answers the new codes on both sides of the new edge (the workers' view)
-    _bind(api, s, settings)
+    bind_registries(api, s, settings)
     for dx, code in ((-2e-5, h1), (2e-5, h2)):
         a = api.get("/resolve", params={"lon": city.cut_x + dx, "lat": city.y_mid}).json()
         assert a["grid"]["code"] == code and a["generation"]["id"] == city.draft

@@ -253,11 +253,12 @@ def _cases(session: Session, settings: Settings, gen_id: int, against: int,
         SELECT c.ref, c.status, c.category_code, c.grid_code, c.street_code,
                c.owner_department, ST_X(c.geom) AS lon, ST_Y(c.geom) AS lat
           FROM "case" c
-         WHERE c.id IN (SELECT c2.id FROM grid_unit u JOIN "case" c2 ON c2.geom && u.geom
-                         WHERE u.id = ANY(:ids) AND c2.status = ANY(:open)
-                        UNION
-                        SELECT c3.id FROM "case" c3
-                         WHERE c3.grid_code = ANY(:codes) AND c3.status = ANY(:open))
+         WHERE c.id = ANY(ARRAY(  -- an array: the rows are then read by their key
+                   SELECT c2.id FROM grid_unit u JOIN "case" c2 ON c2.geom && u.geom
+                    WHERE u.id = ANY(:ids) AND c2.status = ANY(:open)
+                   UNION
+                   SELECT c3.id FROM "case" c3
+                    WHERE c3.grid_code = ANY(:codes) AND c3.status = ANY(:open)))
          ORDER BY c.ref"""), {"ids": ids, "codes": watched, "open": list(OPEN)}).all()
     if not rows:
         return []
@@ -310,11 +311,12 @@ def _assets(session: Session, gen_id: int, resolver: DraftResolver,
     rows = session.execute(text(f"""
         SELECT a.code, a.kind, a.grid_code, ST_X(p.pt) AS lon, ST_Y(p.pt) AS lat
           FROM asset a, LATERAL (SELECT ST_PointOnSurface(a.geom) AS pt) p
-         WHERE a.id IN (SELECT a2.id FROM grid_unit u JOIN asset a2 ON a2.geom && u.geom
-                         WHERE u.id = ANY(:ids) AND {live('a2')}
-                        UNION
-                        SELECT a3.id FROM asset a3
-                         WHERE a3.grid_code = ANY(:codes) AND {live('a3')})
+         WHERE a.id = ANY(ARRAY(  -- an array: the rows are then read by their key
+                   SELECT a2.id FROM grid_unit u JOIN asset a2 ON a2.geom && u.geom
+                    WHERE u.id = ANY(:ids) AND {live('a2')}
+                   UNION
+                   SELECT a3.id FROM asset a3
+                    WHERE a3.grid_code = ANY(:codes) AND {live('a3')}))
          ORDER BY a.code"""), {"ids": ids, "codes": watched}).all()
     if not rows:
         return []

@@ -418,6 +418,24 @@ def _aligned(session: Session, settings: Settings, dept: str, gen_id: int, when:
     return got
 
 
+def prepare(session: Session, settings: Settings, *, at: datetime | None = None) -> int:
+    """Compute the active generation's alignment with every department's zones ahead of
+    the first preview (it is most of a cold preview's time: ~0.5-1 s on the demo city);
+    e.g. from a background thread after an activation. Returns the departments done."""
+    when = at or datetime.now(UTC)
+    active = session.scalar(text("SELECT id FROM generation WHERE active"))
+    if active is None:
+        return 0
+    depts = zone_departments(session, when)
+    for dept in depts:
+        zones = session.scalars(text(
+            f"SELECT z.id FROM department_zone z WHERE z.department_code = :dept "
+            f"AND {valid_at('z')} ORDER BY z.id"), {"dept": dept, "at": when}).all()
+        _aligned(session, settings, dept, int(active), when, tuple(int(z) for z in zones),
+                 WHOLE_SHARE)
+    return len(depts)
+
+
 def _whole(session: Session, settings: Settings, dept: str, ids: list[int], when: datetime,
            whole_share: float) -> dict[str, bool]:
     """For some grid rows, whether each lies wholly in one of the department's zones: the

@@ -208,6 +208,9 @@ def test_an_attributes_only_draft_moves_nothing(history: Session, settings: Sett
     units = [u if u.code != target.code else type(u)(**{**u.__dict__, "name": "新名字"})
              for u in units]
     draft = grids.load_generation(s, units, settings, label="rename", activate=False)
+    impact._ALIGNED.clear()
+    assert impact.prepare(s, settings) == len(impact.zone_departments(s, datetime.now(UTC)))
+    assert impact._ALIGNED  # the active generation's alignment, ready for the preview
     out = impact.impact(s, draft.id, settings, snapshot=snapshot)
     assert [(u["code"], u["change"]) for u in out["units"]] == [(target.code, "attributes")]
     assert out["cases"] == [] and out["assets"] == []

@@ -588,9 +588,9 @@ def next_codes(session: Session, parent: str, level: int, n: int,
     """The next n free codes under a parent: its code and serials above the highest ever
     used under it in any generation (a retired code is never given to another area)."""
     width = _serial_width(session, parent, level)
-    used = set(session.scalars(text(
-        "SELECT code FROM grid_unit WHERE left(code, :n) = :p AND length(code) = :len"),
-        {"n": len(parent), "p": parent, "len": len(parent) + width})) | set(taken)
+    used = set(session.scalars(text(  # by the parent index, in every generation
+        "SELECT code FROM grid_unit WHERE parent_code = :p AND length(code) = :len"),
+        {"p": parent, "len": len(parent) + width})) | set(taken)
     serials = sorted(int(c[len(parent):]) for c in used
                      if c.startswith(parent) and c[len(parent):].isdigit())
     start = (serials[-1] if serials else 0) + 1

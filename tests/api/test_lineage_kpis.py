@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from etl.demo_history import generate_history
 from layers.auth import create_token
 from layers.settings import Settings
-from tests.api.test_activation import Split, bind_registries, make_split
+from tests.api.test_activation import HISTORY_CASES, Split, bind_registries, make_split
 
 
 def _h(session: Session, role: str) -> dict[str, str]:
@@ -30,7 +30,7 @@ def changed(full_client: TestClient, full_session: Session, settings: Settings
             ) -> tuple[TestClient, Split, dict[str, Any]]:
     """History, the split activated (open cases kept), then one report in each half."""
     s = full_session
-    generate_history(s, cases=2000, seed=21, settings=settings)
+    generate_history(s, cases=HISTORY_CASES, seed=15, settings=settings)  # open cases to split
     split = make_split(s, settings)
     c = full_client
     bind_registries(c, s, settings)
@@ -48,7 +48,7 @@ def changed(full_client: TestClient, full_session: Session, settings: Settings
                                    "description": f"after the split, half {k + 1}"},
                    headers=centre)
         assert r.status_code == 201, r.text
-        assert r.json()["grid_code"] == code
+        assert r.json()["grid"] == code
     now = datetime.now(UTC)
     period = {"since": (now - timedelta(days=400)).isoformat(),
               "until": (now + timedelta(days=1)).isoformat()}
@@ -128,12 +128,12 @@ def test_case_history_by_lineage(changed: tuple[TestClient, Split, dict[str, Any
 
     body = listed(grid=old, lineage="true")
     assert body["numberMatched"] == _count(s, [old, h1, h2])
-    codes = {i["grid_code"] for i in body["items"]}
+    codes = {i["grid"] for i in body["items"]}
     assert codes == {old, h1, h2}
     assert listed(grid=old)["numberMatched"] == _count(s, [old])
     assert listed(grid=h2, lineage="true")["numberMatched"] == _count(s, [old, h2])
     # newest first: the reports made after the split lead
     first = body["items"][0]
-    assert first["grid_code"] in (h1, h2)
+    assert first["grid"] in (h1, h2)
     r = c.get("/cases", params={"lineage": "true"}, headers=ctx["centre"])
     assert r.status_code == 422 and "grid" in r.json()["detail"]

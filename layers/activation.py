@@ -38,7 +38,7 @@ from layers.resolver import IndexRegistry, resolve_sql
 from layers.responsibility import LAYERS, LAYERS_CHANNEL, locate_assets
 from layers.settings import Settings
 from layers.versioning import in_generation, live
-from layers.workflow import OPEN, PLANNER, SIDE_ACTIONS, Forbidden
+from layers.workflow import ADMIN, OPEN, SIDE_ACTIONS, Forbidden
 from spatial.errors import Conflict, InvalidInput
 
 OPEN_CASES = ("keep", "rehome")
@@ -325,8 +325,11 @@ def activate(session: Session, gen_id: int, settings: Settings, *, actor: Actor 
     have no patrol and is not confirmed, make it the active generation (NOTIFY: every
     worker switches), record the lineage, locate the assets again, and keep or re-home
     (open_cases) the open cases whose grid or street changes. dry_run: the same answer,
-    nothing kept. 404 unknown generation, 409 already activated. The caller commits."""
-    who = actor if isinstance(actor, Actor) else Actor(actor, PLANNER)
+    nothing kept. 404 unknown generation, 409 already activated. The caller commits.
+    actor: the caller (its name is on every event; re-homing needs a role that may
+    re_resolve), or a name alone for the command line's operator (an admin)."""
+    # a bare name is the command line's operator, who holds the database: an admin
+    who = actor if isinstance(actor, Actor) else Actor(actor, ADMIN)
     if open_cases not in OPEN_CASES:
         raise InvalidInput(f"open_cases: {open_cases!r} is not one of {', '.join(OPEN_CASES)}")
     if open_cases == "rehome" and who.role not in SIDE_ACTIONS["re_resolve"]:

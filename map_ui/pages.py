@@ -481,9 +481,10 @@ _IMPACT_CSS = """<style>
 .legend-line { display: inline-block; width: 1.4rem; height: 0; vertical-align: middle;
                margin-right: .25rem; border-top: 3px solid; }
 #gridops-old-map { position: absolute; top: 0; bottom: 0; left: 0; display: none;
-                   width: calc((100% - 33rem) / 2); border-right: 3px solid #1b3a6b; }
+                   width: calc((100% - 35rem) / 2); border-right: 3px solid #1b3a6b; }
 .side-by-side #gridops-old-map { display: block; }
-.side-by-side .folium-map { left: calc((100% - 33rem) / 2); right: 33rem; }
+.side-by-side .folium-map { position: absolute !important; left: calc((100% - 35rem) / 2)
+                            !important; width: auto !important; right: 35rem; }
 .map-caption { position: absolute; z-index: 900; top: 8px; padding: .15rem .5rem;
                background: rgba(255,255,255,.9); font-weight: bold; border-radius: 4px;
                display: none; }
@@ -564,8 +565,8 @@ def generation_page(*, base: BaseMap, generation: dict[str, Any],
             f'<div id="impact-body"><p class="muted">loading the impact…</p></div>')
     side_map = ('<div id="gridops-old-map"></div>'
                 '<div class="map-caption" id="caption-old" style="left: 8px">active (old)'
-                '</div><div class="map-caption" id="caption-new" style="left: calc((100% - '
-                '33rem) / 2 + 8px)">this generation (new)</div>') if compare else ""
+                '</div><div class="map-caption" id="caption-new" style="right: calc(35rem + '
+                '8px)">this generation (new)</div>') if compare else ""
     root.html.add_child(Element(
         f'{side_map}<div class="panel side" id="generation-panel">{head}'
         f'<div class="status" id="gridops-status">loading the grid…</div>{impact}'

@@ -45,7 +45,7 @@ def _properties(row: Any, staff: StaffViewDep, ends: list[int]) -> dict[str, Any
                                                            "format": "binary"}}
                                             for m in gisfile.MEDIA_TYPES.values()
                                             if m != "application/geo+json"}}},
-                       **errors(404, 422, 503)})
+                       **errors(401, 404, 422, 503)})
 def list_grids(
     request: Request,
     session: SessionDep,
@@ -109,7 +109,7 @@ def list_grids(
 
 
 @router.get("/{code}", response_class=GeoJSONResponse, response_model=UnitDetail,
-            responses={200: geojson(UnitDetail), **errors(404, 422, 503)})
+            responses={200: geojson(UnitDetail), **errors(401, 404, 422, 503)})
 def get_grid(code: CodePath, session: SessionDep, settings: SettingsDep, staff: StaffViewDep,
              gen: ReadableGenerationDep) -> GeoJSONResponse:
     """One unit as a Feature, with its parent chain, children and edge neighbours (四至)."""

@@ -535,11 +535,16 @@
       var el = document.getElementById("gridops-old-map");
       var m2 = L.map(el, {zoomControl: false, attributionControl: false,
                           preferCanvas: true, maxZoom: map.getMaxZoom()});
+      m2.createPane("changes").style.zIndex = 430;  // changeStyle draws there
+      m2.setView(map.getCenter(), map.getZoom(), {animate: false});
       var old = L.geoJSON(null, {style: function () { return oldStyle; },
                                  interactive: false}).addTo(m2);
-      oldFeatures.length && old.addData({type: "FeatureCollection", features: oldFeatures});
+      if (oldFeatures.length) {
+        old.addData({type: "FeatureCollection", features: oldFeatures});
+      }
       var ch = L.geoJSON(null, {style: changeStyle, interactive: false}).addTo(m2);
       if (impact) { ch.addData(oldSide(impact.changes || {})); }
+      window.gridopsOldLayers = {old: old, changes: ch};
       var syncing = false;
       function follow(from, to) {
         from.on("move", function () {
@@ -573,6 +578,7 @@
         map.addLayer(oldMain);
         map.setView(centre, zoom, {animate: false});
       }
+      if (state.selectedUnit) { selectUnit(state.selectedUnit); }  // kept in sight
     }
     document.getElementById("mode-overlay").addEventListener("click", function () {
       setMode("overlay"); });

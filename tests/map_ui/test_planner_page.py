@@ -256,12 +256,18 @@ def test_the_planners_page(browser: Any, planner_site: dict[str, Any]) -> None:
 
         # side by side: the old outlines on a second map that follows the first
         p.click("#mode-side")
-        p.wait_for_function("gridopsGeneration.state.mode === 'side' && window.gridopsOldMap")
+        try:
+            p.wait_for_function("gridopsGeneration.state.mode === 'side' && "
+                                "window.gridopsOldLayers", timeout=10_000)
+        except Exception as e:
+            raise AssertionError(f"side by side failed: {w.errors}") from e
         assert p.evaluate("document.body.classList.contains('side-by-side')")
         assert not p.evaluate(f"gridopsMap.hasLayer({old_layer})")
         left = p.evaluate("document.getElementById('gridops-old-map').getBoundingClientRect()"
                           ".width")
         assert left > 300
+        main = p.evaluate("gridopsMap.getContainer().getBoundingClientRect().left")
+        assert abs(main - left) < 8  # the new map beside the old one, not over it
         p.evaluate("void gridopsMap.panBy([120, 60], {animate: false})")
         p.wait_for_timeout(100)
         a = p.evaluate("[gridopsMap.getCenter().lat, gridopsMap.getCenter().lng, "
@@ -269,8 +275,11 @@ def test_the_planners_page(browser: Any, planner_site: dict[str, Any]) -> None:
         b = p.evaluate("[gridopsOldMap.getCenter().lat, gridopsOldMap.getCenter().lng, "
                        "gridopsOldMap.getZoom()]")
         assert a[2] == b[2] and abs(a[0] - b[0]) < 1e-9 and abs(a[1] - b[1]) < 1e-9
-        assert p.evaluate("(() => { let n = 0; gridopsOldMap.eachLayer(l => { if (l.feature) "
-                          "n++; }); return n; })()") == site["finest_active"] + 3
+        assert p.evaluate("gridopsOldLayers.old.getLayers().length") == \
+            site["finest_active"], w.errors
+        assert p.evaluate("gridopsOldLayers.changes.getLayers().map(l => "
+                          "l.feature.properties.code).sort()") == \
+            sorted([d.split, *d.redrawn]), w.errors
         w.shot("planner-side-by-side")
         p.click("#mode-overlay")
         p.wait_for_function("gridopsGeneration.state.mode === 'overlay'")

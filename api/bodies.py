@@ -1,10 +1,13 @@
 """Request bodies read with a size limit: refused by their declared Content-Length before a
-byte is read, and by what actually arrives when the length is not declared."""
+byte is read, and by what actually arrives when the length is not declared; JSON parsed
+with a 422 that says why."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
+import orjson
 from fastapi import Request
 
 from spatial.errors import InvalidInput, TooLarge
@@ -43,3 +46,11 @@ async def read_body(request: Request, max_bytes: int, hint: str = "") -> bytes:
     async for chunk in limited_stream(request, max_bytes, hint):
         body.extend(chunk)
     return bytes(body)
+
+
+def parse_json(raw: bytes) -> Any:
+    """A JSON body (422 with the parser's reason when it is not JSON)."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise InvalidInput(f"body: not valid JSON ({e})") from None

@@ -31,6 +31,8 @@ from layers.models import Generation, GenerationEvent, GridLevel
 from layers.settings import Settings
 from layers.versioning import in_generation
 from spatial.coverage import Problem, metric_area
+from spatial.coverage import areal as _polygonal
+from spatial.coverage import coverage_union as _union
 from spatial.errors import (
     Conflict,
     GridInvariantError,
@@ -235,36 +237,6 @@ def _metric(geoms: Sequence[BaseGeometry | None], settings: Settings) -> np.ndar
     """Areas in m²; densified first, so that an overlay's zero-area sliver along a long
     lon/lat edge (collinear in lon/lat, a curve once projected) measures nothing."""
     return metric_area(list(geoms), settings.metric_srid, densify=True)
-
-
-def _union(geoms: Sequence[BaseGeometry]) -> BaseGeometry:
-    """The union of polygons that form a coverage (shared edges exact): GEOS's coverage
-    union, which dissolves shared edges without noding; the full union as a fallback."""
-    arr = np.asarray(list(geoms), dtype=object)
-    if len(arr) == 1:
-        return arr[0]
-    try:
-        out = shapely.coverage_union_all(arr)
-        # a split leaves T-junctions on the neighbours' edges; coverage union then may
-        # not dissolve them: trust it only when the area adds up
-        total = float(shapely.area(arr).sum())
-        if shapely.is_valid(out) and abs(float(shapely.area(out)) - total) <= 1e-9 * total:
-            return out
-    except shapely.errors.GEOSException:
-        pass
-    return shapely.union_all(arr)
-
-
-def _polygonal(g: BaseGeometry) -> Polygon | MultiPolygon:
-    """The areal part of an overlay's result (GEOS may return a collection with slivers of
-    lower dimension), as a Polygon when it is one piece."""
-    if isinstance(g, Polygon | MultiPolygon):
-        return g
-    polys = [p for p in shapely.get_parts(g) if isinstance(p, Polygon) and not p.is_empty]
-    flat: list[Polygon] = []
-    for p in polys:
-        flat.extend(p.geoms if isinstance(p, MultiPolygon) else [p])
-    return flat[0] if len(flat) == 1 else MultiPolygon(flat)
 
 
 def _pieces(g: BaseGeometry) -> int:

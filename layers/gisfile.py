@@ -22,11 +22,12 @@ import numpy as np
 import pyogrio
 import pyogrio.raw
 import shapely
+import shapely.geometry
 from pyogrio.errors import DataLayerError, DataSourceError, FieldError, GeometryError
 from shapely.geometry.base import BaseGeometry
 
 from spatial import crs as crsmod
-from spatial.errors import InvalidInput, TooLarge, UnsupportedMediaType
+from spatial.errors import InvalidGeometry, InvalidInput, TooLarge, UnsupportedMediaType
 
 # what `--format` / `f=` accept, the GDAL driver and the file suffix of each
 FORMATS: dict[str, tuple[str, str]] = {
@@ -273,6 +274,34 @@ def to_lonlat(geoms: np.ndarray, crs: str, shown: str = "file") -> np.ndarray:
                                f"{e}; is the CRS right (--crs / crs=)?") from e
     _check_lonlat(out, shown, info.key)
     return out
+
+
+def lonlat_geometry(value: Any, crs: str | None, where: str) -> BaseGeometry:
+    """One geometry a caller gives (a GeoJSON geometry object, or one already parsed) in
+    `crs` (None: lon/lat) -> a 2-D lon/lat shapely geometry; 422 naming where it is bad."""
+    if isinstance(value, BaseGeometry):
+        g = value
+    elif isinstance(value, dict) and "type" in value:
+        try:
+            g = shapely.geometry.shape(value)
+        except Exception as e:
+            raise InvalidGeometry(f"{where}: not a GeoJSON geometry ({type(e).__name__}: "
+                                  f"{str(e)[:80]})") from None
+    else:
+        raise InvalidGeometry(f"{where}: a GeoJSON geometry object is needed")
+    if g.is_empty:
+        raise InvalidGeometry(f"{where}: the geometry is empty")
+    if g.has_z:
+        g = shapely.force_2d(g)
+    if not np.isfinite(shapely.get_coordinates(g)).all():
+        raise InvalidGeometry(f"{where}: coordinates must be finite numbers")
+    if crs is not None:
+        return to_lonlat(np.array([g], dtype=object), crs, where)[0]
+    x0, y0, x1, y1 = g.bounds
+    if not (-180 <= x0 <= x1 <= 180 and -90 <= y0 <= y1 <= 90):
+        raise InvalidGeometry(f"{where}: coordinates are not lon/lat (bounds {x0:g} {y0:g} "
+                              f"{x1:g} {y1:g}); name their crs")
+    return g
 
 
 def _crs_name(crs: str) -> str:

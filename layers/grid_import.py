@@ -25,6 +25,7 @@ from layers import gisfile, grids
 from layers.grids import UnitInput, Violation
 from layers.settings import Settings
 from layers.versioning import in_generation
+from spatial.coverage import areal, coverage_union
 from spatial.errors import GridInvariantError, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -366,17 +367,8 @@ def build_missing_levels(rows: list[_Row], level_pairs: Sequence[tuple[str, str]
 
 
 def _union(geoms: Sequence[MultiPolygon]) -> MultiPolygon:
-    try:
-        u = shapely.coverage_union_all(geoms)
-    except shapely.errors.GEOSException:
-        u = shapely.union_all(geoms)
-    if not shapely.is_valid(u):
-        u = shapely.union_all(geoms)
-    multi = _as_multi(u)
-    if multi is None:  # a collection of polygons and slivers of lower dimension
-        polys = [g for g in shapely.get_parts(u) if isinstance(g, Polygon)]
-        multi = MultiPolygon(polys)
-    return multi
+    u = areal(coverage_union(geoms))
+    return u if isinstance(u, MultiPolygon) else MultiPolygon([u])
 
 
 # ---------------------------------------------------------------- the whole import

@@ -622,6 +622,19 @@ def list_units(session: Session, gen_id: int, *, level: int | None = None,
     return list(rows), int(total)
 
 
+def generation_units(session: Session, gen_id: int) -> list[UnitInput]:
+    """Every unit of a generation as a UnitInput (what load_generation takes), coarse to
+    fine: a generation read back to be changed and loaded again."""
+    rows = session.execute(text(
+        f"SELECT u.code, u.name, u.level, u.parent_code, ST_AsBinary(u.geom) AS wkb, "
+        f"u.leader_name, u.leader_phone, u.attributes FROM grid_unit u "
+        f"WHERE {in_generation('u')} ORDER BY u.level, u.code"), {"g": gen_id}).all()
+    geoms = shapely.from_wkb([bytes(r.wkb) for r in rows]) if rows else []
+    return [UnitInput(r.code, r.name, r.level, r.parent_code, g, r.leader_name,
+                      r.leader_phone, dict(r.attributes or {}))
+            for r, g in zip(rows, geoms, strict=True)]
+
+
 def get_unit(session: Session, gen_id: int, code: str, *, precision: int = 7) -> Any:
     """One unit valid in a generation, with GeoJSON geometry; 404 if there is none."""
     row = session.execute(

@@ -138,6 +138,18 @@ def _in_area(lon: np.ndarray, lat: np.ndarray, area: BaseGeometry | None) -> np.
     return np.asarray(shapely.covers(area, shapely.points(lon, lat)), dtype=bool)
 
 
+def _kept(rows: list[Any], area: BaseGeometry | None, watched: list[str]
+          ) -> tuple[list[Any], np.ndarray, np.ndarray]:
+    """The rows (with lon, lat, grid_code) in the changed area or on a watched grid, and
+    their coordinates."""
+    lon = np.array([r.lon for r in rows], dtype=np.float64)
+    lat = np.array([r.lat for r in rows], dtype=np.float64)
+    codes = set(watched)
+    keep = _in_area(lon, lat, area) | np.array([r.grid_code in codes for r in rows],
+                                               dtype=bool)
+    return [r for r, k in zip(rows, keep, strict=True) if k], lon[keep], lat[keep]
+
+
 # ---------------------------------------------------------------- the preview
 
 
@@ -262,11 +274,7 @@ def _cases(session: Session, settings: Settings, gen_id: int, against: int,
          ORDER BY c.ref"""), {"ids": ids, "codes": watched, "open": list(OPEN)}).all()
     if not rows:
         return []
-    lon = np.array([r.lon for r in rows], dtype=np.float64)
-    lat = np.array([r.lat for r in rows], dtype=np.float64)
-    keep = _in_area(lon, lat, area) | np.array([r.grid_code in set(watched) for r in rows])
-    rows = [r for r, k in zip(rows, keep, strict=True) if k]
-    lon, lat = lon[keep], lat[keep]
+    rows, lon, lat = _kept(list(rows), area, watched)
     grids_new = resolver.resolve(lon, lat)
     chains = _chains(session, gen_id, [g for g in grids_new if g])
     out = []
@@ -320,11 +328,8 @@ def _assets(session: Session, gen_id: int, resolver: DraftResolver,
          ORDER BY a.code"""), {"ids": ids, "codes": watched}).all()
     if not rows:
         return []
-    lon = np.array([r.lon for r in rows], dtype=np.float64)
-    lat = np.array([r.lat for r in rows], dtype=np.float64)
-    keep = _in_area(lon, lat, area) | np.array([r.grid_code in set(watched) for r in rows])
-    rows = [r for r, k in zip(rows, keep, strict=True) if k]
-    found = resolver.resolve(lon[keep], lat[keep])
+    rows, lon, lat = _kept(list(rows), area, watched)
+    found = resolver.resolve(lon, lat)
     return [{"code": r.code, "kind": r.kind, "lon": float(r.lon), "lat": float(r.lat),
              "old_grid": r.grid_code, "new_grid": g}
             for r, g in zip(rows, found, strict=True) if g != r.grid_code]

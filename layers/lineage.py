@@ -16,7 +16,7 @@ set of codes a grid's KPIs and case history may be asked for across boundary cha
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,6 +73,17 @@ class UnitRow:
     area_m2: float
 
 
+def _grouped(links: list[Link], key: Callable[[Link], int], tie: Callable[[Link], str]
+             ) -> dict[int, list[Link]]:
+    """Links grouped by key, each group largest overlap first (ties by code)."""
+    out: dict[int, list[Link]] = defaultdict(list)
+    for link in links:
+        out[key(link)].append(link)
+    for v in out.values():
+        v.sort(key=lambda x: (-x.area_m2, tie(x)))
+    return out
+
+
 @dataclass
 class Diff:
     """What a generation changes against another: its rows the other has not (`new`), the
@@ -89,21 +100,11 @@ class Diff:
 
     def links_of(self) -> dict[int, list[Link]]:
         """Links by the new row's id, largest overlap first."""
-        out: dict[int, list[Link]] = defaultdict(list)
-        for link in self.links:
-            out[link.unit_id].append(link)
-        for v in out.values():
-            v.sort(key=lambda x: (-x.area_m2, x.predecessor_code))
-        return out
+        return _grouped(self.links, lambda x: x.unit_id, lambda x: x.predecessor_code)
 
     def successors_of(self) -> dict[int, list[Link]]:
         """Links by the predecessor row's id, largest overlap first."""
-        out: dict[int, list[Link]] = defaultdict(list)
-        for link in self.links:
-            out[link.predecessor_id].append(link)
-        for v in out.values():
-            v.sort(key=lambda x: (-x.area_m2, x.code))
-        return out
+        return _grouped(self.links, lambda x: x.predecessor_id, lambda x: x.code)
 
     def ended(self) -> list[UnitRow]:
         """Rows of the replaced generation whose code the new generation does not have."""

@@ -8,14 +8,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import anyio
-import numpy as np
-import shapely
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import Response
-from shapely.geometry import mapping, shape
-from shapely.geometry.base import BaseGeometry
+from shapely.geometry import mapping
 
-from api.bodies import read_body
+from api.bodies import parse_json, read_body
 from api.deps import CurrentUser, SessionDep, SettingsDep, WriteSessionDep, require
 from api.geojson import GeoJSONResponse, json_response
 from api.routing import CheckedRoute, media_type, reads
@@ -37,7 +34,7 @@ from api.schemas.generations import (
 from layers import drafts, gisfile, grid_jobs, grids, jobs
 from layers.grid_import import ImportOptions
 from layers.workflow import CENTRE, PLANNER
-from spatial.errors import InvalidGeometry, InvalidInput, NotFound
+from spatial.errors import InvalidInput, NotFound
 
 router = APIRouter(route_class=CheckedRoute, tags=["generations"])
 
@@ -179,31 +176,6 @@ def get_draft_unit(gen_id: GenPath, code: CodePath, session: SessionDep,
     return resp
 
 
-def _geometry(value: Any, crs: str | None, where: str) -> BaseGeometry:
-    """A GeoJSON geometry of a body, in `crs`, as lon/lat shapely (422 naming where)."""
-    if not isinstance(value, dict) or "type" not in value:
-        raise InvalidGeometry(f"{where}: a GeoJSON geometry object is needed")
-    try:
-        g = shape(value)
-    except Exception as e:
-        raise InvalidGeometry(f"{where}: not a GeoJSON geometry ({type(e).__name__}: "
-                              f"{str(e)[:80]})") from None
-    if g.is_empty:
-        raise InvalidGeometry(f"{where}: the geometry is empty")
-    if g.has_z:
-        g = shapely.force_2d(g)
-    if not np.isfinite(shapely.get_coordinates(g)).all():
-        raise InvalidGeometry(f"{where}: coordinates must be finite numbers")
-    if crs is not None:
-        g = gisfile.to_lonlat(np.array([g], dtype=object), crs, where)[0]
-    else:
-        x0, y0, x1, y1 = g.bounds
-        if not (-180 <= x0 <= x1 <= 180 and -90 <= y0 <= y1 <= 90):
-            raise InvalidGeometry(f"{where}: coordinates are not lon/lat (bounds {x0:g} "
-                                  f"{y0:g} {x1:g} {y1:g}); name their crs")
-    return g
-
-
 def _edited(result: drafts.EditResult) -> Response:
     return json_response(result.as_dict())
 
@@ -226,13 +198,13 @@ async def put_draft_unit(
     cannot overwrite each other. Answers what changed with the new ETag (also in ETag)."""
     require(user, PLANNER)
     raw = await read_body(request, settings.json_body_max_bytes)
-    body = _json(raw)
+    body = parse_json(raw)
     if not isinstance(body, dict) or body.get("type") != "Feature":
         raise InvalidInput("body: a GeoJSON Feature (type, geometry, properties)")
     props = body.get("properties") or {}
     if not isinstance(props, dict):
         raise InvalidInput("properties: a JSON object")
-    geom = None if body.get("geometry") is None else _geometry(body["geometry"], crs,
+    geom = None if body.get("geometry") is None else gisfile.lonlat_geometry(body["geometry"], crs,
                                                                  "geometry")
     result = drafts.put_unit(session, gen_id, code, settings, actor=user.name,
                              if_match=if_match, geometry=geom, properties=props,
@@ -244,15 +216,6 @@ async def put_draft_unit(
     return resp
 
 
-def _json(raw: bytes) -> Any:
-    import orjson
-
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise InvalidInput(f"body: not valid JSON ({e})") from None
-
-
 @router.post("/generations/{gen_id}/split", response_model=EditOut, responses=EDIT_ERRORS)
 def split_unit(gen_id: GenPath, body: SplitIn, session: WriteSessionDep,
                settings: SettingsDep, user: CurrentUser, dry_run: DryRun = False) -> Response:
@@ -260,9 +223,9 @@ def split_unit(gen_id: GenPath, body: SplitIn, session: WriteSessionDep,
     take the next free codes under its parent, west to east and north to south; its code
     ends."""
     require(user, PLANNER)
-    line = None if body.line is None else _geometry(body.line, body.crs, "line")
+    line = None if body.line is None else gisfile.lonlat_geometry(body.line, body.crs, "line")
     parts = None if body.parts is None else [
-        _geometry(p, body.crs, f"parts[{i}]") for i, p in enumerate(body.parts)]
+        gisfile.lonlat_geometry(p, body.crs, f"parts[{i}]") for i, p in enumerate(body.parts)]
     return _edited(drafts.split(session, gen_id, body.code, settings, actor=user.name,
                                 line=line, parts=parts, names=body.names, dry_run=dry_run))
 
@@ -285,8 +248,9 @@ def redraw_boundary(gen_id: GenPath, body: RedrawIn, session: WriteSessionDep,
     together is kept exactly and cut anew by `line`, or by the first unit's new `geometry`
     (the second takes the rest). No gap or overlap can appear; parents follow."""
     require(user, PLANNER)
-    line = None if body.line is None else _geometry(body.line, body.crs, "line")
-    geom = None if body.geometry is None else _geometry(body.geometry, body.crs, "geometry")
+    line = None if body.line is None else gisfile.lonlat_geometry(body.line, body.crs, "line")
+    geom = (None if body.geometry is None
+            else gisfile.lonlat_geometry(body.geometry, body.crs, "geometry"))
     a, b = body.codes
     return _edited(drafts.redraw(session, gen_id, a, b, settings, actor=user.name, line=line,
                                  geometry=geom, dry_run=dry_run))

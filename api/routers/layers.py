@@ -14,7 +14,7 @@ import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 
-from api.bodies import read_body
+from api.bodies import parse_json, read_body
 from api.deps import (
     CurrentUser,
     SessionDep,
@@ -344,7 +344,7 @@ async def create_row(name: str, request: Request, session: WriteSessionDep,
     d = resp.layer(name)
     require(user, PLANNER, CENTRE)
     raw = await read_body(request, settings.upload_max_bytes, "split it")
-    props, geom = _props_geometry(d, _parse(raw))
+    props, geom = _props_geometry(d, parse_json(raw))
     row = resp.create(session, d, props, geom, actor=_actor(request))
     return json_response(_feature(session, d, row), status=201)
 
@@ -380,7 +380,7 @@ async def update_row(name: str, key: str, request: Request, session: WriteSessio
     d = resp.layer(name)
     require(user, PLANNER, CENTRE)
     raw = await read_body(request, settings.upload_max_bytes, "split it")
-    props, geom = _props_geometry(d, _parse(raw))
+    props, geom = _props_geometry(d, parse_json(raw))
     row = resp.update(session, d, _split(d, key), props, geom, actor=_actor(request))
     return json_response(_feature(session, d, row))
 
@@ -394,13 +394,6 @@ def retire_row(name: str, key: str, request: Request, session: WriteSessionDep,
     require(user, PLANNER, CENTRE)
     row = resp.retire(session, d, _split(d, key), actor=_actor(request))
     return json_response({"retired": key, "valid_to": row.valid_to})
-
-
-def _parse(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as e:
-        raise InvalidInput(f"body: not valid JSON ({e})") from None
 
 
 def _actor(request: Request) -> str:

@@ -76,35 +76,31 @@ def _print(obj: Any) -> None:
     out.print_json(json.dumps(obj, ensure_ascii=False, default=str))
 
 
-def _geometry(value: str, crs: str | None, what: str) -> Any:
-    """A geometry given as WKT, GeoJSON text, or a file holding either (a GeoJSON Feature's
-    geometry is taken), in crs -> lon/lat shapely."""
-    import numpy as np
+def _geometry(value: Any, crs: str | None, what: str) -> Any:
+    """A geometry given as WKT, GeoJSON text (a Feature's or a FeatureCollection's first
+    geometry), a file holding either, or a GeoJSON object, in crs -> lon/lat shapely."""
     import shapely
-    from shapely.geometry import shape
 
     from layers import gisfile
     from spatial.errors import InvalidGeometry
 
-    path = Path(value)
-    raw = path.read_text(encoding="utf-8") if len(value) < 4096 and path.is_file() else value
-    raw = raw.strip()
-    try:
-        if raw.startswith("{"):
-            obj = json.loads(raw)
-            if obj.get("type") == "Feature":
-                obj = obj.get("geometry")
-            elif obj.get("type") == "FeatureCollection":
-                obj = (obj.get("features") or [{}])[0].get("geometry")
-            g = shape(obj)
-        else:
-            g = shapely.from_wkt(raw)
-    except Exception as e:
-        raise InvalidGeometry(f"{what}: not WKT or GeoJSON ({type(e).__name__}: "
-                              f"{str(e)[:80]})") from None
-    if crs is not None:
-        g = gisfile.to_lonlat(np.array([g], dtype=object), crs, what)[0]
-    return g
+    if isinstance(value, str):
+        path = Path(value)
+        raw = (path.read_text(encoding="utf-8") if len(value) < 4096 and path.is_file()
+               else value).strip()
+        try:
+            if raw.startswith("{"):
+                value = json.loads(raw)
+                if value.get("type") == "Feature":
+                    value = value.get("geometry")
+                elif value.get("type") == "FeatureCollection":
+                    value = (value.get("features") or [{}])[0].get("geometry")
+            else:
+                value = shapely.from_wkt(raw)
+        except Exception as e:
+            raise InvalidGeometry(f"{what}: not WKT or GeoJSON ({type(e).__name__}: "
+                                  f"{str(e)[:80]})") from None
+    return gisfile.lonlat_geometry(value, crs, what)
 
 
 def _edit_summary(result: Any) -> None:
@@ -184,7 +180,7 @@ def gen_put(
 
     def fn(session: Any, s: Any) -> None:
         geom = body.get("geometry")
-        g = None if geom is None else _geometry(json.dumps(geom), crs, "geometry")
+        g = None if geom is None else _geometry(geom, crs, "geometry")
         tag = if_match or drafts.unit(session, generation, code).etag
         _edit_summary(drafts.put_unit(session, generation, code, s, actor=_actor(actor),
                                       if_match=tag, geometry=g,
@@ -205,8 +201,6 @@ def gen_split(
     crs: Crs = None, actor: Actor = None, commit: Commit = False,
 ) -> None:
     """Split a unit by a line (or into given parts): the parts get the next free codes."""
-    from shapely.geometry import shape
-
     from layers import drafts
 
     def fn(session: Any, s: Any) -> None:
@@ -214,8 +208,7 @@ def gen_split(
         polys = None
         if parts is not None:
             fc = json.loads(parts.read_text(encoding="utf-8"))
-            polys = [_geometry(json.dumps(f["geometry"]), crs, f"--parts #{i + 1}")
-                     if crs else shape(f["geometry"])
+            polys = [_geometry(f.get("geometry"), crs, f"--parts #{i + 1}")
                      for i, f in enumerate(fc.get("features", []))]
         _edit_summary(drafts.split(session, generation, code, s, actor=_actor(actor),
                                    line=cut, parts=polys, names=name or None))

@@ -48,17 +48,6 @@ class Draft:
     moved_point: tuple[float, float]  # a point of the area that changed hands
 
 
-def _units(session: Session, gen: int) -> list[grids.UnitInput]:
-    rows = session.execute(text(
-        "SELECT u.code, u.name, u.level, u.parent_code, ST_AsBinary(u.geom) AS wkb, "
-        "u.leader_name, u.leader_phone, u.attributes FROM grid_unit u "
-        "WHERE u.generation_low <= :g AND (u.generation_high IS NULL OR "
-        "u.generation_high >= :g) ORDER BY u.level, u.code"), {"g": gen}).all()
-    return [grids.UnitInput(r.code, r.name, r.level, r.parent_code,
-                            shapely.from_wkb(bytes(r.wkb)), r.leader_name, r.leader_phone,
-                            dict(r.attributes or {})) for r in rows]
-
-
 def _finest_at(session: Session, gen: int, lon: float, lat: float) -> str:
     code = session.scalar(text(
         "SELECT u.code FROM grid_unit u WHERE u.generation_low <= :g AND "
@@ -87,7 +76,7 @@ def plan_draft(session: Session, settings: Settings, *,
     ~40 m into the neighbour."""
     active = grids.active_generation(session)
     assert active is not None
-    units = _units(session, active.id)
+    units = grids.generation_units(session, active.id)
     by_code = {u.code: u for u in units}
     code = _finest_at(session, active.id, *split_at)
     grid = by_code[code]

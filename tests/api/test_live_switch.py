@@ -9,15 +9,14 @@ import sys
 import time
 
 import httpx
-from shapely import box
 from sqlalchemy.orm import Session
 
 from layers import grids
 from layers.cluster import free_port
 from layers.db import make_engine, upgrade
 from layers.settings import Settings
-from tests.support.servers import wait_ready
-from tests.support.tinycity import X0, Y0, D, replace, tiny_city
+from tests.support.servers import wait_ready, watch_switch
+from tests.support.tinycity import X0, Y0, D, line_moved_north, tiny_city
 
 # inside community 1, 100 m north of the line between its two grids
 P = (X0 + D / 2, Y0 + D / 2 + 0.001)
@@ -41,25 +40,14 @@ def test_activation_reaches_every_worker(scratch_db: str, settings: Settings) ->
                 a = c.get("/resolve", params={"lon": P[0], "lat": P[1]}).json()
                 assert a["grid"]["code"] == "319999001001001"
             # planners move the line 200 m north: P now lies in grid 002
-            moved = replace(tiny_city(), "319999001001001",
-                            geometry=box(X0, Y0 + D / 2 + 0.002, X0 + D, Y0 + D))
-            moved = replace(moved, "319999001001002",
-                            geometry=box(X0, Y0, X0 + D, Y0 + D / 2 + 0.002))
+            moved = line_moved_north()
             with Session(eng) as s, s.begin():
                 g2 = grids.load_generation(s, moved, settings, label="v2").id
             t0 = time.monotonic()
-            streak, switched = 0, None
-            while time.monotonic() - t0 < 10 and streak < 20:
-                a = c.get("/resolve", params={"lon": P[0], "lat": P[1]}).json()
-                if a["generation"]["id"] == g2:
-                    assert a["grid"]["code"] == "319999001001002"
-                    switched = switched or time.monotonic() - t0
-                    streak += 1
-                else:
-                    assert a["grid"]["code"] == "319999001001001"  # never a half index
-                    streak = 0
+            streak, _, elapsed = watch_switch(
+                lambda: c.get("/resolve", params={"lon": P[0], "lat": P[1]}).json(),
+                g2, "319999001001002", "319999001001001", t0=t0)
             assert streak >= 20, "both workers must answer with the new generation"
-            elapsed = time.monotonic() - t0
             print(f"all workers switched within {elapsed:.2f} s")
             assert elapsed < 3.0
             # the old generation stays answerable by name

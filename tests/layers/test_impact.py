@@ -201,9 +201,8 @@ def test_an_attributes_only_draft_moves_nothing(history: Session, settings: Sett
     s = history
     active = grids.active_generation(s)
     assert active is not None
-    from tests.layers.test_lineage import _active_units
 
-    units = _active_units(s, active.id)
+    units = grids.generation_units(s, active.id)
     target = next(u for u in units if u.level == 4)
     units = [u if u.code != target.code else type(u)(**{**u.__dict__, "name": "新名字"})
              for u in units]

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import shapely
-from shapely import LineString, MultiPolygon, Polygon
+from shapely import LineString
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import split as shapely_split
 from sqlalchemy import text
@@ -25,6 +25,7 @@ from layers.grids import UnitInput
 from layers.models import Generation
 from layers.settings import Settings
 from layers.versioning import in_generation
+from spatial.coverage import areal
 from spatial.errors import InvalidInput, NotFound
 
 EDGE_SHIFT_DEG = 0.0003  # about 30 m: how far the moved edge goes into its neighbour
@@ -46,22 +47,6 @@ class DemoDraft:
     units: list[UnitInput]
 
 
-def _polygonal(g: BaseGeometry) -> Polygon | MultiPolygon:
-    parts = [p for p in shapely.get_parts(g) if isinstance(p, Polygon) and not p.is_empty]
-    return parts[0] if len(parts) == 1 else MultiPolygon(parts)
-
-
-def _active_units(session: Session, gen_id: int) -> list[UnitInput]:
-    rows = session.execute(text(
-        "SELECT code, name, level, parent_code, ST_AsBinary(geom) AS wkb, leader_name, "
-        f"leader_phone, attributes FROM grid_unit u WHERE {in_generation('u')} "
-        "ORDER BY level, code"), {"g": gen_id}).all()
-    geoms = shapely.from_wkb([bytes(r.wkb) for r in rows])
-    return [UnitInput(r.code, r.name, r.level, r.parent_code, g, r.leader_name,
-                      r.leader_phone, dict(r.attributes or {}))
-            for r, g in zip(rows, geoms, strict=True)]
-
-
 def _shared(a: BaseGeometry, b: BaseGeometry) -> float:
     """Length (degrees) of the boundary two polygons share."""
     return float(shapely.intersection(a.boundary, b.boundary).length)
@@ -79,7 +64,7 @@ def demo_draft(session: Session, settings: Settings, *,
     first."""
     active = grids.active_generation(session)
     assert active is not None
-    units = _active_units(session, active.id)
+    units = grids.generation_units(session, active.id)
     by_code = {u.code: u for u in units}
     finest = max(u.level for u in units)
     kids: dict[str, list[str]] = defaultdict(list)
@@ -128,8 +113,8 @@ def demo_draft(session: Session, settings: Settings, *,
     cx = shape.centroid.x
     _, y0, _, y1 = shape.bounds
     pieces = shapely_split(shape, LineString([(cx, y0 - 0.01), (cx, y1 + 0.01)])).geoms
-    west = _polygonal(shapely.union_all([p for p in pieces if p.centroid.x < cx]))
-    east = _polygonal(shapely.union_all([p for p in pieces if p.centroid.x >= cx]))
+    west = areal(shapely.union_all([p for p in pieces if p.centroid.x < cx]))
+    east = areal(shapely.union_all([p for p in pieces if p.centroid.x >= cx]))
     h1, h2 = _next_serials(kids[ca], ca, 2)
     base = by_code[g1]
     added += [replace(base, code=h1, name=base.name + "西", geometry=west),
@@ -137,22 +122,22 @@ def demo_draft(session: Session, settings: Settings, *,
     removed.add(g1)
     # 2. merge two adjacent grids of community b (the first keeps its code)
     m1, m2 = adjacent_pair(cb)
-    new_geoms[m1] = _polygonal(shapely.union_all([geom[m1], geom[m2]]))
+    new_geoms[m1] = areal(shapely.union_all([geom[m1], geom[m2]]))
     removed.add(m2)
     # 3. move the edge between two grids of community c into the second one
     e1, e2 = adjacent_pair(cc)
     strip = shapely.intersection(geom[e2], shapely.buffer(geom[e1], EDGE_SHIFT_DEG))
-    new_geoms[e1] = _polygonal(shapely.union_all([geom[e1], strip]))
-    new_geoms[e2] = _polygonal(shapely.difference(geom[e2], strip))
+    new_geoms[e1] = areal(shapely.union_all([geom[e1], strip]))
+    new_geoms[e2] = areal(shapely.difference(geom[e2], strip))
     # 4. move a grid to the neighbouring community: new code, both communities follow
     (moved_to,) = _next_serials(kids[moved_into], moved_into, 1)
     mv = by_code[moved]
     added.append(replace(mv, code=moved_to, parent_code=moved_into,
                          name=mv.name + "(迁)"))
     removed.add(moved)
-    new_geoms[moved_from] = _polygonal(shapely.union_all(
+    new_geoms[moved_from] = areal(shapely.union_all(
         [geom[c] for c in kids[moved_from] if c != moved]))
-    new_geoms[moved_into] = _polygonal(shapely.union_all(
+    new_geoms[moved_into] = areal(shapely.union_all(
         [geom[c] for c in kids[moved_into]] + [geom[moved]]))
     out = [replace(u, geometry=new_geoms[u.code]) if u.code in new_geoms else u
            for u in units if u.code not in removed] + added
@@ -280,7 +265,7 @@ def test_attributes_only_and_new(full_session: Session, settings: Settings,
     grids.discard_generation(full_session, demo.draft.id)
     target = next(u for u in demo.units if u.level == 4 and u.code not in (
         (*demo.halves, demo.moved_to)))
-    units = _active_units(full_session, demo.active)
+    units = grids.generation_units(full_session, demo.active)
     units = [replace(u, name=u.name + "(改名)") if u.code == target.code else u
              for u in units]
     draft = grids.load_generation(full_session, units, settings, label="rename",
@@ -355,14 +340,14 @@ def test_a_second_generation_walks_two_steps(full_session: Session, settings: Se
     west, _ = demo.halves
     grids.activate_generation(s, demo.draft, settings)
     lineage.record(s, demo.draft.id, settings)
-    units = _active_units(s, demo.draft.id)
+    units = grids.generation_units(s, demo.draft.id)
     by = {u.code: u for u in units}
     shape = by[west].geometry
     cy = shape.centroid.y
     x0, _, x1, _ = shape.bounds
     pieces = shapely_split(shape, LineString([(x0 - 0.01, cy), (x1 + 0.01, cy)])).geoms
-    north = _polygonal(shapely.union_all([p for p in pieces if p.centroid.y >= cy]))
-    south = _polygonal(shapely.union_all([p for p in pieces if p.centroid.y < cy]))
+    north = areal(shapely.union_all([p for p in pieces if p.centroid.y >= cy]))
+    south = areal(shapely.union_all([p for p in pieces if p.centroid.y < cy]))
     parent = by[west].parent_code
     assert parent
     siblings = [u.code for u in units if u.parent_code == parent]

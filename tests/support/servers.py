@@ -6,8 +6,9 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 
@@ -42,3 +43,23 @@ def serving(db_url: str, **env: str) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def watch_switch(answer: Callable[[], dict[str, Any]], new_gen: int, new_grid: str,
+                 old_grid: str, *, t0: float, limit_s: float = 10.0, streak_of: int = 20
+                 ) -> tuple[int, float | None, float]:
+    """Ask until `streak_of` answers in a row come from generation new_gen (with new_grid)
+    or limit_s passes; an answer from another generation must still name old_grid (never a
+    half-built index). Returns (streak, first switched answer's time, elapsed), times from
+    t0 (time.monotonic())."""
+    streak, switched = 0, None
+    while time.monotonic() - t0 < limit_s and streak < streak_of:
+        a = answer()
+        if a["generation"]["id"] == new_gen:
+            assert a["grid"]["code"] == new_grid
+            switched = switched or time.monotonic() - t0
+            streak += 1
+        else:
+            assert a["grid"]["code"] == old_grid  # never a half index
+            streak = 0
+    return streak, switched, time.monotonic() - t0

@@ -33,3 +33,11 @@ def replace(units: list[UnitInput], target: str, **changes: object) -> list[Unit
     from dataclasses import replace as dc_replace
 
     return [dc_replace(u, **changes) if u.code == target else u for u in units]  # type: ignore[arg-type]
+
+
+def line_moved_north() -> list[UnitInput]:
+    """The tiny city with the line between community 1's grids moved 200 m north: a point
+    just north of the old line now lies in grid 002."""
+    moved = replace(tiny_city(), "319999001001001",
+                    geometry=box(X0, Y0 + D / 2 + 0.002, X0 + D, Y0 + D))
+    return replace(moved, "319999001001002", geometry=box(X0, Y0, X0 + D, Y0 + D / 2 + 0.002))

@@ -50,7 +50,8 @@ MOVES: dict[str, tuple[Move, ...]] = {
 # actions that change no state; allowed while the case is open
 SIDE_ACTIONS: dict[str, frozenset[str]] = {
     "extend": frozenset({CENTRE, ADMIN}),  # a new deadline, approved by the centre
-    "re_resolve": frozenset({CENTRE, ADMIN}),  # resolve again against today's layers
+    # again against today's layers (a planner's: re-homing open cases at an activation)
+    "re_resolve": frozenset({CENTRE, PLANNER, ADMIN}),
     "note": frozenset({CENTRE, DEPARTMENT, PATROL, ADMIN}),
 }
 

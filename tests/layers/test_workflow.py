@@ -19,6 +19,7 @@ from layers.workflow import (
     MOVES,
     OPEN,
     PATROL,
+    PLANNER,
     PUBLIC,
     ROLES,
     SIDE_ACTIONS,
@@ -98,7 +99,7 @@ def test_who_may_do_what() -> None:
         ("closed", "evaluate"): {CENTRE, PUBLIC}, ("merged", "split"): {CENTRE},
     }
     assert {(s, m.action): set(m.roles) - {ADMIN} for s, m in _moves()} == roles
-    side = {"extend": {CENTRE, ADMIN}, "re_resolve": {CENTRE, ADMIN},
+    side = {"extend": {CENTRE, ADMIN}, "re_resolve": {CENTRE, PLANNER, ADMIN},
             "note": {CENTRE, DEPARTMENT, PATROL, ADMIN}}
     assert {a: set(rs) for a, rs in SIDE_ACTIONS.items()} == side
 

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import Response
 from shapely.geometry import mapping
 
+from api import visibility
 from api.bodies import parse_json, read_body
 from api.deps import CurrentUser, SessionDep, SettingsDep, WriteSessionDep, require
 from api.geojson import GeoJSONResponse, json_response
@@ -52,17 +53,21 @@ def _detail(session: Any, gen: Any) -> dict[str, Any]:
 
 
 @router.get("/generations", response_model=list[GenerationDetail],
-            responses=errors(422, 503))
-def list_generations(session: SessionDep) -> list[dict[str, Any]]:
-    """Every generation, oldest first: drafts (never activated), the active one, past ones."""
-    return [_detail(session, g) for g in grids.list_generations(session)]
+            responses=errors(401, 422, 503))
+def list_generations(session: SessionDep, user: CurrentUser) -> list[dict[str, Any]]:
+    """Every generation, oldest first: the active one and past ones, and drafts (never
+    activated) for a planner or centre token (to anyone else a draft does not exist)."""
+    drafts_too = visibility.may_read_drafts(user)
+    return [_detail(session, g) for g in grids.list_generations(session)
+            if drafts_too or g.activated_at is not None]
 
 
 @router.get("/generations/{gen_id}", response_model=GenerationDetail,
-            responses=errors(404, 422, 503))
-def get_generation(gen_id: GenPath, session: SessionDep) -> dict[str, Any]:
-    """One generation with its units per level."""
-    return _detail(session, grids.generation_at(session, generation=gen_id))
+            responses=errors(401, 404, 422, 503))
+def get_generation(gen_id: GenPath, session: SessionDep, user: CurrentUser) -> dict[str, Any]:
+    """One generation with its units per level (a draft: planner or centre token, else
+    404 "not published", as for an id never used)."""
+    return _detail(session, visibility.readable(session, user, generation=gen_id))
 
 
 @router.get("/generations/{gen_id}/problems", response_class=GeoJSONResponse,

@@ -217,3 +217,16 @@ def test_crs_and_dry_run(client: TestClient, session: Session, planner: dict[str
                                                          "crs": "EPSG:4549"},
                     headers=planner)
     assert r.status_code == 422 and "EPSG:4549" in r.text  # lon/lat given as metres
+
+
+def test_the_public_does_not_see_a_draft_in_the_listing(
+        client: TestClient, planner: dict[str, str], draft: int) -> None:
+    public = {"authorization": ""}
+    listed = [g["id"] for g in client.get("/generations", headers=public).json()]
+    assert draft not in listed and listed  # the active generation is listed
+    r = client.get(f"/generations/{draft}", headers=public)
+    assert r.status_code == 404 and r.json()["detail"] == f"generation {draft} is not published"
+    assert client.get(f"/generations/{draft + 1000}", headers=public).json()["detail"] == \
+        f"generation {draft + 1000} is not published"
+    assert draft in [g["id"] for g in client.get("/generations", headers=planner).json()]
+    assert client.get(f"/generations/{draft}", headers=planner).json()["state"] == "draft"

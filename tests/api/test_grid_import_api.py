@@ -91,7 +91,8 @@ def test_import_job_survives_a_restart_and_round_trips(planner_db, tmp_path: Pat
         assert httpx.get(base + f"/generations/{draft}/problems").status_code == 401
         fc = httpx.get(base + f"/generations/{draft}/problems", headers=auth).json()
         assert fc["counts"].get("sibling_overlap") and fc["features"][0]["geometry"]
-        assert httpx.get(base + f"/generations/{draft}").json()["state"] == "draft"
+        assert httpx.get(base + f"/generations/{draft}", headers=auth).json()["state"] == "draft"
+        assert httpx.get(base + f"/generations/{draft}").status_code == 404  # not published
         page = httpx.get(base + f"/map/generation/{draft}")
         assert page.status_code == 200 and f"/generations/{draft}/problems" in page.text
         # a second draft is refused while this one is pending, naming it; then discarded

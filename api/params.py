@@ -7,13 +7,11 @@ from __future__ import annotations
 import math
 from typing import Annotated
 
-import anyio
 from fastapi import Depends, Query
 
-from api.deps import IndexesDep, SessionDep
+from api.deps import IndexesDep
 from api.schemas.common import Timestamp
-from layers import grids, hotspots
-from layers.models import Generation
+from layers import hotspots
 from spatial.errors import InvalidInput, NoActiveGrid
 from spatial.index import GridIndex
 
@@ -59,27 +57,6 @@ At = Annotated[Timestamp | None, Query(
     description="as of this time (ISO 8601); default now")]
 GenerationParam = Annotated[int | None, Query(
     description="read a named generation (id) instead", ge=1)]
-
-
-def get_generation(session: SessionDep, at: At = None,
-                   generation: GenerationParam = None) -> Generation:
-    """The generation a read uses: ?generation=, else as of ?at=, else the active one."""
-    return grids.generation_at(session, generation=generation, at=at)
-
-
-GenerationDep = Annotated[Generation, Depends(get_generation)]
-
-
-async def get_index(indexes: IndexesDep, at: At = None,
-                    generation: GenerationParam = None) -> GridIndex:
-    """The grid index a read names (the active one by default, without leaving the loop);
-    another generation's is read or built in a worker thread."""
-    if at is None and generation is None and indexes.active is not None:
-        return indexes.active
-    return await anyio.to_thread.run_sync(lambda: indexes.get(at=at, generation=generation))
-
-
-IndexDep = Annotated[GridIndex, Depends(get_index)]
 
 
 async def get_active_index(indexes: IndexesDep) -> GridIndex:

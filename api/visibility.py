@@ -59,7 +59,8 @@ def readable(session: Session, user: Actor, *, generation: int | None = None,
 
 def get_readable_generation(session: SessionDep, user: CurrentUser, at: At = None,
                             generation: GenerationParam = None) -> Generation:
-    """The generation a read uses (api.params.get_generation), drafts for planners only."""
+    """The generation a read uses (?generation=, ?at=, else the active one), drafts for
+    planners only."""
     return readable(session, user, generation=generation, at=at)
 
 
@@ -68,7 +69,7 @@ ReadableGenerationDep = Annotated[Generation, Depends(get_readable_generation)]
 
 async def readable_index(request: Request, services: ServicesDep, indexes: IndexesDep,
                          at: At = None, generation: GenerationParam = None) -> GridIndex:
-    """The grid index a read names (api.params.get_index), a draft's only for a planner or
+    """The grid index a read names (the active one by default), a draft's only for a planner or
     centre token; checked before anything is built (the public cannot make a worker build a
     draft's index). The active index is taken without leaving the loop, and the caller's
     token is only looked at when another generation is named."""

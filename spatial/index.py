@@ -493,6 +493,31 @@ def _bucket_order(lon: np.ndarray, lat: np.ndarray, bx0: float, by0: float, inv_
 
 
 @njit(cache=True, nogil=True)
+def _centre_nearest(nx: int, side: float, seg_g: np.ndarray, out: np.ndarray) -> None:
+    """The distance from each bucket's centre to its nearest segment, plane G (a plain
+    loop over every segment: 5x shapely's query_nearest on the demo city's 850 segments,
+    as fast on the megacity's 7,664)."""
+    n = seg_g.shape[0]
+    for b in range(out.shape[0]):
+        cx = (b % nx + 0.5) * side
+        cy = (b // nx + 0.5) * side
+        best = math.inf
+        for s in range(n):
+            ax = seg_g[s, 0] - cx
+            ay = seg_g[s, 1] - cy
+            dx = seg_g[s, 2] - seg_g[s, 0]
+            dy = seg_g[s, 3] - seg_g[s, 1]
+            l2 = dx * dx + dy * dy
+            t = 0.0
+            if l2 > 0.0:
+                t = min(max(-(ax * dx + ay * dy) / l2, 0.0), 1.0)
+            ex = ax + t * dx
+            ey = ay + t * dy
+            best = min(best, ex * ex + ey * ey)
+        out[b] = math.sqrt(best)
+
+
+@njit(cache=True, nogil=True)
 def _sort_lists(off: np.ndarray, j: np.ndarray, low: np.ndarray) -> None:
     """Each bucket's list in ascending order of (low, segment), in place."""
     for b in range(off.shape[0] - 1):
@@ -598,7 +623,8 @@ class _NearBuckets:
         tree = shapely.STRtree(lines)
         cx, cy = np.meshgrid((np.arange(nx) + 0.5) * side, (np.arange(ny) + 0.5) * side)
         centres = shapely.points(cx.ravel(), cy.ravel())
-        _, dist = tree.query_nearest(centres, return_distance=True, all_matches=False)
+        dist = np.empty(nx * ny)
+        _centre_nearest(nx, side, seg_g, dist)
         h = side * math.sqrt(2) / 2
         # + h: the point's plane bends a segment (its ends scaled at their own mid-latitudes)
         radius = (dist + 2 * h) * (1 + delta) / (1 - delta) + h

@@ -273,6 +273,15 @@ def intake_requests(rep: Reports, tokens: dict[str, str], run: str, host: str
     return make
 
 
+def resolve_requests(rep: Reports, host: str) -> Callable[[int], bytes]:
+    """Request i of the open-loop floor: GET /resolve for the point of report i (the query
+    the wrk floor sends)."""
+    def make(i: int) -> bytes:
+        q = f"lon={float(rep.lon[i])!r}&lat={float(rep.lat[i])!r}"
+        return f"GET /resolve?{q} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    return make
+
+
 @dataclass
 class Run:
     """One wrk run."""
@@ -553,12 +562,17 @@ def main(argv: list[str] | None = None) -> int:
                                          args.sample, SEED + conns)
                     _check_rows(rep, f"check ({conns} conn.)", load, chk)
                 k0 = len(args.connections) * n
+                open_part = reports.part(k0, k0 + n_open)
+                host = base.split("//")[1]
+                log(f"GET /resolve open loop at {args.rate:.0f}/s for {args.open_seconds} s "
+                    f"(the floor of the intake's, same points)")
+                ol_floor = open_loop(base, resolve_requests(open_part, host), args.rate,
+                                     args.open_seconds)
                 log(f"POST /cases open loop at {args.rate:.0f}/s for {args.open_seconds} s")
-                ol = open_loop(base, intake_requests(reports.part(k0, k0 + n_open), tokens,
-                                                     f"{run}o", base.split("//")[1]),
+                ol = open_loop(base, intake_requests(open_part, tokens, f"{run}o", host),
                                args.rate, args.open_seconds, keep_bodies=True)
                 refs = {json.loads(b)["ref"] for b in ol.bodies if b.startswith(b'{"ref"')}
-                _open_rows(rep, ol, args.open_seconds)
+                _open_rows(rep, ol, ol_floor, args.open_seconds)
                 chk = check_database(engine, f"{run}o", refs, idx, snap, settings,
                                      args.sample, SEED + 1)
                 _check_rows(rep, f"check (open loop {args.rate:.0f}/s)", None, chk)
@@ -605,7 +619,8 @@ def _intake_rows(rep: Report, load: Run, floor: Run, conns: int, seconds: int) -
             rate / floor.rate if floor.rate else None, "x")
 
 
-def _open_rows(rep: Report, ol: OpenLoopResult, seconds: int) -> None:
+def _open_rows(rep: Report, ol: OpenLoopResult, floor: OpenLoopResult, seconds: int
+               ) -> None:
     sec = f"intake (open loop, {ol.rate:.0f}/s)"
     created = ol.status.get(201, 0)
     other = sum(v for k, v in ol.status.items() if k != 201)
@@ -621,6 +636,19 @@ def _open_rows(rep: Report, ol: OpenLoopResult, seconds: int) -> None:
                  f"{ol.late_ms:.1f} ms")
     rep.add(sec, "POST /cases errors (socket errors + non-201)", ol.errors + other, "",
             Target("<=", 0), note=f"statuses {dict(sorted(ol.status.items()))}")
+    # issue #17: the intake as a ratio to GET /resolve, same rate, points, client and run
+    f99 = floor.pct(99)
+    floor_bad = floor.errors + sum(v for k, v in floor.status.items() if k != 200)
+    rep.add(sec, "baseline GET /resolve latency p99, same rate and points", f99, "ms",
+            note=f"p50 {floor.pct(50):.1f} ms, {floor.answered:,} of {floor.sent:,} answered, "
+                 f"{floor_bad} errors; run just before the intake's, the same open-loop "
+                 "client: in memory, no database, owner or write")
+    ratio = ol.pct(99) / f99 if f99 > 0 else None
+    rep.add(sec, "POST /cases p99 / GET /resolve p99 (same run)", ratio, "x",
+            Target("<=", TARGET_P99_MS / f99) if f99 > 0 else None,
+            note=f"bound: the {TARGET_P99_MS:.0f} ms budget in units of this run's GET /resolve "
+                 f"p99 ({f99:.1f} ms), so it passes exactly when the p99 above does; p50 "
+                 f"{ol.pct(50) / floor.pct(50):.1f}x" if f99 > 0 else "")
 
 
 def _check_rows(rep: Report, sec: str, load: Run | None, chk: Checked) -> None:

@@ -34,6 +34,7 @@ attribute: answers name the point's H3 cell at it (`lookup_one`, `lookup_with_ce
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,6 @@ import numpy as np
 import shapely
 from numba import njit
 from pyproj import Geod
-from scipy.spatial import cKDTree
 from shapely import MultiPolygon, Polygon
 
 from spatial import h3index
@@ -356,30 +356,85 @@ def _vincenty_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
 @njit(cache=True, nogil=True)
 def _nearest_near(lon: np.ndarray, lat: np.ndarray, bx0: float, by0: float, inv_bw: float,
                   inv_bh: float, nbx: int, nby: int, b_off: np.ndarray, b_seg: np.ndarray,
-                  seg: np.ndarray, owner: np.ndarray, e2: float, out_g: np.ndarray,
+                  b_low: np.ndarray, row_kx: np.ndarray, row_ky: np.ndarray, l_max: float,
+                  d_box: float, seg: np.ndarray, owner: np.ndarray, e2: float, out_g: np.ndarray,
                   out_d: np.ndarray) -> None:
     """The near path: the point's bucket lists every segment that can be nearest to a point
-    in it; each is measured in the point's own plane (metres per degree of the ellipsoid,
-    east scaled at the mid-latitude of the point and each end), the least wins, then the
-    geodesic to its nearest point.
-    Points off the buckets (or not converging) are left at -1 for the far path."""
+    in it; each is measured in the point's own plane P (metres per degree of the ellipsoid
+    at the point, east scaled at the mid-latitude of the point and each end), the least
+    wins (the lowest segment on equal measures), then the geodesic to its nearest point.
+
+    The scan stops early. A bucket's list is in ascending order of b_low, the distance
+    from the bucket's centre c to the segment in its row's plane R (metres per degree at
+    the row's mid-latitude, less rounding slack). For a point p of the bucket, R-distance
+    d >= b_low - |p - c|_R. P is R scaled by sx, sy (east, north: the point's metres per
+    degree over the row's), then each end moved east by |x| |half_tan| |Δlat| =
+    kappa |x| |y| <= kappa |end|^2 / 2 (kappa = |half_tan| / ky), and an end is at most
+    (d + l_max) max(sx, sy) from p; so the P measure of the segment is at least
+    f(d) = min(sx, sy) d - kappa max(sx, sy)^2 (d + l_max)^2 / 2. When f increases up to
+    d_box (no two points of the buckets are farther apart in a row's plane), the first
+    segment whose f exceeds the best measure so far ends the scan: every later one is at
+    least as far.
+    Points off the buckets (or not converging) are left at -1 for the far path.
+    Larger batches are visited bucket by bucket (_bucket_order): the lists are read in
+    memory order, not at random (2x faster on 400,000 points, 100,000 grids)."""
+    order = _bucket_order(lon, lat, bx0, by0, inv_bw, inv_bh, nbx, nby)
+    n = lon.shape[0]
+    xs = np.empty(n)
+    ys = np.empty(n)
+    for k in range(n):
+        xs[k] = lon[order[k]]
+        ys[k] = lat[order[k]]
+    gs = np.full(n, -1, dtype=np.int32)
+    ds = np.full(n, np.nan)
+    _near_sorted(xs, ys, bx0, by0, inv_bw, inv_bh, nbx, nby, b_off, b_seg, b_low, row_kx,
+                 row_ky, l_max, d_box, seg, owner, e2, gs, ds)
+    for k in range(n):
+        out_g[order[k]] = gs[k]
+        out_d[order[k]] = ds[k]
+
+
+@njit(cache=True, nogil=True)
+def _near_sorted(lon: np.ndarray, lat: np.ndarray, bx0: float, by0: float, inv_bw: float,
+                 inv_bh: float, nbx: int, nby: int, b_off: np.ndarray, b_seg: np.ndarray,
+                 b_low: np.ndarray, row_kx: np.ndarray, row_ky: np.ndarray, l_max: float,
+                 d_box: float, seg: np.ndarray, owner: np.ndarray, e2: float,
+                 out_g: np.ndarray, out_d: np.ndarray) -> None:
+    """_nearest_near on points in bucket order; out_g is -1 and out_d NaN on entry."""
     for i in range(lon.shape[0]):
-        out_g[i] = -1
         fx = (lon[i] - bx0) * inv_bw
         fy = (lat[i] - by0) * inv_bh
         if not (fx >= 0.0 and fx < nbx and fy >= 0.0 and fy < nby):
             continue
-        b = min(int(fy), nby - 1) * nbx + min(int(fx), nbx - 1)
+        col = min(int(fx), nbx - 1)
+        row = min(int(fy), nby - 1)
+        b = row * nbx + col
         phi = math.radians(lat[i])
         w = math.sqrt(1 - e2 * math.sin(phi) ** 2)
         kx = 6_378_137.0 / w * math.cos(phi) * math.pi / 180
         ky = 6_378_137.0 * (1 - e2) / (w * w * w) * math.pi / 180
         # the east scale at the mid-latitude of the point and each end (first order)
         half_tan = 0.5 * math.tan(phi) * math.pi / 180
+        # the early stop's bound (module docstring of this function); slack for rounding
+        rkx = row_kx[row]
+        rky = row_ky[row]
+        sx = kx / rkx
+        sy = ky / rky
+        s_lo = min(sx, sy) * (1 - 1e-9)
+        s_hi = max(sx, sy) * (1 + 1e-9)
+        kap = abs(half_tan) / ky * s_hi * s_hi * 0.5 * (1 + 1e-9)
+        can_stop = s_lo / (2 * kap + 1e-300) - l_max > d_box  # f increases up to d_box
+        px = (fx - col - 0.5) / inv_bw * rkx
+        py = (fy - row - 0.5) / inv_bh * rky
+        r_p = math.sqrt(px * px + py * py) * (1 + 1e-9) + 1e-6
         best = math.inf
+        stop = math.inf
         bj = -1
         bt = 0.0
         for q in range(b_off[b], b_off[b + 1]):
+            low = b_low[q] - r_p
+            if can_stop and low > 0.0 and s_lo * low - kap * (low + l_max) ** 2 > stop:
+                break
             j = b_seg[q]
             ay = (seg[j, 1] - lat[i]) * ky
             by = (seg[j, 3] - lat[i]) * ky
@@ -394,10 +449,11 @@ def _nearest_near(lon: np.ndarray, lat: np.ndarray, bx0: float, by0: float, inv_
             ex = ax + t * dx
             ey = ay + t * dy
             d2 = ex * ex + ey * ey
-            if d2 < best:
+            if d2 < best or (d2 == best and j < bj):
                 best = d2
                 bj = j
                 bt = t
+                stop = math.sqrt(best) * (1 + 1e-9) + 1e-6
         if bj < 0:
             continue
         qlon = seg[bj, 0] + bt * (seg[bj, 2] - seg[bj, 0])
@@ -406,6 +462,103 @@ def _nearest_near(lon: np.ndarray, lat: np.ndarray, bx0: float, by0: float, inv_
         if d == d:
             out_g[i] = owner[bj]
             out_d[i] = d
+
+
+@njit(cache=True, nogil=True)
+def _bucket_order(lon: np.ndarray, lat: np.ndarray, bx0: float, by0: float, inv_bw: float,
+                  inv_bh: float, nbx: int, nby: int) -> np.ndarray:
+    """The points' indexes by bucket (a counting sort; points off the buckets last), or in
+    their own order for small batches (a histogram per call would cost more)."""
+    n = lon.shape[0]
+    if n < 4096:
+        return np.arange(n)
+    nb = nbx * nby
+    key = np.empty(n, dtype=np.int64)
+    start = np.zeros(nb + 2, dtype=np.int64)
+    for i in range(n):
+        fx = (lon[i] - bx0) * inv_bw
+        fy = (lat[i] - by0) * inv_bh
+        b = nb
+        if fx >= 0.0 and fx < nbx and fy >= 0.0 and fy < nby:
+            b = min(int(fy), nby - 1) * nbx + min(int(fx), nbx - 1)
+        key[i] = b
+        start[b + 1] += 1
+    for b in range(nb + 1):
+        start[b + 1] += start[b]
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        order[start[key[i]]] = i
+        start[key[i]] += 1
+    return order
+
+
+@njit(cache=True, nogil=True)
+def _centre_nearest(nx: int, side: float, seg_g: np.ndarray, out: np.ndarray) -> None:
+    """The distance from each bucket's centre to its nearest segment, plane G (a plain
+    loop over every segment: 5x shapely's query_nearest on the demo city's 850 segments,
+    as fast on the megacity's 7,664)."""
+    n = seg_g.shape[0]
+    for b in range(out.shape[0]):
+        cx = (b % nx + 0.5) * side
+        cy = (b // nx + 0.5) * side
+        best = math.inf
+        for s in range(n):
+            ax = seg_g[s, 0] - cx
+            ay = seg_g[s, 1] - cy
+            dx = seg_g[s, 2] - seg_g[s, 0]
+            dy = seg_g[s, 3] - seg_g[s, 1]
+            l2 = dx * dx + dy * dy
+            t = 0.0
+            if l2 > 0.0:
+                t = min(max(-(ax * dx + ay * dy) / l2, 0.0), 1.0)
+            ex = ax + t * dx
+            ey = ay + t * dy
+            best = min(best, ex * ex + ey * ey)
+        out[b] = math.sqrt(best)
+
+
+@njit(cache=True, nogil=True)
+def _sort_lists(off: np.ndarray, j: np.ndarray, low: np.ndarray) -> None:
+    """Each bucket's list in ascending order of (low, segment), in place."""
+    for b in range(off.shape[0] - 1):
+        a, e = off[b], off[b + 1]
+        if e - a < 2:
+            continue
+        jj = j[a:e].copy()
+        ll = low[a:e].copy()
+        o = np.argsort(jj)  # a segment is once in a list: no ties
+        jj = jj[o]
+        ll = ll[o]
+        o = np.argsort(ll, kind="mergesort")  # stable: equal bounds keep segment order
+        j[a:e] = jj[o]
+        low[a:e] = ll[o]
+
+
+@njit(cache=True, nogil=True)
+def _bucket_bounds(b: np.ndarray, j: np.ndarray, seg: np.ndarray, x0: float, y0: float,
+                   bw: float, bh: float, nx: int, row_kx: np.ndarray, row_ky: np.ndarray,
+                   out: np.ndarray) -> None:
+    """For each (bucket, segment) pair: the distance from the bucket's centre to the
+    segment in the plane of the bucket's row (metres), less a millimetre and a relative
+    1e-9 for rounding."""
+    for k in range(b.shape[0]):
+        row = b[k] // nx
+        cx = x0 + (b[k] % nx + 0.5) * bw
+        cy = y0 + (row + 0.5) * bh
+        kx = row_kx[row]
+        ky = row_ky[row]
+        s = j[k]
+        ax = (seg[s, 0] - cx) * kx
+        ay = (seg[s, 1] - cy) * ky
+        dx = (seg[s, 2] - cx) * kx - ax
+        dy = (seg[s, 3] - cy) * ky - ay
+        l2 = dx * dx + dy * dy
+        t = 0.0
+        if l2 > 0.0:
+            t = min(max(-(ax * dx + ay * dy) / l2, 0.0), 1.0)
+        ex = ax + t * dx
+        ey = ay + t * dy
+        out[k] = math.sqrt(ex * ex + ey * ey) * (1 - 1e-9) - 1e-3
 
 
 @dataclass
@@ -426,7 +579,12 @@ class _NearBuckets:
     nx: int
     ny: int
     off: np.ndarray  # int64, nx * ny + 1
-    seg: np.ndarray  # int32 segment indexes
+    seg: np.ndarray  # int32 segment indexes, each bucket's in ascending order of low
+    low: np.ndarray  # float32: centre-segment distance in the row's plane, metres (down)
+    row_kx: np.ndarray  # metres per degree east at each row's mid-latitude
+    row_ky: np.ndarray  # metres per degree north
+    l_max: float  # the longest segment in any row's plane, metres
+    d_box: float  # the buckets' diagonal in any row's plane, metres, at least
 
     @classmethod
     def of(cls, seg: np.ndarray) -> _NearBuckets | None:
@@ -442,32 +600,65 @@ class _NearBuckets:
             return None
         lat0 = (y0 + y1) / 2
         kx, ky = _metres_per_degree(lat0)
-        lats = np.linspace(y0, y1, 257)
-        ex, ey = _metres_per_degree(lats)
-        delta = float(max(np.abs(ex / kx - 1).max(), np.abs(ey / ky - 1).max())) + 1e-6
         side = max((x1 - x0) * kx, (y1 - y0) * ky) / NEAR_BUCKETS
         bw, bh = side / kx, side / ky
         nx, ny = math.ceil((x1 - x0) / bw), math.ceil((y1 - y0) / bh)
-        lines = shapely.linestrings(np.stack([
-            np.column_stack([(seg[:, 0] - x0) * kx, (seg[:, 1] - y0) * ky]),
-            np.column_stack([(seg[:, 2] - x0) * kx, (seg[:, 3] - y0) * ky])], axis=1))
+        # δ and the bend over every latitude a bucket reaches (the last row passes y1)
+        lats = np.linspace(y0, y0 + (ny + 1) * bh, 513)
+        ex, ey = _metres_per_degree(lats)
+        delta = float(max(np.abs(ex / kx - 1).max(), np.abs(ey / ky - 1).max())) + 1e-6
+        # an end of a segment moves east by at most kap |end|^2 in a point's plane
+        kap = float((np.abs(np.tan(np.radians(lats))) * math.pi / 360 / ey).max()) \
+            * (1 + delta) ** 2 * 0.5 * (1 + 1e-6)
+        seg_g = np.ascontiguousarray(np.column_stack([
+            (seg[:, 0] - x0) * kx, (seg[:, 1] - y0) * ky,
+            (seg[:, 2] - x0) * kx, (seg[:, 3] - y0) * ky]))
+        # the longest segment in G, then in any row's plane (scales at most 1 + delta)
+        l_max = float(np.hypot(seg_g[:, 2] - seg_g[:, 0], seg_g[:, 3] - seg_g[:, 1]).max()
+                      ) * (1 + delta) * (1 + 1e-9) + 1e-3
+        row_kx, row_ky = _metres_per_degree(y0 + (np.arange(ny) + 0.5) * bh)
+        row_kx = np.ascontiguousarray(row_kx, dtype=np.float64)
+        row_ky = np.ascontiguousarray(row_ky, dtype=np.float64)
+        lines = shapely.linestrings(np.stack([seg_g[:, :2], seg_g[:, 2:]], axis=1))
         tree = shapely.STRtree(lines)
         cx, cy = np.meshgrid((np.arange(nx) + 0.5) * side, (np.arange(ny) + 0.5) * side)
         centres = shapely.points(cx.ravel(), cy.ravel())
-        _, dist = tree.query_nearest(centres, return_distance=True, all_matches=False)
+        dist = np.empty(nx * ny)
+        _centre_nearest(nx, side, seg_g, dist)
         h = side * math.sqrt(2) / 2
         # + h: the point's plane bends a segment (its ends scaled at their own mid-latitudes)
         radius = (dist + 2 * h) * (1 + delta) / (1 - delta) + h
+        # and at least R with f(R - h) >= U (f as in _nearest_near): no point of the bucket
+        # has the nearest segment of its centre farther than U in its plane
+        u = (1 + delta) * (dist + h) + kap * (dist + h + l_max) ** 2
+        for grow in (1.5, 3.0, 6.0, 12.0):
+            r = h + (u + kap * (grow * u / (1 - delta) + l_max) ** 2) / (1 - delta)
+            if np.all((1 - delta) * (r - h) - kap * (r - h + l_max) ** 2 >= u):
+                break
+        else:  # the bend outgrows the distance (a huge territory near a pole): far path
+            return None
+        radius = np.maximum(radius, r)
         b, j = tree.query(centres, predicate="dwithin", distance=radius)
-        order = np.lexsort((j, b))
-        b, j = b[order], j[order]
+        if len(b) > 1 and not bool(np.all(b[1:] >= b[:-1])):  # shapely gives them by bucket
+            order = np.argsort(b, kind="stable")
+            b, j = b[order], j[order]
+        j = j.astype(np.int32)
+        low = np.empty(len(b))
+        _bucket_bounds(b, j, seg, x0, y0, bw, bh, nx, row_kx, row_ky, low)
         off = np.searchsorted(b, np.arange(nx * ny + 1)).astype(np.int64)
-        return cls(x0, y0, bw, bh, nx, ny, off, j.astype(np.int32))
+        _sort_lists(off, j, low)
+        # float32, rounded down (still a lower bound, still ascending): half the bytes
+        low32 = low.astype(np.float32)
+        up = low32.astype(np.float64) > low
+        low32[up] = np.nextafter(low32[up], np.float32(-np.inf))
+        d_box = math.hypot(nx * side, ny * side) * (1 + delta) * 1.01
+        return cls(x0, y0, bw, bh, nx, ny, off, j, low32, row_kx, row_ky, l_max, d_box)
 
     @property
     def nbytes(self) -> int:
         """Memory held, in bytes."""
-        return int(self.off.nbytes + self.seg.nbytes)
+        return int(self.off.nbytes + self.seg.nbytes + self.low.nbytes + self.row_kx.nbytes
+                   + self.row_ky.nbytes)
 
 
 @dataclass
@@ -476,8 +667,11 @@ class _EdgeSegments:
 
     seg: np.ndarray  # (n, 4) lon0 lat0 lon1 lat1
     owner: np.ndarray  # grid index of each segment
-    tree: cKDTree  # over the 2n segment ends (unit vectors); end j belongs to segment j // 2
     near: _NearBuckets | None
+    # the far path's KD-tree (scipy's cKDTree) over the 2n segment ends (unit vectors), end
+    # j of segment j // 2: built (and scipy imported) when a point first needs it
+    _tree: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def of(cls, geoms: np.ndarray) -> _EdgeSegments:
@@ -491,9 +685,18 @@ class _EdgeSegments:
                 starts.append(np.hstack([c[:-1], c[1:]]))
                 owners.append(np.full(len(c) - 1, gi, dtype=np.int32))
         seg = np.ascontiguousarray(np.concatenate(starts))
-        ends = np.column_stack([seg[:, :2], seg[:, 2:]]).reshape(-1, 2)
-        return cls(seg, np.concatenate(owners), cKDTree(_unit_vectors(ends[:, 0], ends[:, 1])),
-                   _NearBuckets.of(seg))
+        return cls(seg, np.concatenate(owners), _NearBuckets.of(seg))
+
+    @property
+    def tree(self) -> Any:
+        """The KD-tree of the segment ends (unit vectors), built once."""
+        with self._lock:
+            if self._tree is None:
+                from scipy.spatial import cKDTree
+
+                ends = np.column_stack([self.seg[:, :2], self.seg[:, 2:]]).reshape(-1, 2)
+                self._tree = cKDTree(_unit_vectors(ends[:, 0], ends[:, 1]))
+            return self._tree
 
     def nearest(self, lon: np.ndarray, lat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lon = np.ascontiguousarray(lon, dtype=np.float64)
@@ -503,7 +706,8 @@ class _EdgeSegments:
         nb = self.near
         if nb is not None:
             _nearest_near(lon, lat, nb.x0, nb.y0, 1.0 / nb.bw, 1.0 / nb.bh, nb.nx, nb.ny,
-                          nb.off, nb.seg, self.seg, self.owner, _WGS84_E2, g, d)
+                          nb.off, nb.seg, nb.low, nb.row_kx, nb.row_ky, nb.l_max, nb.d_box,
+                          self.seg, self.owner, _WGS84_E2, g, d)
         far = np.flatnonzero(g < 0)
         for a in range(0, len(far), NEAREST_CHUNK):  # the GIL is free between chunks
             k = far[a:a + NEAREST_CHUNK]

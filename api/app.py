@@ -92,8 +92,10 @@ def create_app(settings: Settings, engine: Engine | None = None,
 
     def _on_generation() -> None:
         before = indexes.active
-        if indexes.refresh() is not before:
-            services.owners.refresh()  # grid leaders come with the grid
+        idx = indexes.refresh(finish=False)  # answering from the new generation already
+        if idx is not None and idx is not before:
+            services.owners.refresh(settle=False)  # grid leaders come with the grid
+            indexes.finish(idx, full=before is None)  # then the nearest grids, the heap
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -155,12 +155,15 @@ class OwnershipRegistry:
             return self.refresh()
         return snap
 
-    def refresh(self) -> Snapshot:
-        """Rebuild the current snapshot; the swap is one assignment."""
+    def refresh(self, *, settle: bool = True) -> Snapshot:
+        """Rebuild the current snapshot; the swap is one assignment. settle: the heap
+        settled after it (a caller that settles itself passes False)."""
         with self._lock, self._factory() as session:
             snap = load_snapshot(session, self.settings)
+        first = self._current is None
         self._current = snap
-        heap.settle()  # the new snapshot out of the collector's way, the old one collected
+        if settle:  # the new snapshot out of the collector's way, the old one collected
+            heap.settle(full=first)
         log.info("ownership snapshot: %s in %.2f s", snap.counts, snap.built_seconds)
         return snap
 

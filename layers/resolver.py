@@ -49,9 +49,18 @@ def finest_level(session: Session, gen_id: int) -> int:
     return int(lvl)
 
 
+def warm_nearest(idx: GridIndex) -> None:
+    """The nearest-grid buckets for outside points, now rather than on the first such
+    request (a point by the territory: the far path's KD-tree, and scipy, wait for a far
+    point, which most runs never see)."""
+    x0, y0 = idx.meta["bounds"][:2]
+    idx.nearest(np.array([x0 - 1e-3]), np.array([y0 - 1e-3]))
+
+
 def build_index(session: Session, gen: Generation, settings: Settings,
-                resolution: int | None = None) -> GridIndex:
-    """Read a generation from PostGIS and build its index (finest level + parent arrays)."""
+                resolution: int | None = None, *, warm: bool = True) -> GridIndex:
+    """Read a generation from PostGIS and build its index (finest level + parent arrays);
+    warm: its nearest-grid structure too (else built on the first point outside)."""
     rows = session.execute(
         text(f"SELECT u.code, u.name, u.level, u.parent_code, ST_AsBinary(u.geom) AS wkb "
              f"FROM grid_unit u WHERE {in_generation('u')} ORDER BY u.level, u.code"),
@@ -83,11 +92,8 @@ def build_index(session: Session, gen: Generation, settings: Settings,
     idx = GridIndex.build(gen.id, [r.code for r in fin], [r.name for r in fin], list(geoms),
                           levels, **kwargs)
     idx.meta["generation"] = GenerationRef(gen.id, gen.label, gen.activated_at)
-    # the nearest-grid buckets for outside points, now rather than on the first such
-    # request (a point by the territory: the far path's KD-tree, and scipy, wait for a far
-    # point, which most runs never see)
-    x0, y0 = idx.meta["bounds"][:2]
-    idx.nearest(np.array([x0 - 1e-3]), np.array([y0 - 1e-3]))
+    if warm:
+        warm_nearest(idx)
     log.info("index for generation %s: %d grids, %d boundary cells, %.2f s, %.1f MB",
              gen.id, idx.stats.grids, idx.stats.boundary_cells, idx.stats.seconds,
              idx.stats.nbytes / 1e6)
@@ -118,8 +124,12 @@ class IndexRegistry:
         """The index of the active generation (None until a grid is loaded)."""
         return self._active
 
-    def refresh(self) -> GridIndex | None:
-        """Rebuild for the active generation if it changed; the swap is one assignment."""
+    def refresh(self, *, finish: bool = True) -> GridIndex | None:
+        """Rebuild for the active generation if it changed; the swap is one assignment.
+
+        The index answers as soon as its lookup is built; finish (unless the caller does
+        it itself, see finish()) then builds its nearest-grid structure and settles the
+        heap, after the swap: a switch costs a worker only the lookup's build."""
         with self._factory() as session:
             gen = grids.active_generation(session)
             if gen is None:
@@ -127,11 +137,21 @@ class IndexRegistry:
             cur = self._active
             if cur is not None and cur.generation == gen.id:
                 return cur
-            idx = build_index(session, gen, self.settings)
+            idx = build_index(session, gen, self.settings, warm=False)
+        first = cur is None
         self._active = idx
         self.switched_at = time.monotonic()
-        heap.settle()  # the new index out of the collector's way, the old one collected
+        if finish:
+            self.finish(idx, full=first)
         return idx
+
+    @staticmethod
+    def finish(idx: GridIndex, *, full: bool = False) -> None:
+        """After a swap: the nearest-grid structure, then the heap settled (full at
+        start-up; after a switch the old index is freed by its reference count, so only
+        the young objects are collected: heap.settle)."""
+        warm_nearest(idx)
+        heap.settle(full=full)
 
     def get(self, *, at: datetime | None = None, generation: int | None = None) -> GridIndex:
         """The index a read names: ?generation=, else as of ?at=, else the active one

@@ -149,6 +149,7 @@ class GridIndex:
     meta: dict[str, Any] = field(default_factory=dict)
     _nearest: Any = None
     _args: tuple[Any, ...] = ()
+    _nearest_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
         f = self.frame
@@ -286,10 +287,18 @@ class GridIndex:
         vectors); each candidate's distance is measured in the azimuthal equidistant plane
         of the point (ellipsoidal geodesics to both ends, exact at the ends), the least wins.
         """
-        if self._nearest is None:
-            self._nearest = _EdgeSegments.of(self.geoms)
-        return self._nearest.nearest(np.asarray(lon, dtype=np.float64),
+        near = self._nearest or self.warm()
+        return near.nearest(np.asarray(lon, dtype=np.float64),
                                      np.asarray(lat, dtype=np.float64))
+
+
+    def warm(self) -> Any:
+        """Build the nearest-grid structure now (once; a caller that comes while another
+        builds it waits for that build)."""
+        with self._nearest_lock:
+            if self._nearest is None:
+                self._nearest = _EdgeSegments.of(self.geoms)
+            return self._nearest
 
 
 NEAREST_K = 8  # segment ends looked at per point (far path): neighbours share ends

@@ -408,10 +408,9 @@ P = (X0 + D / 2, Y0 + D / 2 + 0.001)  # community 1, 100 m north of its grids' l
 
 def test_every_worker_switches_after_activation(scratch_db: str, settings: Settings) -> None:
     """Two workers: POST /generations/{id}/activate, then every /resolve answers from the
-    new generation (the same watch as tests/api/test_live_switch.py). The issue asks for
-    1 s; a switch costs ~0.8 s of fixed work per worker today (the nearest-edge buckets'
-    build, then the collector's settle), so 20 answers in a row take 2-3 s: held to the
-    3 s bound every switch has, and the 1 s target is recorded as missed."""
+    new generation within the issue's 1 s (the same watch as tests/api/test_live_switch.py):
+    a worker answers from the new index as soon as its lookup is built, and builds its
+    nearest-grid structure and settles its heap after the swap."""
     upgrade(scratch_db)
     eng = make_engine(scratch_db)
     with Session(eng) as s, s.begin():
@@ -433,8 +432,8 @@ def test_every_worker_switches_after_activation(scratch_db: str, settings: Setti
                 lambda: httpx.get(url + "/resolve", params={"lon": P[0], "lat": P[1]}).json(),
                 draft, "319999001001002", "319999001001001", t0=t0)
             print(f"first answer from the new generation after {switched} s; "
-                  f"20 in a row after {elapsed:.2f} s")
+                  f"the last from the old one after {elapsed:.2f} s")
             assert streak >= 20, "both workers must answer with the new generation"
-            assert elapsed < 3.0
+            assert elapsed < 1.0
     finally:
         eng.dispose()

@@ -143,8 +143,10 @@ SELECT f.month, f.code, {name} AS name, f.reported, f.duplicates, f.accepted, f.
   FROM f ORDER BY 1, 2"""
 
 
-def reference_sql(unit: str, monthly: bool, filters: str) -> str:
-    """The old event-reading SQL of one table (same parameters as layers.kpis)."""
+def reference_sql(unit: str, monthly: bool, filters: str, *, folded: bool = False) -> str:
+    """The old event-reading SQL of one table (same parameters as layers.kpis).
+    It has no lineage folding: the comparison runs on unfolded tables only."""
+    assert not folded, "the reference SQL does not fold lineages"
     month = "date_trunc('month', c.created_at AT TIME ZONE :tz)" if monthly else \
         "CAST(NULL AS timestamp)"
     parts = {"cases": _CASES.format(month=month, filters=filters), "rare": _RARE,

@@ -50,9 +50,12 @@ def watch_switch(answer: Callable[[], dict[str, Any]], new_gen: int, new_grid: s
                  ) -> tuple[int, float | None, float]:
     """Ask until `streak_of` answers in a row come from generation new_gen (with new_grid)
     or limit_s passes; an answer from another generation must still name old_grid (never a
-    half-built index). Returns (streak, first switched answer's time, elapsed), times from
-    t0 (time.monotonic())."""
-    streak, switched = 0, None
+    half-built index). Returns (streak, first switched answer's time, switch time), times
+    from t0 (time.monotonic()). The switch time is when the last answer from the old
+    generation was sent (the moment every worker had switched, as far as the watch saw;
+    the streak's own requests are not counted in it), or the first switched answer's
+    time when none came after t0."""
+    streak, switched, last_old = 0, None, None
     while time.monotonic() - t0 < limit_s and streak < streak_of:
         a = answer()
         if a["generation"]["id"] == new_gen:
@@ -61,5 +64,7 @@ def watch_switch(answer: Callable[[], dict[str, Any]], new_gen: int, new_grid: s
             streak += 1
         else:
             assert a["grid"]["code"] == old_grid  # never a half index
+            last_old = time.monotonic() - t0  # an upper bound: sent before it came
             streak = 0
-    return streak, switched, time.monotonic() - t0
+    done = last_old if last_old is not None else (switched or time.monotonic() - t0)
+    return streak, switched, done

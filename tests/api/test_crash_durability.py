@@ -37,19 +37,39 @@ def own_cluster() -> Iterator[Cluster]:
         yield cluster
 
 
-def _postgres_pids(datadir: Path) -> list[int]:
-    """The postmaster (first line of postmaster.pid) and every process it started."""
-    master = int((datadir / "postmaster.pid").read_text().split()[0])
-    pids = [master]
+def _stat(pid: str) -> list[str]:
+    """A process's /proc stat fields after its name: state, ppid, pgrp, ..."""
+    return (Path("/proc") / pid / "stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _postgres_pids(master: int) -> list[int]:
+    """Every live process of the cluster: pg_ctl starts the postmaster in a session of its
+    own, so its process group is the cluster (a backend forked at the moment of the kill
+    included); its children by parent too, for safety."""
+    pids = []
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
-                stat = (d / "stat").read_text()
-            except OSError:
+                state, ppid, pgrp = _stat(d.name)[:3]
+            except (OSError, IndexError):
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == master:
+            if state != "Z" and master in (int(d.name), int(ppid), int(pgrp)):
                 pids.append(int(d.name))
     return pids
+
+
+def _kill_cluster(datadir: Path) -> None:
+    """SIGKILL to the postmaster's whole process group; back when none of it is left."""
+    master = int((datadir / "postmaster.pid").read_text().split()[0])
+    deadline = time.monotonic() + 20
+    while pids := _postgres_pids(master):
+        assert time.monotonic() < deadline, f"PostgreSQL processes outlived SIGKILL: {pids}"
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(master, signal.SIGKILL)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
 
 
 def _stream(url: str, token: str, stop: threading.Event, answers: list[tuple[int, str | None]],
@@ -98,14 +118,12 @@ def test_no_acknowledged_report_is_lost_when_postgres_is_killed(own_cluster: Clu
             time.sleep(0.05)
         acked_before = sum(1 for st, _ in answers if st == 201)
         statuses = {st for st, _ in answers}
-        for pid in _postgres_pids(own_cluster.datadir):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+        _kill_cluster(own_cluster.datadir)
         time.sleep(AFTER_KILL_S)
         stop.set()
         for t in threads:
             t.join(timeout=30)
-    own_cluster.start()  # crash recovery replays the WAL
+    assert own_cluster.start(), "the killed cluster was taken for running"  # WAL replayed
 
     acked = [ref for st, ref in answers if st == 201]
     assert acked_before >= BEFORE_KILL, (f"only {acked_before} reports before the kill: too few to "

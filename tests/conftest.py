@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from layers.cluster import Cluster
 from layers.db import make_engine, upgrade
 from layers.settings import Settings
-from tests.support.clusters import throwaway_cluster
+from tests.support.clusters import clone_full, throwaway_cluster
 from tests.support.transactions import nested_transaction
 
 
@@ -130,22 +130,18 @@ def full_engine(pg_cluster: Cluster, settings: Settings) -> Iterator[Engine]:
     eng.dispose()
 
 
-@pytest.fixture()
-def full_session(full_engine: Engine) -> Iterator[Session]:
-    """A session on the full demo database, rolled back after the test."""
-    with full_engine.connect() as conn:
+def _rolled_back(engine: Engine) -> Iterator[Session]:
+    """A session whose outer transaction is rolled back at the end (commits: savepoints)."""
+    with engine.connect() as conn:
         trans = conn.begin()
         with Session(bind=conn, join_transaction_mode="create_savepoint") as s:
             yield s
         trans.rollback()
 
 
-@pytest.fixture()
-def full_client(settings: Settings, full_engine: Engine, full_session: Session
-                ) -> Iterator[TestClient]:
-    """The API on the full demo database (reads and the owner snapshot via the test's
-    transaction)."""
-
+def _client_on(settings: Settings, engine: Engine, session: Session) -> Iterator[TestClient]:
+    """The API whose reads, writes, intake, tokens and owner snapshot go through one test
+    session (without the listener)."""
     from api.app import create_app
     from api.deps import get_session, get_write_session
     from layers.auth import TokenCache
@@ -153,15 +149,59 @@ def full_client(settings: Settings, full_engine: Engine, full_session: Session
     from layers.ownership_store import OwnershipRegistry
 
     def write() -> Iterator[Session]:
-        with nested_transaction(full_session) as s:
+        with nested_transaction(session) as s:
             yield s
 
-    app = create_app(settings, engine=full_engine, listen=False)
-    app.dependency_overrides[get_session] = lambda: full_session
+    app = create_app(settings, engine=engine, listen=False)
+    app.dependency_overrides[get_session] = lambda: session
     app.dependency_overrides[get_write_session] = write
     services = app.state.services
-    services.intake = IntakeWriter(lambda: nested_transaction(full_session), settings)
-    services.tokens = TokenCache(lambda: nullcontext(full_session), settings.token_cache_s)
+    services.intake = IntakeWriter(lambda: nested_transaction(session), settings)
+    services.tokens = TokenCache(lambda: nullcontext(session), settings.token_cache_s)
     with TestClient(app) as c:
-        services.owners = OwnershipRegistry(lambda: nullcontext(full_session), settings)
+        services.owners = OwnershipRegistry(lambda: nullcontext(session), settings)
         yield c
+
+
+@pytest.fixture()
+def full_session(full_engine: Engine) -> Iterator[Session]:
+    """A session on the full demo database, rolled back after the test."""
+    yield from _rolled_back(full_engine)
+
+
+@pytest.fixture()
+def full_client(settings: Settings, full_engine: Engine, full_session: Session
+                ) -> Iterator[TestClient]:
+    """The API on the full demo database (reads and the owner snapshot via the test's
+    transaction)."""
+    yield from _client_on(settings, full_engine, full_session)
+
+
+HISTORY_CASES = 3000  # a year of cases: enough open ones in the busiest grids to split
+
+
+@pytest.fixture(scope="session")
+def history_engine(pg_cluster: Cluster, full_engine: Engine, settings: Settings
+                   ) -> Iterator[Engine]:
+    """The full demo city with a year of cases (committed once, for the planning tests:
+    a draft, its impact, its activation)."""
+    from etl.demo_history import generate_history
+
+    eng = make_engine(clone_full(pg_cluster, full_engine, "gridops_history"))
+    with Session(eng) as s, s.begin():
+        generate_history(s, cases=HISTORY_CASES, seed=15, settings=settings)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture()
+def history_session(history_engine: Engine) -> Iterator[Session]:
+    """A session on the demo city with history, rolled back after the test."""
+    yield from _rolled_back(history_engine)
+
+
+@pytest.fixture()
+def history_client(settings: Settings, history_engine: Engine, history_session: Session
+                   ) -> Iterator[TestClient]:
+    """The API on the demo city with history, through the test's session."""
+    yield from _client_on(settings, history_engine, history_session)

@@ -6,7 +6,7 @@ answer kept, closed cases untouched; keep leaves them all; /resolve answers the 
 on both sides of the new edge; the halves inherit the patrol (or are refused 409 when
 there is none, then accepted with a confirmation or a patrol choice); assets follow; a
 dry run changes nothing. And a real server with two workers: both switch to the activated
-generation (within the 3 s tests/api/test_live_switch.py holds every switch to)."""
+generation within the issue's 1 s."""
 
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from api.routers.resolve import ResolveFastPath
-from etl.demo_history import generate_history
 from layers import grids
 from layers.auth import create_token
 from layers.db import make_engine, upgrade
@@ -39,8 +38,6 @@ from layers.workflow import OPEN, PLANNER, SIDE_ACTIONS
 from spatial.coverage import areal
 from tests.support.servers import serving, watch_switch
 from tests.support.tinycity import X0, Y0, D, line_moved_north, tiny_city
-
-HISTORY_CASES = 3000
 
 
 @dataclass
@@ -100,10 +97,9 @@ def make_split(session: Session, settings: Settings) -> Split:
 
 
 @pytest.fixture()
-def city(full_session: Session, settings: Settings) -> Split:
-    """A year of cases on the demo city, then the split draft."""
-    generate_history(full_session, cases=HISTORY_CASES, seed=15, settings=settings)
-    return make_split(full_session, settings)
+def city(history_session: Session, settings: Settings) -> Split:
+    """The split draft, on the demo city with a year of cases."""
+    return make_split(history_session, settings)
 
 
 def bind_registries(client: TestClient, session: Session, settings: Settings) -> None:
@@ -121,10 +117,10 @@ def bind_registries(client: TestClient, session: Session, settings: Settings) ->
 
 
 @pytest.fixture()
-def api(full_client: TestClient, full_session: Session, settings: Settings, city: Split
+def api(history_client: TestClient, history_session: Session, settings: Settings, city: Split
         ) -> Iterator[TestClient]:
-    bind_registries(full_client, full_session, settings)
-    yield full_client
+    bind_registries(history_client, history_session, settings)
+    yield history_client
 
 
 def _token(session: Session, role: str) -> dict[str, str]:
@@ -194,8 +190,8 @@ def _teams(session: Session, code: str) -> set[tuple[str, str]]:
 
 
 def test_rehome_moves_exactly_the_open_cases_of_the_split_grid(
-        api: TestClient, full_session: Session, city: Split, settings: Settings) -> None:
-    s = full_session
+        api: TestClient, history_session: Session, city: Split, settings: Settings) -> None:
+    s = history_session
     old = city.grid
     h1, h2 = city.halves
     open_before = _in_grid(s, city.active, old, open_only=True)
@@ -279,15 +275,15 @@ def test_rehome_moves_exactly_the_open_cases_of_the_split_grid(
 
 @pytest.mark.skipif(PLANNER not in SIDE_ACTIONS["re_resolve"],
                     reason="layers.workflow lets only the centre and admins re_resolve")
-def test_a_planner_rehomes(api: TestClient, full_session: Session, city: Split) -> None:
-    r = _activate(api, full_session, city.draft, open_cases="rehome")
+def test_a_planner_rehomes(api: TestClient, history_session: Session, city: Split) -> None:
+    r = _activate(api, history_session, city.draft, open_cases="rehome")
     assert r.status_code == 200, r.text
     assert r.json()["cases_rehomed"]
 
 
-def test_keep_leaves_every_case_as_it_was(api: TestClient, full_session: Session,
+def test_keep_leaves_every_case_as_it_was(api: TestClient, history_session: Session,
                                           city: Split) -> None:
-    s = full_session
+    s = history_session
     before = _snapshot(s)
     moving = set(_in_grid(s, city.active, city.grid, open_only=True)) | set(s.scalars(text(
         'SELECT ref FROM "case" WHERE grid_code = :c AND status = ANY(:open)'),
@@ -305,9 +301,9 @@ def test_keep_leaves_every_case_as_it_was(api: TestClient, full_session: Session
 # ---------------------------------------------------------------- patrol
 
 
-def test_an_unpatrolled_half_is_refused_then_confirmed(api: TestClient, full_session: Session,
+def test_an_unpatrolled_half_is_refused_then_confirmed(api: TestClient, history_session: Session,
                                                        city: Split) -> None:
-    s = full_session
+    s = history_session
     h1, h2 = city.halves
     s.execute(text("UPDATE patrol_assignment SET valid_to = clock_timestamp() "
                    "WHERE grid_code = :c AND valid_to IS NULL"), {"c": city.grid})
@@ -331,9 +327,9 @@ def test_an_unpatrolled_half_is_refused_then_confirmed(api: TestClient, full_ses
     assert body["assignments"]["unpatrolled_confirmed"] == [h2]
 
 
-def test_patrol_choices_are_checked(api: TestClient, full_session: Session,
+def test_patrol_choices_are_checked(api: TestClient, history_session: Session,
                                     city: Split) -> None:
-    s = full_session
+    s = history_session
     h1, _ = city.halves
     cases: list[tuple[dict[str, Any], int]] = [
         ({"patrol": {city.grid: {"none": True}}}, 422),  # not a new unit
@@ -358,9 +354,9 @@ def test_patrol_choices_are_checked(api: TestClient, full_session: Session,
 # ---------------------------------------------------------------- dry run, invalid draft
 
 
-def test_a_dry_run_changes_nothing(api: TestClient, full_session: Session,
+def test_a_dry_run_changes_nothing(api: TestClient, history_session: Session,
                                    city: Split) -> None:
-    s = full_session
+    s = history_session
     tables = ("patrol_assignment", "grid_role", "layer_event", "case_event", "grid_lineage",
               "generation_event")
 
@@ -384,9 +380,9 @@ def test_a_dry_run_changes_nothing(api: TestClient, full_session: Session,
 
 
 def test_an_invalid_draft_is_refused_with_its_violations(api: TestClient,
-                                                          full_session: Session,
+                                                          history_session: Session,
                                                           city: Split) -> None:
-    s = full_session
+    s = history_session
     s.execute(text("UPDATE grid_unit SET geom = ST_Multi(ST_Buffer(geom, 0.0005)) "
                    "WHERE code = :c AND generation_low = :g"),
               {"c": city.halves[0], "g": city.draft})

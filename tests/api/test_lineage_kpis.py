@@ -14,10 +14,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from etl.demo_history import generate_history
 from layers.auth import create_token
 from layers.settings import Settings
-from tests.api.test_activation import HISTORY_CASES, Split, bind_registries, make_split
+from tests.api.test_activation import Split, bind_registries, make_split
 
 
 def _h(session: Session, role: str) -> dict[str, str]:
@@ -26,13 +25,12 @@ def _h(session: Session, role: str) -> dict[str, str]:
 
 
 @pytest.fixture()
-def changed(full_client: TestClient, full_session: Session, settings: Settings
+def changed(history_client: TestClient, history_session: Session, settings: Settings
             ) -> tuple[TestClient, Split, dict[str, Any]]:
     """History, the split activated (open cases kept), then one report in each half."""
-    s = full_session
-    generate_history(s, cases=HISTORY_CASES, seed=15, settings=settings)  # open cases to split
+    s = history_session
     split = make_split(s, settings)
-    c = full_client
+    c = history_client
     bind_registries(c, s, settings)
     r = c.post(f"/generations/{split.draft}/activate", json={"confirm_unpatrolled": True},
                headers=_h(s, "planner"))
@@ -61,9 +59,9 @@ def _count(session: Session, codes: list[str]) -> int:
 
 
 def test_kpis_by_lineage_span_the_split(changed: tuple[TestClient, Split, dict[str, Any]],
-                                        full_session: Session) -> None:
+                                        history_session: Session) -> None:
     c, split, ctx = changed
-    s = full_session
+    s = history_session
     old = split.grid
     h1, h2 = split.halves
     every = sorted([old, h1, h2])
@@ -114,9 +112,9 @@ def test_kpis_by_lineage_span_the_split(changed: tuple[TestClient, Split, dict[s
 
 
 def test_case_history_by_lineage(changed: tuple[TestClient, Split, dict[str, Any]],
-                                 full_session: Session) -> None:
+                                 history_session: Session) -> None:
     c, split, ctx = changed
-    s = full_session
+    s = history_session
     old = split.grid
     h1, h2 = split.halves
 

@@ -13,7 +13,6 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from etl.demo_history import generate_history
 from layers import grids, impact
 from layers.lookup import alignment
 from layers.ownership import Snapshot
@@ -24,14 +23,11 @@ from layers.workflow import OPEN
 from spatial.errors import Conflict, NotFound
 from tests.layers.test_lineage import DemoDraft, demo_draft
 
-HISTORY_CASES = 3000
-
 
 @pytest.fixture()
-def history(full_session: Session, settings: Settings) -> Session:
-    """A year of cases on the full demo city."""
-    generate_history(full_session, cases=HISTORY_CASES, seed=17, settings=settings)
-    return full_session
+def history(history_session: Session, settings: Settings) -> Session:
+    """The demo city with a year of cases."""
+    return history_session
 
 
 def busy_draft(session: Session, settings: Settings) -> DemoDraft:
@@ -185,14 +181,14 @@ def test_impact_lists_exactly_what_moves(history: Session, settings: Settings,
     assert out["took_ms"] > 0
 
 
-def test_impact_of_a_generation_that_is_no_draft(full_session: Session,
+def test_impact_of_a_generation_that_is_no_draft(history_session: Session,
                                                  settings: Settings) -> None:
-    active = grids.active_generation(full_session)
+    active = grids.active_generation(history_session)
     assert active is not None
     with pytest.raises(Conflict, match="not a draft"):
-        impact.impact(full_session, active.id, settings)
+        impact.impact(history_session, active.id, settings)
     with pytest.raises(NotFound):
-        impact.impact(full_session, 2_000_000_000, settings)
+        impact.impact(history_session, 2_000_000_000, settings)
 
 
 def test_an_attributes_only_draft_moves_nothing(history: Session, settings: Settings,

@@ -15,12 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from layers.cluster import Cluster, free_port
 from layers.db import make_engine
 from layers.settings import Settings
+from tests.support.clusters import clone_full
 from tests.support.servers import wait_ready
 
 ARTIFACTS = Path(os.environ.get("GRIDOPS_TEST_ARTIFACTS", "test-artifacts")) / "map"
@@ -37,15 +38,7 @@ def map_db(pg_cluster: Cluster, full_engine: Engine, settings: Settings) -> str:
     """A database copied from the full demo city, with committed case history; its URL."""
     from etl.demo_history import generate_history
 
-    full_engine.dispose()  # CREATE DATABASE ... TEMPLATE needs the template to be idle
-    admin = make_engine(pg_cluster.url(), isolation_level="AUTOCOMMIT")
-    with admin.connect() as c:
-        c.execute(text("DROP DATABASE IF EXISTS gridops_map WITH (FORCE)"))
-        c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                       "WHERE datname = 'gridops_full' AND pid <> pg_backend_pid()"))
-        c.execute(text("CREATE DATABASE gridops_map TEMPLATE gridops_full"))
-    admin.dispose()
-    url = pg_cluster.url().rsplit("/", 1)[0] + "/gridops_map"
+    url = clone_full(pg_cluster, full_engine, "gridops_map")
     eng = make_engine(url)
     with Session(eng) as s, s.begin():
         generate_history(s, cases=HISTORY_CASES, seed=31, settings=settings)

@@ -9,7 +9,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sqlalchemy import Engine, text
+
 from layers.cluster import Cluster, find_bindir
+from layers.db import make_engine
 
 
 @contextmanager
@@ -23,3 +26,17 @@ def throwaway_cluster(prefix: str = "gridops-test-") -> Iterator[Cluster]:
         yield cluster
     finally:
         cluster.destroy()
+
+
+def clone_full(pg_cluster: Cluster, full_engine: Engine, name: str) -> str:
+    """A new database copied from the full demo city (a file copy: ~1 s against ~20 s to
+    load it); its URL."""
+    full_engine.dispose()  # CREATE DATABASE ... TEMPLATE needs the template to be idle
+    admin = make_engine(pg_cluster.url(), isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        c.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        c.execute(text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                       "WHERE datname = 'gridops_full' AND pid <> pg_backend_pid()"))
+        c.execute(text(f"CREATE DATABASE {name} TEMPLATE gridops_full"))
+    admin.dispose()
+    return pg_cluster.url().rsplit("/", 1)[0] + "/" + name

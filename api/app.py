@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -30,6 +31,7 @@ from api.routers import (
 from api.routers.resolve import ResolveFastPath
 from api.routing import check_request_text
 from api.services import Services
+from layers import impact
 from layers.auth import TOKENS_CHANNEL, TokenCache
 from layers.db import database_url, make_engine, make_sessionmaker
 from layers.escalation import Scheduler
@@ -90,12 +92,26 @@ def create_app(settings: Settings, engine: Engine | None = None,
         intake=IntakeWriter(own, settings),
         kpi_config=load_kpi_config(settings.kpi_config))  # a bad file stops here
 
+    def _prepare_impact() -> None:
+        """The active generation's alignment with the departments' zones, computed now in
+        the background (most of a cold impact preview's time)."""
+        def run() -> None:
+            try:
+                with factory() as session:
+                    impact.prepare(session, settings)
+            except Exception:
+                log.exception("could not prepare the impact preview")
+
+        threading.Thread(target=run, name="gridops-impact-prepare", daemon=True).start()
+
     def _on_generation() -> None:
         before = indexes.active
         idx = indexes.refresh(finish=False)  # answering from the new generation already
         if idx is not None and idx is not before:
             services.owners.refresh(settle=False)  # grid leaders come with the grid
             indexes.finish(idx, full=before is None)  # then the nearest grids, the heap
+            if before is not None:  # (the first build: at start-up, below)
+                _prepare_impact()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -115,6 +131,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
         # every request goes its way, to be traced)
         app.fast_path = None if _telemetry_on(app) else ResolveFastPath(indexes)
         if listen:
+            _prepare_impact()
             listener.start()
             scheduler.start()
             jobs.start()

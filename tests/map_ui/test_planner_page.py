@@ -4,8 +4,8 @@ kept together), the changed units highlighted, the impact drawn and tabled (per 
 unit old and new area, where the area went, cases moved, a new unit without patrol
 flagged), the open cases that would move drawn as points, a click on a row zooms to the
 unit; without an impact the page says so. The draft is real (made on a copy of the demo
-city with case history); the impact is the contract's JSON built here from PostGIS, so that
-the page is checked whatever the state of the impact endpoint."""
+city with case history); the impact is the contract's JSON built here from PostGIS (so that
+each drawing is checked against a known answer), and once the real impact endpoint's."""
 
 from __future__ import annotations
 
@@ -166,7 +166,7 @@ def planner_site(map_db: str, settings: Settings) -> Iterator[dict[str, Any]]:
         time.sleep(0.05)
     try:
         yield {"url": f"http://127.0.0.1:{port}", "draft": d, "impact": impact,
-               "token": secret, "finest_active": finest_active}
+               "token": secret, "finest_active": finest_active, "app": app}
     finally:
         server.should_exit = True
         t.join(10)
@@ -286,6 +286,44 @@ def test_the_planners_page(browser: Any, planner_site: dict[str, Any]) -> None:
         assert p.evaluate(f"gridopsMap.hasLayer({old_layer})")
         w.clean()
     finally:
+        w.close()
+
+
+def test_the_page_draws_what_the_impact_endpoint_answers(browser: Any,
+                                                        planner_site: dict[str, Any]) -> None:
+    """The page on the real GET /generations/{id}/impact (not the test's route): the
+    endpoint names the units and the moving cases the contract's JSON built from PostGIS
+    names (its patrol part is the endpoint's own: the contract's flags one half for the
+    page's sake), and the page draws and tables all of it."""
+    from api.routers import maps
+
+    site, d = planner_site, planner_site["draft"]
+    app: FastAPI = site["app"]
+    auth = {"authorization": f'Bearer {site["token"]}'}
+    real = httpx.get(f'{site["url"]}/generations/{d.id}/impact', headers=auth,
+                     timeout=60).json()
+    want = site["impact"]
+    assert {u["code"] for u in real["units"]} == {u["code"] for u in want["units"]}
+    assert {c["ref"]: c["new"]["grid"] for c in real["cases"]} == \
+        {c["ref"]: c["new"]["grid"] for c in want["cases"]}
+    override = app.dependency_overrides.pop(maps.impact_url_template)
+    w = Watched(browser, site["url"])
+    try:
+        p = w.page
+        state = _open(w, f'{site["url"]}/map/generation/{d.id}#token={site["token"]}')
+        assert state["error"] is None and state["ready"], state
+        assert state["impactError"] is None, state["impactError"]
+        assert state["impact"] == {"units": len(real["units"]), "cases": len(real["cases"]),
+                                   "changes": len(real["changes"]["features"]),
+                                   "unpatrolled": len(real["patrol"]["unpatrolled"])}
+        assert p.locator("#impact-units tbody tr.unit").count() == len(real["units"])
+        assert p.locator("#impact-cases tr.case-row").count() == len(real["cases"])
+        assert p.evaluate("gridopsLayers['Changed units'].getLayers().length") == \
+            len(real["changes"]["features"])
+        w.shot("planner-real-impact")
+        w.clean()
+    finally:
+        app.dependency_overrides[maps.impact_url_template] = override
         w.close()
 
 

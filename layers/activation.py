@@ -222,12 +222,13 @@ def moving_cases(session: Session, gen_id: int, finest: int, ids: Sequence[int],
         SELECT c.id, c.ref, c.grid_code, c.street_code, ST_X(c.geom) AS lon,
                ST_Y(c.geom) AS lat
           FROM "case" c
-         WHERE c.status = ANY(:open)
-           AND (c.grid_code = ANY(:codes)
-                OR c.id IN (SELECT c2.id FROM grid_unit u
-                              JOIN "case" c2 ON c2.geom && u.geom
-                                   AND ST_Covers(u.geom, c2.geom)
-                             WHERE u.id = ANY(:ids) AND c2.status = ANY(:open)))
+         WHERE c.id IN (  -- two index scans (case_grid, the geometry's), not an OR
+               SELECT c1.id FROM "case" c1
+                WHERE c1.grid_code = ANY(:codes) AND c1.status = ANY(:open)
+               UNION
+               SELECT c2.id FROM grid_unit u
+                 JOIN "case" c2 ON c2.geom && u.geom AND ST_Covers(u.geom, c2.geom)
+                WHERE u.id = ANY(:ids) AND c2.status = ANY(:open))
          ORDER BY c.ref"""), {"open": list(OPEN), "codes": list(codes), "ids": list(ids)}).all()
     if not rows:
         return []
@@ -251,11 +252,12 @@ def _relocate_assets(session: Session, ids: Sequence[int], codes: Sequence[str],
         return []
     before: dict[int, str | None] = {int(r[0]): r[1] for r in session.execute(text(f"""
         SELECT a.id, a.grid_code FROM asset a
-         WHERE {live('a')}
-           AND (a.grid_code = ANY(:codes)
-                OR a.id IN (SELECT a2.id FROM grid_unit u JOIN asset a2 ON a2.geom && u.geom
-                             WHERE u.id = ANY(:ids) AND {live('a2')}
-                               AND ST_Intersects(u.geom, a2.geom)))"""),
+         WHERE a.id IN (  -- two index scans, not an OR
+               SELECT a1.id FROM asset a1 WHERE a1.grid_code = ANY(:codes) AND {live('a1')}
+               UNION
+               SELECT a2.id FROM grid_unit u JOIN asset a2 ON a2.geom && u.geom
+                WHERE u.id = ANY(:ids) AND {live('a2')}
+                  AND ST_Intersects(u.geom, a2.geom))"""),
         {"codes": list(codes), "ids": list(ids)})}
     if not before:
         return []

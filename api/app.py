@@ -24,6 +24,7 @@ from api.routers import (
     layers,
     lookup,
     maps,
+    ogc,
     open311,
     planning,
     resolve,
@@ -167,6 +168,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
     app.include_router(open311.router)
     app.include_router(kpis.router)
     app.include_router(hotspots.router)
+    app.include_router(ogc.router)  # OGC API Features under /ogc
     maps.install(app)
 
     @app.get("/", include_in_schema=False)

@@ -1,0 +1,454 @@
+"""OGC API Features (Part 1, Core) under /ogc: the landing page, conformance, the API
+definition of these paths, the collections (the grid per level, the responsibility layers),
+their items with bbox, datetime, property filters and paging links, one item; JSON by
+default (OWSLib sends no Accept header), HTML with f=html or a browser's Accept.
+
+Coordinates are at full precision (15 significant decimals), in CRS84 (lon, lat)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import APIRouter, Path, Query, Request
+from fastapi.responses import HTMLResponse, Response
+
+from api.deps import CurrentUser, SessionDep, SettingsDep, StaffViewDep
+from api.geojson import GeoJSONResponse, json_response
+from api.routing import CheckedRoute
+from api.schemas.common import errors, media
+from api.schemas.ogc import (
+    CollectionOut,
+    CollectionsOut,
+    ConformanceOut,
+    LandingPage,
+    OgcFeature,
+    OgcFeatureCollection,
+    QueryablesOut,
+)
+from api.visibility import readable
+from layers import ogc
+from map_ui import ogc_pages
+from map_ui.pages import BaseMap
+from spatial.errors import GridopsError, InvalidInput, NotFound
+
+router = APIRouter(route_class=CheckedRoute, prefix="/ogc", tags=["ogc"])
+
+LIMIT_DEFAULT = 100
+LIMIT_MAX = 10_000
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+GEOJSON = "application/geo+json"
+JSON = "application/json"
+HTML = "text/html"
+OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
+CONFORMANCE = [
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
+    "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    # Part 3's queryables, and the Part 1 property filters they define (?name=value)
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
+]
+SCHEMA_JSON = "application/schema+json"
+# query parameters every items request may carry; the rest must be queryables
+ITEMS_PARAMS = {"limit", "offset", "bbox", "datetime", "f", "generation"}
+
+
+class BadRequest(GridopsError, status=400, code="bad_request"):
+    """A query parameter OGC API Features reads that is wrong (400, as the standard asks)."""
+
+
+Format = Annotated[Literal["json", "html"] | None, Query(
+    description="json (the default; GeoJSON for features) or html")]
+Collection = Annotated[str, Path(description="collection id (GET /ogc/collections)",
+                                 max_length=64)]
+
+
+def _html_wanted(request: Request, f: str | None) -> bool:
+    """f= decides; else a browser's Accept (text/html before any JSON)."""
+    if f is not None:
+        return f == "html"
+    accept = request.headers.get("accept", "")
+    if HTML not in accept:
+        return False
+    html_at = accept.find(HTML)
+    json_at = min((i for i in (accept.find("json"),) if i >= 0), default=len(accept))
+    return html_at < json_at
+
+
+def _base(request: Request) -> str:
+    return str(request.base_url).rstrip("/") + "/ogc"
+
+
+def _link(href: str, rel: str, typ: str, title: str | None = None) -> dict[str, str]:
+    out = {"href": href, "rel": rel, "type": typ}
+    if title:
+        out["title"] = title
+    return out
+
+
+def _self_links(request: Request, json_type: str, f: str | None) -> list[dict[str, str]]:
+    """self and alternate for the current URL, in JSON and HTML."""
+    as_json = str(request.url.include_query_params(f="json"))
+    as_html = str(request.url.include_query_params(f="html"))
+    here_html = _html_wanted(request, f)
+    return [_link(as_html if here_html else as_json, "self", HTML if here_html else json_type,
+                  "this document"),
+            _link(as_json if here_html else as_html, "alternate",
+                  json_type if here_html else HTML,
+                  "this document as " + ("JSON" if here_html else "HTML"))]
+
+
+def _map_base(settings: Any) -> BaseMap:
+    return BaseMap(settings.map_tiles, settings.map_attribution)
+
+
+def _html(body: str) -> HTMLResponse:
+    return HTMLResponse(body, headers={"cache-control": "no-cache"})
+
+
+def _no_cache(r: Response) -> Response:
+    """Metadata may change with an activation: clients (QGIS keeps a network cache) ask
+    again every time."""
+    r.headers["cache-control"] = "no-cache"
+    return r
+
+
+# ---------------------------------------------------------------- landing, conformance, api
+
+
+@router.get("", responses={200: {"content": {JSON: media(LandingPage), HTML: {}}},
+                            **errors(422)})
+def landing(request: Request, f: Format = None) -> Response:
+    """The landing page: what this service is and where everything else is."""
+    base = _base(request)
+    doc = {"title": "gridops: OGC API Features",
+           "description": "The city grid at every level and the responsibility layers "
+                          "(assets, ownership areas, department zones, patrol shifts, "
+                          "departments, categories) of gridops.",
+           "links": [*_self_links(request, JSON, f),
+                     _link(f"{base}/api", "service-desc", OPENAPI, "the API definition"),
+                     _link(f"{base}/api?f=html", "service-doc", HTML,
+                           "the API documentation"),
+                     _link(f"{base}/conformance", "conformance", JSON,
+                           "the conformance classes"),
+                     _link(f"{base}/collections", "data", JSON, "the collections")]}
+    if _html_wanted(request, f):
+        return _html(ogc_pages.landing(doc))
+    return _no_cache(json_response(doc))
+
+
+@router.get("/conformance", responses={200: {"content": {JSON: media(ConformanceOut), HTML: {}}},
+                                       **errors(422)})
+def conformance(request: Request, f: Format = None) -> Response:
+    """The conformance classes this service implements."""
+    doc = {"conformsTo": CONFORMANCE}
+    if _html_wanted(request, f):
+        return _html(ogc_pages.conformance(doc))
+    return _no_cache(json_response(doc))
+
+
+class OpenAPIResponse(Response):
+    media_type = OPENAPI
+
+
+class SchemaResponse(Response):
+    media_type = "application/schema+json"
+
+
+@router.get("/api", response_class=OpenAPIResponse,
+            responses={200: {"content": {OPENAPI: {"schema": {"type": "object"}},
+                                         HTML: {}}}, 307: {"description": "f=html: to the "
+                                                                "API's documentation page"},
+                       **errors(422)})
+def api_definition(request: Request, f: Format = None) -> Response:
+    """The OpenAPI 3.0 document of the /ogc paths (QGIS reads the items' limit default and
+    maximum from it)."""
+    if _html_wanted(request, f):
+        return Response(status_code=307, headers={"location": "/docs#/ogc"})
+    full = request.app.openapi()
+    paths = orjson.loads(orjson.dumps({p: v for p, v in full["paths"].items()
+                                       if p.startswith("/ogc")}))
+    limit: dict[str, Any] = {}
+    for ops in paths.values():  # the items' limit, once, where QGIS reads it
+        for op in ops.values():
+            for i, prm in enumerate(op.get("parameters", [])):
+                if prm.get("name") == "limit" and prm.get("in") == "query":
+                    limit = prm
+                    op["parameters"][i] = {"$ref": "#/components/parameters/limit"}
+    limit["schema"] = {"type": "integer", "minimum": 1, "maximum": LIMIT_MAX,
+                       "default": LIMIT_DEFAULT}
+    limit["style"], limit["explode"] = "form", False
+    components = {**full.get("components", {}), "parameters": {"limit": limit}}
+    doc = {**full, "paths": paths, "components": components,
+           "info": {**full["info"], "title": "gridops: OGC API Features"}}
+    return _no_cache(json_response(doc, media_type=OPENAPI))
+
+
+# ---------------------------------------------------------------- collections
+
+
+def _generation(session: Any, user: Any, generation: int | None, when: datetime | None
+                ) -> Any:
+    return readable(session, user, generation=generation, at=when)
+
+
+def _describe(request: Request, session: Any, c: ogc.Collection, gen_id: int | None
+              ) -> dict[str, Any]:
+    base = f"{_base(request)}/collections/{c.id}"
+    items_type = GEOJSON if c.geometry else JSON
+    doc: dict[str, Any] = {
+        "id": c.id, "title": c.title, "description": c.description,
+        "itemType": "feature",
+        "links": [_link(base, "self", JSON, "this collection"),
+                  _link(f"{base}?f=html", "alternate", HTML, "this collection as HTML"),
+                  _link(f"{base}/items", "items", items_type, "the features"),
+                  _link(f"{base}/items?f=html", "items", HTML, "the features as HTML"),
+                  _link(f"{base}/queryables", "http://www.opengis.net/def/rel/ogc/1.0/"
+                        "queryables", SCHEMA_JSON, "the properties a filter may name")],
+    }
+    if c.geometry:
+        doc["crs"] = [CRS84]
+        doc["storageCrs"] = CRS84
+        box = ogc.extent(session, c, gen_id)
+        doc["extent"] = {"spatial": {"bbox": [box] if box else [], "crs": CRS84}}
+    temporal = ogc.temporal(session, c)
+    if temporal is not None:
+        doc.setdefault("extent", {})["temporal"] = {
+            "interval": [temporal], "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"}
+    if c.kind == "grid":
+        doc["generation"] = gen_id
+    return doc
+
+
+@router.get("/collections", responses={200: {"content": {JSON: media(CollectionsOut), HTML: {}}},
+                                       **errors(401, 422, 503)})
+def list_collections(request: Request, session: SessionDep, user: CurrentUser,
+                     f: Format = None) -> Response:
+    """Every collection: the grid levels of the active generation, then the layers."""
+    gen = _generation(session, user, None, None)
+    doc = {"links": _self_links(request, JSON, f),
+           "collections": [_describe(request, session, c, gen.id)
+                           for c in ogc.catalogue(session)]}
+    if _html_wanted(request, f):
+        return _html(ogc_pages.collections(doc))
+    return _no_cache(json_response(doc))
+
+
+@router.get("/collections/{collection_id}", responses={
+    200: {"content": {JSON: media(CollectionOut), HTML: {}}},
+                                                        **errors(401, 404, 422, 503)})
+def describe_collection(request: Request, session: SessionDep, user: CurrentUser,
+                        collection_id: Collection, f: Format = None) -> Response:
+    """One collection: its extent, CRS and links."""
+    c = ogc.collection(session, collection_id)
+    gen = _generation(session, user, None, None)
+    doc = _describe(request, session, c, gen.id)
+    if _html_wanted(request, f):
+        return _html(ogc_pages.collection(doc))
+    return _no_cache(json_response(doc))
+
+
+@router.get("/collections/{collection_id}/queryables", response_class=SchemaResponse,
+            responses={200: {"content": {SCHEMA_JSON: media(QueryablesOut), HTML: {}}},
+                       **errors(404, 422, 503)})
+def queryables(request: Request, session: SessionDep, collection_id: Collection,
+               f: Format = None) -> Response:
+    """The properties a filter may name (?name=value on items), as a JSON Schema; the
+    geometry as the GeoJSON schema of its type."""
+    c = ogc.collection(session, collection_id)
+    props: dict[str, Any] = {k: {"title": k, "type": t} for k, t in c.queryables.items()}
+    if c.geometry:
+        props["geometry"] = {"title": "geometry",
+                             "$ref": f"https://geojson.org/schema/{c.geometry}.json"}
+    doc = {"$schema": "https://json-schema.org/draft/2019-09/schema",
+           "$id": f"{_base(request)}/collections/{c.id}/queryables",
+           "type": "object", "title": c.title, "properties": props,
+           "additionalProperties": False}
+    if _html_wanted(request, f):
+        return _html(ogc_pages.queryables(doc))
+    return _no_cache(json_response(doc, media_type=SCHEMA_JSON))
+
+
+# ---------------------------------------------------------------- items
+
+
+def _bbox(raw: str | None) -> tuple[float, float, float, float] | None:
+    """bbox: 4 numbers (or 6, with heights, which are ignored), CRS84."""
+    if raw is None:
+        return None
+    parts = raw.split(",")
+    if len(parts) not in (4, 6):
+        raise BadRequest(f"bbox: expected 4 (or 6) comma-separated numbers, got {len(parts)}")
+    try:
+        v = [float(p) for p in parts]
+    except ValueError:
+        raise BadRequest(f"bbox: {raw[:80]!r} holds something that is not a number") from None
+    if not all(math.isfinite(x) for x in v):
+        raise BadRequest("bbox: every number must be finite")
+    x0, y0, x1, y1 = (v[0], v[1], v[3], v[4]) if len(v) == 6 else v
+    for name, x, lim in (("minlon", x0, 180), ("minlat", y0, 90), ("maxlon", x1, 180),
+                         ("maxlat", y1, 90)):
+        if not -lim <= x <= lim:
+            raise BadRequest(f"bbox: {name} {x} is outside [-{lim}, {lim}]")
+    if y0 > y1:
+        raise BadRequest(f"bbox: minlat {y0} is above maxlat {y1}")
+    if x0 > x1:
+        raise BadRequest(f"bbox: minlon {x0} is east of maxlon {x1} (a box across the "
+                         "antimeridian is not supported)")
+    return x0, y0, x1, y1
+
+
+def _properties(request: Request, c: ogc.Collection) -> dict[str, str]:
+    props = {k: v for k, v in request.query_params.items() if k not in ITEMS_PARAMS}
+    for k in props:
+        if k not in c.queryables:
+            raise BadRequest(f"{k}: not a parameter of items, nor a queryable of {c.id} "
+                             f"(queryables: {', '.join(c.queryables)})")
+    return props
+
+
+def _grid_feature(r: dict[str, Any], staff: Any, gen_id: int) -> dict[str, Any]:
+    leader = staff.leader(r["leader_name"], r["leader_phone"]) or {}
+    props = {"code": r["code"], "name": r["name"], "level": r["level"],
+             "level_key": r["level_key"], "level_name": r["level_name"],
+             "parent_code": r["parent_code"],
+             "area_m2": round(r["area_m2"], 1) if r["area_m2"] is not None else None,
+             "leader_name": leader.get("name"), "leader_phone": leader.get("phone"),
+             "attributes": r["attributes"] or {}, "generation": gen_id}
+    return {"type": "Feature", "id": r["code"], "geometry": orjson.Fragment(r["geojson"]),
+            "properties": props}
+
+
+def _layer_feature(r: dict[str, Any], c: ogc.Collection, staff: Any) -> dict[str, Any]:
+    assert c.layer is not None
+    props = staff.layer_row(c.layer.name, r["properties"])
+    geom = orjson.Fragment(r["geojson"]) if r["geojson"] else None
+    return {"type": "Feature", "id": r["id"], "geometry": geom, "properties": props}
+
+
+def _parse(fn: Any, *a: Any) -> Any:
+    """A layers.ogc parse, its 422 turned into the 400 OGC API Features asks for."""
+    try:
+        return fn(*a)
+    except InvalidInput as e:
+        raise BadRequest(e.detail) from None
+
+
+def _html_features(fc: dict[str, Any]) -> dict[str, Any]:
+    """The FeatureCollection with its geometry fragments parsed (for the HTML map)."""
+    parsed: dict[str, Any] = orjson.loads(orjson.dumps(fc, default=str))
+    return parsed
+
+
+ITEMS_RESPONSES = {200: {"content": {GEOJSON: media(OgcFeatureCollection), HTML: {}},
+                         "description": "a FeatureCollection (a page of features)"},
+                   **errors(400, 401, 404, 422, 503)}
+
+
+@router.get("/collections/{collection_id}/items", response_class=GeoJSONResponse,
+            responses=ITEMS_RESPONSES)
+def items(
+    request: Request, session: SessionDep, settings: SettingsDep, user: CurrentUser,
+    staff: StaffViewDep, collection_id: Collection, f: Format = None,
+    limit: Annotated[int, Query(ge=1, description=f"features per page (at most {LIMIT_MAX}; "
+                                "a larger value is taken as the maximum)",
+                                json_schema_extra={"maximum": LIMIT_MAX})] = LIMIT_DEFAULT,
+    offset: Annotated[int, Query(ge=0, le=2**62, description="features to skip (the next "
+                                 "link carries it)")] = 0,
+    bbox: Annotated[str | None, Query(max_length=400, description="minlon,minlat,maxlon,"
+                                      "maxlat (CRS84)")] = None,
+    datetime_: Annotated[str | None, Query(alias="datetime", max_length=100, description=(
+        "an instant (the rows valid then; for the grid, the generation active then) or, for "
+        "the layers, an interval start/end with .. for an open end"))] = None,
+    generation: Annotated[int | None, Query(ge=1, le=2**31 - 1, description=(
+        "grid collections: this generation instead of the active one (a draft: planners"
+        " and the centre)"))] = None,
+) -> Response:
+    """A page of a collection's features, in a stable order (code or key), with
+    numberMatched, numberReturned and next/prev links. Any queryable is a filter
+    (?owner_department=SW-GS)."""
+    c = ogc.collection(session, collection_id)
+    limit = min(limit, LIMIT_MAX)
+    box = _bbox(bbox)
+    start, end, interval = _parse(ogc.parse_datetime, datetime_)
+    props = _properties(request, c)
+    if c.kind == "grid":
+        if interval:
+            raise BadRequest("datetime: the grid answers an instant (the generation active "
+                             "then), not an interval")
+        if generation is not None and start is not None:
+            raise BadRequest("generation and datetime name the grid twice: give one")
+        gen = _generation(session, user, generation, start)
+        page = _parse(lambda: ogc.grid_items(session, c, gen.id, bbox=box, props=props,
+                                             limit=limit, offset=offset))
+        feats = [_grid_feature(r, staff, gen.id) for r in page.rows]
+    else:
+        if generation is not None:
+            raise BadRequest(f"generation: {c.id} is a layer, versioned in time "
+                             "(use datetime)")
+        page = _parse(lambda: ogc.layer_items(
+            session, c, at=start if not interval else None,
+            interval=(start, end) if interval else None, bbox=box, props=props, limit=limit,
+            offset=offset))
+        feats = [_layer_feature(r, c, staff) for r in page.rows]
+    base = f"{_base(request)}/collections/{c.id}"
+    links = [*_self_links(request, GEOJSON, f), _link(base, "collection", JSON,
+                                                      "the collection")]
+    html = _html_wanted(request, f)
+    fmt = "html" if html else "json"
+    if offset + len(feats) < page.matched:
+        links.append(_link(str(request.url.include_query_params(
+            offset=offset + limit, limit=limit, f=fmt)), "next", HTML if html else GEOJSON,
+            "the next page"))
+    if offset > 0:
+        links.append(_link(str(request.url.include_query_params(
+            offset=max(0, offset - limit), limit=limit, f=fmt)), "prev",
+            HTML if html else GEOJSON, "the previous page"))
+    fc = {"type": "FeatureCollection", "numberMatched": page.matched,
+          "numberReturned": len(feats), "timeStamp": datetime.now(UTC).isoformat(),
+          "links": links, "features": feats}
+    if html:
+        return _html(ogc_pages.items(_html_features(fc), c.title, c.id, _map_base(settings)))
+    return json_response(fc, media_type=GEOJSON)
+
+
+@router.get("/collections/{collection_id}/items/{feature_id}", response_class=GeoJSONResponse,
+            responses={200: {"content": {GEOJSON: media(OgcFeature), HTML: {}},
+                             "description": "a Feature"},
+                       **errors(400, 401, 404, 422, 503)})
+def item(
+    request: Request, session: SessionDep, settings: SettingsDep, user: CurrentUser,
+    staff: StaffViewDep, collection_id: Collection,
+    feature_id: Annotated[str, Path(max_length=200, description="a unit's code; a layer "
+                                    "row's key, its parts joined by ~")],
+    f: Format = None,
+    datetime_: Annotated[str | None, Query(alias="datetime", max_length=100,
+                                           description="an instant")] = None,
+    generation: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+) -> Response:
+    """One feature by id (stable across versions: the current version unless datetime=)."""
+    c = ogc.collection(session, collection_id)
+    start, _, interval = _parse(ogc.parse_datetime, datetime_)
+    if interval:
+        raise BadRequest("datetime: one feature is read at an instant")
+    if c.kind == "grid":
+        gen = _generation(session, user, generation, start)
+        feat = _grid_feature(ogc.grid_item(session, c, gen.id, feature_id), staff, gen.id)
+    else:
+        if generation is not None:
+            raise BadRequest(f"generation: {c.id} is a layer, versioned in time")
+        feat = _layer_feature(ogc.layer_item(session, c, feature_id, start), c, staff)
+    base = f"{_base(request)}/collections/{c.id}"
+    feat["links"] = [*_self_links(request, GEOJSON, f),
+                     _link(base, "collection", JSON, "the collection")]
+    if _html_wanted(request, f):
+        fc = _html_features({"features": [feat]})
+        return _html(ogc_pages.item(fc["features"][0], c.title, c.id, _map_base(settings)))
+    return json_response(feat, media_type=GEOJSON)
+
+
+__all__ = ["NotFound", "router"]

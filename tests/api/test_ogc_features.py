@@ -1,0 +1,143 @@
+"""OGC API Features, Part 1 (Core), read by OWSLib's own client (owslib.ogcapi.features)
+from a real server on a copy of the demo city: landing page, conformance, the API
+definition (the items' limit default and maximum where QGIS reads them), the collections,
+items with bbox and limit, paging by the next links to the end (every unit once, the
+total numberMatched, equal to PostGIS's count), one item, property filters, datetime, and
+the 400s a bad parameter gets. HTML only when asked for."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import pytest
+from sqlalchemy import Engine, text
+
+from layers.cluster import Cluster
+from layers.db import make_engine
+from tests.support.clusters import clone_full
+from tests.support.servers import serving
+
+CORE = "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core"
+GRID = "grid-grid"
+
+
+@pytest.fixture(scope="module")
+def ogc_server(pg_cluster: Cluster, full_engine: Engine) -> Iterator[tuple[str, Engine]]:
+    url = clone_full(pg_cluster, full_engine, "gridops_ogc")
+    engine = make_engine(url)
+    with serving(url, GRIDOPS_SCHEDULER_INTERVAL_S="0") as base:
+        yield base, engine
+    engine.dispose()
+
+
+@pytest.fixture()
+def owslib_headers() -> Iterator[None]:
+    """OWSLib's Features aliases one module-level headers dict: restored after each test."""
+    import owslib.ogcapi as ogcapi
+
+    saved = dict(ogcapi.REQUEST_HEADERS)
+    yield
+    ogcapi.REQUEST_HEADERS.clear()
+    ogcapi.REQUEST_HEADERS.update(saved)
+
+
+def _count(engine: Engine, sql: str, **params: object) -> int:
+    with engine.connect() as c:
+        return int(c.execute(text(sql), params).scalar_one())
+
+
+ACTIVE_FINEST = ("SELECT count(*) FROM grid_unit u JOIN generation g ON g.active "
+                 "WHERE u.level = 4 AND u.generation_low <= g.id AND "
+                 "(u.generation_high IS NULL OR u.generation_high >= g.id)")
+
+
+def test_owslib_reads_the_grid_and_the_layers(ogc_server: tuple[str, Engine],
+                                              owslib_headers: None) -> None:
+    from owslib.ogcapi.features import Features
+
+    base, engine = ogc_server
+    w = Features(f"{base}/ogc")
+    assert CORE in w.conformance()["conformsTo"]
+    api = w.api()
+    limit = api["components"]["parameters"]["limit"]["schema"]
+    assert (limit["default"], limit["maximum"]) == (100, 10_000)
+    assert all(p.startswith("/ogc") for p in api["paths"])
+    ids = w.feature_collections()
+    assert {"grid-district", "grid-street", "grid-community", GRID, "assets", "areas",
+            "zones", "assignments", "departments", "categories"} <= set(ids)
+    coll = w.collection(GRID)
+    assert coll["storageCrs"].endswith("CRS84") and coll["itemType"] == "feature"
+    x0, y0, x1, y1 = coll["extent"]["spatial"]["bbox"][0]
+    assert 120 < x0 < x1 < 123 and 30 < y0 < y1 < 32
+
+    # every finest unit once by following next, the total PostGIS's
+    total = _count(engine, ACTIVE_FINEST)
+    seen: list[str] = []
+    kw: dict[str, object] = {"limit": 500}
+    while True:
+        page = w.collection_items(GRID, **kw)
+        assert page["numberMatched"] == total
+        assert page["numberReturned"] == len(page["features"]) <= 500
+        seen += [f["id"] for f in page["features"]]
+        nxt = [lk["href"] for lk in page["links"] if lk["rel"] == "next"]
+        if not nxt:
+            break
+        kw = dict(parse_qsl(urlsplit(nxt[0]).query))
+    assert len(seen) == len(set(seen)) == total == 1322
+
+    # bbox: PostGIS's ST_Intersects count; one item; a property filter
+    box = [121.20, 31.00, 121.25, 31.04]
+    page = w.collection_items(GRID, bbox=box, limit=1000)
+    want = _count(engine, ACTIVE_FINEST + " AND ST_Intersects(u.geom, ST_MakeEnvelope("
+                  ":a, :b, :c, :d, 4326))", a=box[0], b=box[1], c=box[2], d=box[3])
+    assert page["numberMatched"] == page["numberReturned"] == want > 0
+    one = page["features"][0]
+    got = w.collection_item(GRID, one["id"])
+    assert got["id"] == one["id"] and got["geometry"] == one["geometry"]
+    q = w.collection_queryables(GRID)["properties"]
+    assert q["parent_code"]["type"] == "string"
+    assert q["geometry"]["$ref"] == "https://geojson.org/schema/MultiPolygon.json"
+    street = one["properties"]["parent_code"]
+    kids = w.collection_items("grid-grid", parent_code=street, limit=1000)
+    assert kids["numberMatched"] == _count(engine, ACTIVE_FINEST + " AND u.parent_code = :p",
+                                           p=street)
+
+    # a layer: current rows, a filter, an item by key, and the past by datetime
+    zones = w.collection_items("zones", limit=10)
+    assert zones["numberMatched"] == _count(
+        engine, "SELECT count(*) FROM department_zone WHERE valid_to IS NULL")
+    z = zones["features"][0]
+    assert z["id"] == f'{z["properties"]["layer"]}~{z["properties"]["code"]}'
+    assert w.collection_item("zones", z["id"])["properties"] == z["properties"]
+    dept = z["properties"]["department_code"]
+    mine = w.collection_items("zones", department_code=dept, limit=1000)
+    assert {f["properties"]["department_code"] for f in mine["features"]} == {dept}
+    before = w.collection_items("zones", datetime_="2000-01-01T00:00:00Z")
+    assert before["numberMatched"] == 0  # the demo's layers start today
+    deps = w.collection_items("departments", limit=5)
+    assert deps["features"][0]["geometry"] is None and deps["numberMatched"] > 5
+
+
+def test_bad_parameters_are_400_and_html_is_asked_for(ogc_server: tuple[str, Engine]) -> None:
+    base, _ = ogc_server
+    with httpx.Client(base_url=base) as c:
+        for params, where in [({"bbox": "1,2,3"}, "bbox"), ({"bbox": "121,31,120,32"}, "bbox"),
+                              ({"datetime": "yesterday"}, "datetime"),
+                              ({"colour": "red"}, "colour")]:
+            r = c.get(f"/ogc/collections/{GRID}/items", params=params)
+            assert r.status_code == 400, (params, r.text)
+            assert where in r.json()["detail"]
+        assert c.get("/ogc/collections/nothing/items").status_code == 404
+        assert c.get(f"/ogc/collections/{GRID}/items/999").status_code == 404
+        big = c.get(f"/ogc/collections/{GRID}/items", params={"limit": 50_000})
+        assert big.status_code == 200 and big.json()["numberReturned"] == 1322  # at most max
+        assert c.get("/ogc").headers["content-type"].startswith("application/json")
+        assert c.get("/ogc", headers={"accept": "text/xml,application/xml"}).headers[
+            "content-type"].startswith("application/json")
+        page = c.get(f"/ogc/collections/{GRID}/items", params={"limit": 3},
+                     headers={"accept": "text/html,application/xhtml+xml"})
+        assert page.headers["content-type"].startswith("text/html")
+        assert "3 of 1322 features" in page.text and "leaflet" in page.text
+        assert c.get("/ogc/collections", params={"f": "html"}).text.count("/items?f=html") >= 10

@@ -9,17 +9,26 @@ joined by "~", e.g. a zone's "layer~code"); an edit makes a new version under th
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
+from pyproj import CRS
+from pyproj.aoi import AreaOfInterest
+from pyproj.database import query_crs_info
 from sqlalchemy import ARRAY, JSON, select, text
 from sqlalchemy.orm import Session
 
 from layers import grids
 from layers import responsibility as resp
 from layers.versioning import in_generation
-from spatial.errors import InvalidInput, NotFound
+from spatial.errors import GridopsError, NotFound
+
+
+class BadParameter(GridopsError, status=400, code="bad_request"):
+    """A query parameter of OGC API Features that is wrong (400, as the standard asks)."""
 
 ID_SEP = "~"
 # the layers OGC API Features serves, and whether a public caller may read them
@@ -95,6 +104,95 @@ def collection(session: Session, cid: str) -> Collection:
     raise NotFound(f"no collection {cid!r}; collections are {known}")
 
 
+# ---------------------------------------------------------------- CRS (Part 2)
+
+CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+EPSG_URI = "http://www.opengis.net/def/crs/EPSG/0/"
+
+
+@dataclass(frozen=True)
+class Crs:
+    """A CRS a client may ask for: its URI, its SRID, and whether its first axis is the
+    latitude or northing (EPSG:4326, 4490 and the Gauss-Kruger zones: the coordinates
+    are swapped from PostGIS's x, y)."""
+
+    uri: str
+    srid: int
+    flip: bool
+    geographic: bool
+
+
+@lru_cache(maxsize=16)
+def crs_list(bounds: tuple[float, float, float, float] | None) -> tuple[Crs, ...]:
+    """CRS84 (the storage CRS), EPSG:4326, EPSG:4490 (CGCS2000), every CGCS2000
+    Gauss-Kruger zone (3 and 6 degree, with and without the zone prefix) whose area of use
+    holds the territory, and EPSG:3857."""
+    out = [Crs(CRS84, 4326, False, True), _epsg(4326), _epsg(4490)]
+    if bounds is not None:
+        area = AreaOfInterest(*bounds)
+        zones = sorted(int(i.code) for i in query_crs_info(
+            auth_name="EPSG", area_of_interest=area, contains=True)
+            if i.name.startswith("CGCS2000 /") and "Gauss-Kruger" in i.name)
+        out += [_epsg(z) for z in zones]
+    out.append(_epsg(3857))
+    return tuple(out)
+
+
+def _epsg(code: int) -> Crs:
+    crs = CRS.from_epsg(code)
+    first = crs.axis_info[0].direction.lower()
+    return Crs(f"{EPSG_URI}{code}", code, first in ("north", "south"), crs.is_geographic)
+
+
+def parse_crs(value: str, known: Sequence[Crs], where: str) -> Crs:
+    """A CRS URI (or a [EPSG:n] safe CURIE, or EPSG:n) among those offered; 400 naming
+    them otherwise."""
+    v = value.strip().strip("<>").strip()
+    if v.startswith("[") and v.endswith("]"):
+        v = v[1:-1]
+    if v.upper().startswith("EPSG:"):
+        v = EPSG_URI + v.split(":", 1)[1]
+    v = v.replace("https://", "http://")
+    for c in known:
+        if v == c.uri:
+            return c
+    raise BadParameter(f"{where}: {value[:120]!r} is not offered; the CRSs are "
+                       f"{', '.join(c.uri for c in known)}")
+
+
+def geometry_sql(col: str, crs: Crs | None) -> str:
+    """The GeoJSON of a stored lon/lat geometry in the answer's CRS, at full precision."""
+    if crs is None or (crs.srid == 4326 and not crs.flip):
+        return f"ST_AsGeoJSON({col}, 15)"
+    g = col if crs.srid == 4326 else f"ST_Transform({col}, {int(crs.srid)})"
+    if crs.flip:
+        g = f"ST_FlipCoordinates({g})"
+    return f"ST_AsGeoJSON({g}, {15 if crs.geographic else 6})"
+
+
+@dataclass(frozen=True)
+class Box:
+    """A bbox in some CRS, in that CRS's x, y order (flipped axes already put back)."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    srid: int = 4326
+
+
+def box_sql(col: str, box: Box, params: dict[str, Any]) -> str:
+    """col meets the box: in lon/lat directly, else the box's outline densified and
+    brought to lon/lat by PostGIS (its edges stay true to the box)."""
+    params.update(bx0=box.x0, by0=box.y0, bx1=box.x1, by1=box.y1)
+    env = "ST_MakeEnvelope(:bx0, :by0, :bx1, :by1, 4326)"
+    if box.srid != 4326:
+        params["bsrid"] = box.srid
+        env = ("ST_Transform(ST_Segmentize(ST_MakeEnvelope(:bx0, :by0, :bx1, :by1, :bsrid),"
+               " greatest(:bx1 - :bx0, :by1 - :by0) / 64 + 1e-9), 4326)")
+    return f"{col} && {env} AND ST_Intersects({col}, {env})"
+
+
 # ---------------------------------------------------------------- time
 
 _OPEN = ("", "..")
@@ -110,7 +208,7 @@ def parse_datetime(value: str | None) -> tuple[datetime | None, datetime | None,
         return None, None, False
     parts = value.split("/")
     if len(parts) > 2:
-        raise InvalidInput(f"datetime: {value[:60]!r} is neither an instant nor an interval "
+        raise BadParameter(f"datetime: {value[:60]!r} is neither an instant nor an interval "
                            "(start/end)")
 
     def one(v: str, where: str) -> datetime | None:
@@ -119,10 +217,10 @@ def parse_datetime(value: str | None) -> tuple[datetime | None, datetime | None,
         try:
             t = datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
-            raise InvalidInput(f"datetime: {where} {v[:40]!r} is not an RFC 3339 time") \
+            raise BadParameter(f"datetime: {where} {v[:40]!r} is not an RFC 3339 time") \
                 from None
         if t.tzinfo is None:
-            raise InvalidInput(f"datetime: {where} {v[:40]!r} has no time zone (add Z or "
+            raise BadParameter(f"datetime: {where} {v[:40]!r} has no time zone (add Z or "
                                "+08:00)")
         return t
 
@@ -131,9 +229,9 @@ def parse_datetime(value: str | None) -> tuple[datetime | None, datetime | None,
         return t, t, False
     a, b = one(parts[0], "the start"), one(parts[1], "the end")
     if a is None and b is None:
-        raise InvalidInput("datetime: an interval needs a start or an end")
+        raise BadParameter("datetime: an interval needs a start or an end")
     if a is not None and b is not None and a > b:
-        raise InvalidInput(f"datetime: the start {parts[0]} is after the end {parts[1]}")
+        raise BadParameter(f"datetime: the start {parts[0]} is after the end {parts[1]}")
     return a, b, True
 
 
@@ -158,17 +256,17 @@ def _where_properties(c: Collection, props: dict[str, str], alias: str,
     for i, (k, v) in enumerate(sorted(props.items())):
         typ = c.queryables.get(k)
         if typ is None or not _SAFE.match(k):
-            raise InvalidInput(f"{k}: not a queryable of {c.id}; queryables are "
+            raise BadParameter(f"{k}: not a queryable of {c.id}; queryables are "
                                f"{', '.join(c.queryables)}")
         p = f"p{i}"
         if typ in ("integer", "number"):
             try:
                 params[p] = int(v) if typ == "integer" else float(v)
             except ValueError:
-                raise InvalidInput(f"{k}: {v[:40]!r} is not a {typ}") from None
+                raise BadParameter(f"{k}: {v[:40]!r} is not a {typ}") from None
         elif typ == "boolean":
             if v.lower() not in ("true", "false"):
-                raise InvalidInput(f"{k}: {v[:40]!r} is not true or false")
+                raise BadParameter(f"{k}: {v[:40]!r} is not true or false")
             params[p] = v.lower() == "true"
         else:
             params[p] = v
@@ -179,34 +277,31 @@ def _where_properties(c: Collection, props: dict[str, str], alias: str,
     return out
 
 
-def grid_items(session: Session, c: Collection, gen_id: int, *,
-               bbox: tuple[float, float, float, float] | None, props: dict[str, str],
-               limit: int, offset: int, precision: int = 15) -> Page:
+def grid_items(session: Session, c: Collection, gen_id: int, *, bbox: Box | None,
+               props: dict[str, str], limit: int, offset: int, crs: Crs | None = None
+               ) -> Page:
     """A page of a grid level's units of a generation, in code order."""
-    params: dict[str, Any] = {"g": gen_id, "lvl": c.rank, "limit": limit, "offset": offset,
-                              "precision": precision}
+    params: dict[str, Any] = {"g": gen_id, "lvl": c.rank, "limit": limit, "offset": offset}
     where = [in_generation("u"), "u.level = :lvl", *_where_properties(c, props, "u", params)]
     if bbox is not None:
-        where.append("u.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326) AND "
-                     "ST_Intersects(u.geom, ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326))")
-        params.update(x0=bbox[0], y0=bbox[1], x1=bbox[2], y1=bbox[3])
+        where.append(box_sql("u.geom", bbox, params))
     cond = " AND ".join(where)
     total = int(session.execute(text(f"SELECT count(*) FROM grid_unit u WHERE {cond}"),
                                 params).scalar_one())
     rows = session.execute(text(
         f"SELECT u.code, u.name, u.level, lv.key AS level_key, lv.name AS level_name, "
         f"u.parent_code, u.area_m2, u.leader_name, u.leader_phone, u.attributes, "
-        f"u.generation_low, ST_AsGeoJSON(u.geom, :precision) AS geojson "
+        f"u.generation_low, {geometry_sql('u.geom', crs)} AS geojson "
         f"FROM grid_unit u JOIN grid_level lv ON lv.rank = u.level WHERE {cond} "
         f"ORDER BY u.code LIMIT :limit OFFSET :offset"), params).mappings().all()
     return Page([dict(r) for r in rows], total)
 
 
 def grid_item(session: Session, c: Collection, gen_id: int, fid: str,
-              precision: int = 15) -> dict[str, Any]:
+              crs: Crs | None = None) -> dict[str, Any]:
     """One unit of a grid level by code; 404 if the level has none."""
     page = grid_items(session, c, gen_id, bbox=None, props={"code": fid}, limit=1, offset=0,
-                      precision=precision)
+                      crs=crs)
     if not page.rows:
         raise NotFound(f"{c.id}: no unit {fid!r} in generation {gen_id}")
     return page.rows[0]
@@ -214,14 +309,14 @@ def grid_item(session: Session, c: Collection, gen_id: int, fid: str,
 
 def layer_items(session: Session, c: Collection, *, at: datetime | None,
                 interval: tuple[datetime | None, datetime | None] | None,
-                bbox: tuple[float, float, float, float] | None, props: dict[str, str],
-                limit: int, offset: int, precision: int = 15) -> Page:
+                bbox: Box | None, props: dict[str, str], limit: int, offset: int,
+                crs: Crs | None = None) -> Page:
     """A page of a layer's rows valid at a time (default now) or during an interval, in
     key order (then validity)."""
     d = c.layer
     assert d is not None
     table = d.model.__tablename__
-    params: dict[str, Any] = {"limit": limit, "offset": offset, "precision": precision}
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
     where = _where_properties(c, props, "t", params)
     if interval is not None:
         a, b = interval
@@ -237,14 +332,11 @@ def layer_items(session: Session, c: Collection, *, at: datetime | None,
     else:
         where.append("t.valid_to IS NULL")
     if bbox is not None and d.geometry:
-        where.append("t.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326) AND "
-                     "ST_Intersects(t.geom, ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326))")
-        params.update(x0=bbox[0], y0=bbox[1], x1=bbox[2], y1=bbox[3])
+        where.append(box_sql("t.geom", bbox, params))
     cond = " AND ".join(where) or "true"
     total = int(session.execute(text(f"SELECT count(*) FROM {table} t WHERE {cond}"),
                                 params).scalar_one())
-    geo = ", ST_AsGeoJSON(t.geom, :precision) AS geojson" if d.geometry else \
-        ", NULL AS geojson"
+    geo = f", {geometry_sql('t.geom', crs)} AS geojson" if d.geometry else ", NULL AS geojson"
     order = ", ".join(f"t.{k}" for k in d.key)
     ids = [r[0] for r in session.execute(text(
         f"SELECT t.id FROM {table} t WHERE {cond} ORDER BY {order}, t.valid_from, t.id "
@@ -254,8 +346,7 @@ def layer_items(session: Session, c: Collection, *, at: datetime | None,
     model: Any = d.model
     rows = {r.id: r for r in session.scalars(select(model).where(model.id.in_(ids)))}
     geoms: dict[int, str | None] = dict(session.execute(text(
-        f"SELECT t.id{geo} FROM {table} t WHERE t.id = ANY(:ids)"),
-        {"ids": ids, "precision": precision}).all())
+        f"SELECT t.id{geo} FROM {table} t WHERE t.id = ANY(:ids)"), {"ids": ids}).all())
     out = []
     for i in ids:
         row = rows[i]
@@ -278,14 +369,14 @@ def split_id(c: Collection, fid: str) -> list[str]:
 
 
 def layer_item(session: Session, c: Collection, fid: str, at: datetime | None,
-               precision: int = 15) -> dict[str, Any]:
+               crs: Crs | None = None) -> dict[str, Any]:
     """One layer row by feature id, valid at a time (default now); 404 if none."""
     parts = split_id(c, fid)
     d = c.layer
     assert d is not None
     props = dict(zip(d.key, parts, strict=True))
     page = layer_items(session, c, at=at, interval=None, bbox=None, props=props, limit=1,
-                       offset=0, precision=precision)
+                       offset=0, crs=crs)
     if not page.rows:
         when = f" at {at.isoformat()}" if at else ""
         raise NotFound(f"{c.id}: no feature {fid!r}{when}")

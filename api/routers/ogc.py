@@ -32,13 +32,13 @@ from api.visibility import readable
 from layers import ogc
 from map_ui import ogc_pages
 from map_ui.pages import BaseMap
-from spatial.errors import GridopsError, InvalidInput, NotFound
+from spatial.errors import InvalidInput, NotFound
 
 router = APIRouter(route_class=CheckedRoute, prefix="/ogc", tags=["ogc"])
 
 LIMIT_DEFAULT = 100
 LIMIT_MAX = 10_000
-CRS84 = "http://www.opengis.net/def/crs/OGC/1.3/CRS84"
+CRS84 = ogc.CRS84
 GEOJSON = "application/geo+json"
 JSON = "application/json"
 HTML = "text/html"
@@ -48,18 +48,17 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/html",
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/geojson",
+    "http://www.opengis.net/spec/ogcapi-features-2/1.0/conf/crs",
     # Part 3's queryables, and the Part 1 property filters they define (?name=value)
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
 ]
 SCHEMA_JSON = "application/schema+json"
 # query parameters every items request may carry; the rest must be queryables
-ITEMS_PARAMS = {"limit", "offset", "bbox", "datetime", "f", "generation"}
+ITEMS_PARAMS = {"limit", "offset", "bbox", "bbox-crs", "crs", "datetime", "f", "generation"}
 
 
-class BadRequest(GridopsError, status=400, code="bad_request"):
-    """A query parameter OGC API Features reads that is wrong (400, as the standard asks)."""
-
+BadRequest = ogc.BadParameter
 
 Format = Annotated[Literal["json", "html"] | None, Query(
     description="json (the default; GeoJSON for features) or html")]
@@ -191,6 +190,13 @@ def api_definition(request: Request, f: Format = None) -> Response:
 # ---------------------------------------------------------------- collections
 
 
+def _crs_list(session: Any, gen_id: int | None) -> tuple[ogc.Crs, ...]:
+    """The CRSs offered: those of ogc.crs_list for the territory (its box, rounded)."""
+    coarse = ogc.catalogue(session)[0]
+    box = ogc.extent(session, coarse, gen_id) if gen_id is not None else None
+    return ogc.crs_list(tuple(round(v, 2) for v in box) if box else None)
+
+
 def _generation(session: Any, user: Any, generation: int | None, when: datetime | None
                 ) -> Any:
     return readable(session, user, generation=generation, at=when)
@@ -211,7 +217,7 @@ def _describe(request: Request, session: Any, c: ogc.Collection, gen_id: int | N
                         "queryables", SCHEMA_JSON, "the properties a filter may name")],
     }
     if c.geometry:
-        doc["crs"] = [CRS84]
+        doc["crs"] = [k.uri for k in _crs_list(session, gen_id)]
         doc["storageCrs"] = CRS84
         box = ogc.extent(session, c, gen_id)
         doc["extent"] = {"spatial": {"bbox": [box] if box else [], "crs": CRS84}}
@@ -276,8 +282,9 @@ def queryables(request: Request, session: SessionDep, collection_id: Collection,
 # ---------------------------------------------------------------- items
 
 
-def _bbox(raw: str | None) -> tuple[float, float, float, float] | None:
-    """bbox: 4 numbers (or 6, with heights, which are ignored), CRS84."""
+def _bbox(raw: str | None, crs: ogc.Crs | None) -> ogc.Box | None:
+    """bbox: 4 numbers (or 6, with heights, which are ignored) in bbox-crs's axis order
+    (CRS84 by default: lon, lat)."""
     if raw is None:
         return None
     parts = raw.split(",")
@@ -289,17 +296,26 @@ def _bbox(raw: str | None) -> tuple[float, float, float, float] | None:
         raise BadRequest(f"bbox: {raw[:80]!r} holds something that is not a number") from None
     if not all(math.isfinite(x) for x in v):
         raise BadRequest("bbox: every number must be finite")
-    x0, y0, x1, y1 = (v[0], v[1], v[3], v[4]) if len(v) == 6 else v
-    for name, x, lim in (("minlon", x0, 180), ("minlat", y0, 90), ("maxlon", x1, 180),
-                         ("maxlat", y1, 90)):
-        if not -lim <= x <= lim:
-            raise BadRequest(f"bbox: {name} {x} is outside [-{lim}, {lim}]")
+    a0, b0, a1, b1 = (v[0], v[1], v[3], v[4]) if len(v) == 6 else v
+    crs = crs or ogc.crs_list(None)[0]
+    x0, y0, x1, y1 = (b0, a0, b1, a1) if crs.flip else (a0, b0, a1, b1)
+    if crs.geographic:
+        for name, x, lim in (("minlon", x0, 180), ("minlat", y0, 90), ("maxlon", x1, 180),
+                             ("maxlat", y1, 90)):
+            if not -lim <= x <= lim:
+                raise BadRequest(f"bbox: {name} {x} is outside [-{lim}, {lim}]")
     if y0 > y1:
-        raise BadRequest(f"bbox: minlat {y0} is above maxlat {y1}")
+        raise BadRequest(f"bbox: the lower {'latitude' if crs.geographic else 'y'} {y0} is "
+                         f"above the upper {y1}")
     if x0 > x1:
-        raise BadRequest(f"bbox: minlon {x0} is east of maxlon {x1} (a box across the "
-                         "antimeridian is not supported)")
-    return x0, y0, x1, y1
+        raise BadRequest(f"bbox: the west edge {x0} is east of the east edge {x1} (a box "
+                         "across the antimeridian is not supported)")
+    return ogc.Box(x0, y0, x1, y1, crs.srid)
+
+
+def _crs(session: Any, gen_id: int | None, value: str | None, where: str
+         ) -> ogc.Crs | None:
+    return None if value is None else ogc.parse_crs(value, _crs_list(session, gen_id), where)
 
 
 def _properties(request: Request, c: ogc.Collection) -> dict[str, str]:
@@ -344,6 +360,13 @@ def _html_features(fc: dict[str, Any]) -> dict[str, Any]:
     return parsed
 
 
+def _content_crs(r: Response, crs: ogc.Crs | None, c: ogc.Collection) -> Response:
+    """Content-Crs: the CRS of the answer's coordinates (Part 2), when it has geometry."""
+    if c.geometry is not None:
+        r.headers["content-crs"] = f"<{crs.uri if crs else CRS84}>"
+    return r
+
+
 ITEMS_RESPONSES = {200: {"content": {GEOJSON: media(OgcFeatureCollection), HTML: {}},
                          "description": "a FeatureCollection (a page of features)"},
                    **errors(400, 401, 404, 422, 503)}
@@ -367,13 +390,22 @@ def items(
     generation: Annotated[int | None, Query(ge=1, le=2**31 - 1, description=(
         "grid collections: this generation instead of the active one (a draft: planners"
         " and the centre)"))] = None,
+    crs: Annotated[str | None, Query(max_length=200, description=(
+        "the answer's CRS, one of the collection's crs list (default CRS84); EPSG:4326 and "
+        "4490 are latitude first, the Gauss-Kruger zones northing first"))] = None,
+    bbox_crs: Annotated[str | None, Query(alias="bbox-crs", max_length=200, description=(
+        "the CRS of bbox, in its own axis order (default CRS84)"))] = None,
 ) -> Response:
     """A page of a collection's features, in a stable order (code or key), with
     numberMatched, numberReturned and next/prev links. Any queryable is a filter
     (?owner_department=SW-GS)."""
     c = ogc.collection(session, collection_id)
     limit = min(limit, LIMIT_MAX)
-    box = _bbox(bbox)
+    active = _generation(session, user, None, None).id
+    out_crs = _crs(session, active, crs, "crs")
+    box = _bbox(bbox, _crs(session, active, bbox_crs, "bbox-crs"))
+    if c.geometry is None and (crs or bbox):
+        raise BadRequest(f"{'crs' if crs else 'bbox'}: {c.id} has no geometry")
     start, end, interval = _parse(ogc.parse_datetime, datetime_)
     props = _properties(request, c)
     if c.kind == "grid":
@@ -384,7 +416,7 @@ def items(
             raise BadRequest("generation and datetime name the grid twice: give one")
         gen = _generation(session, user, generation, start)
         page = _parse(lambda: ogc.grid_items(session, c, gen.id, bbox=box, props=props,
-                                             limit=limit, offset=offset))
+                                             limit=limit, offset=offset, crs=out_crs))
         feats = [_grid_feature(r, staff, gen.id) for r in page.rows]
     else:
         if generation is not None:
@@ -393,7 +425,7 @@ def items(
         page = _parse(lambda: ogc.layer_items(
             session, c, at=start if not interval else None,
             interval=(start, end) if interval else None, bbox=box, props=props, limit=limit,
-            offset=offset))
+            offset=offset, crs=out_crs))
         feats = [_layer_feature(r, c, staff) for r in page.rows]
     base = f"{_base(request)}/collections/{c.id}"
     links = [*_self_links(request, GEOJSON, f), _link(base, "collection", JSON,
@@ -412,8 +444,10 @@ def items(
           "numberReturned": len(feats), "timeStamp": datetime.now(UTC).isoformat(),
           "links": links, "features": feats}
     if html:
+        if out_crs is not None and out_crs.uri != CRS84:
+            raise BadRequest("crs: the HTML page maps CRS84 only")
         return _html(ogc_pages.items(_html_features(fc), c.title, c.id, _map_base(settings)))
-    return json_response(fc, media_type=GEOJSON)
+    return _content_crs(json_response(fc, media_type=GEOJSON), out_crs, c)
 
 
 @router.get("/collections/{collection_id}/items/{feature_id}", response_class=GeoJSONResponse,
@@ -429,26 +463,32 @@ def item(
     datetime_: Annotated[str | None, Query(alias="datetime", max_length=100,
                                            description="an instant")] = None,
     generation: Annotated[int | None, Query(ge=1, le=2**31 - 1)] = None,
+    crs: Annotated[str | None, Query(max_length=200, description="the answer's CRS")] = None,
 ) -> Response:
     """One feature by id (stable across versions: the current version unless datetime=)."""
     c = ogc.collection(session, collection_id)
+    out_crs = _crs(session, _generation(session, user, None, None).id, crs, "crs")
     start, _, interval = _parse(ogc.parse_datetime, datetime_)
     if interval:
         raise BadRequest("datetime: one feature is read at an instant")
     if c.kind == "grid":
         gen = _generation(session, user, generation, start)
-        feat = _grid_feature(ogc.grid_item(session, c, gen.id, feature_id), staff, gen.id)
+        feat = _grid_feature(ogc.grid_item(session, c, gen.id, feature_id, out_crs), staff,
+                             gen.id)
     else:
         if generation is not None:
             raise BadRequest(f"generation: {c.id} is a layer, versioned in time")
-        feat = _layer_feature(ogc.layer_item(session, c, feature_id, start), c, staff)
+        feat = _layer_feature(ogc.layer_item(session, c, feature_id, start, out_crs), c,
+                              staff)
     base = f"{_base(request)}/collections/{c.id}"
     feat["links"] = [*_self_links(request, GEOJSON, f),
                      _link(base, "collection", JSON, "the collection")]
     if _html_wanted(request, f):
         fc = _html_features({"features": [feat]})
+        if out_crs is not None and out_crs.uri != CRS84:
+            raise BadRequest("crs: the HTML page maps CRS84 only")
         return _html(ogc_pages.item(fc["features"][0], c.title, c.id, _map_base(settings)))
-    return json_response(feat, media_type=GEOJSON)
+    return _content_crs(json_response(feat, media_type=GEOJSON), out_crs, c)
 
 
 __all__ = ["NotFound", "router"]

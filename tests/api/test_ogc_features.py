@@ -141,3 +141,63 @@ def test_bad_parameters_are_400_and_html_is_asked_for(ogc_server: tuple[str, Eng
         assert page.headers["content-type"].startswith("text/html")
         assert "3 of 1322 features" in page.text and "leaflet" in page.text
         assert c.get("/ogc/collections", params={"f": "html"}).text.count("/items?f=html") >= 10
+
+
+EPSG = "http://www.opengis.net/def/crs/EPSG/0/"
+
+
+def _first_xy(geom: dict[str, object]) -> tuple[float, float]:
+    c: object = geom["coordinates"]
+    while isinstance(c, list) and isinstance(c[0], list):
+        c = c[0]
+    assert isinstance(c, list)
+    return float(c[0]), float(c[1])
+
+
+def test_crs_axis_order_and_bbox_crs(ogc_server: tuple[str, Engine]) -> None:
+    """Part 2: the offered CRSs, each answer in its own axis order (EPSG:4326 and 4490
+    latitude first, the CGCS2000 Gauss-Kruger zone northing first, Web Mercator easting
+    first) with Content-Crs, and bbox-crs read in its axis order."""
+    from pyproj import Transformer
+
+    base, engine = ogc_server
+    with httpx.Client(base_url=f"{base}/ogc/collections/{GRID}") as c:
+        offered = c.get(f"{base}/ogc/collections/{GRID}").json()["crs"]
+        assert {ogc_crs for ogc_crs in offered} >= {
+            "http://www.opengis.net/def/crs/OGC/1.3/CRS84", EPSG + "4326", EPSG + "4490",
+            EPSG + "4549", EPSG + "3857"}
+        box = "121.20,31.00,121.25,31.04"
+        plain = c.get("/items", params={"bbox": box, "limit": 1000})
+        assert plain.headers["content-crs"] == "<http://www.opengis.net/def/crs/OGC/1.3/CRS84>"
+        ids = [f["id"] for f in plain.json()["features"]]
+        lon, lat = _first_xy(plain.json()["features"][0]["geometry"])
+        for code in (4490, 4326):  # latitude first, in the answer and in bbox-crs
+            r = c.get("/items", params={"bbox": "31.00,121.20,31.04,121.25",
+                                        "bbox-crs": f"{EPSG}{code}", "crs": f"{EPSG}{code}",
+                                        "limit": 1000})
+            assert r.status_code == 200, r.text
+            assert r.headers["content-crs"] == f"<{EPSG}{code}>"
+            assert [f["id"] for f in r.json()["features"]] == ids
+            y, x = _first_xy(r.json()["features"][0]["geometry"])
+            assert abs(x - lon) < 1e-6 and abs(y - lat) < 1e-6
+        gk = c.get(f"/items/{ids[0]}", params={"crs": "EPSG:4549"})
+        n, e = _first_xy(gk.json()["geometry"])
+        want_e, want_n = Transformer.from_crs(4326, 4549, always_xy=True).transform(lon, lat)
+        assert abs(n - want_n) < 0.01 and abs(e - want_e) < 0.01 and n > 3e6
+        merc = c.get(f"/items/{ids[0]}", params={"crs": f"{EPSG}3857"})
+        x, y = _first_xy(merc.json()["geometry"])
+        mx, _ = Transformer.from_crs(4326, 3857, always_xy=True).transform(lon, lat)
+        assert abs(x - mx) < 0.01
+        # a box in the Gauss-Kruger zone, northing first: PostGIS's answer in that CRS
+        e0, n0 = want_e - 2000, want_n - 2000
+        r = c.get("/items", params={"bbox": f"{n0},{e0},{n0 + 4000},{e0 + 4000}",
+                                    "bbox-crs": f"{EPSG}4549", "limit": 1000})
+        with engine.connect() as conn:
+            truth = sorted(conn.execute(text(
+                ACTIVE_FINEST.replace("SELECT count(*)", "SELECT u.code")
+                + " AND ST_Intersects(ST_Transform(u.geom, 4549), "
+                  "ST_MakeEnvelope(:e0, :n0, :e1, :n1, 4549))"),
+                {"e0": e0, "n0": n0, "e1": e0 + 4000, "n1": n0 + 4000}).scalars())
+        assert [f["id"] for f in r.json()["features"]] == truth and truth
+        bad = c.get("/items", params={"crs": f"{EPSG}2000"})
+        assert bad.status_code == 400 and "4490" in bad.json()["detail"]

@@ -19,9 +19,10 @@ from pyproj import CRS
 from pyproj.aoi import AreaOfInterest
 from pyproj.database import query_crs_info
 from sqlalchemy import ARRAY, JSON, select, text
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
-from layers import grids
+from layers import cql, grids
 from layers import responsibility as resp
 from layers.versioning import in_generation
 from spatial.errors import GridopsError, NotFound
@@ -238,6 +239,33 @@ def parse_datetime(value: str | None) -> tuple[datetime | None, datetime | None,
 # ---------------------------------------------------------------- reading
 
 
+@dataclass(frozen=True)
+class Filter:
+    """A parsed CQL2 filter and the CRS of its geometry literals."""
+
+    tree: dict[str, Any]
+    crs: Crs | None = None
+
+
+def _cql_sql(f: Filter, c: Collection, alias: str, params: dict[str, Any]) -> str:
+    crs = f.crs or Crs(CRS84, 4326, False, True)
+    t = cql.translate(f.tree, alias=alias, queryables=c.queryables,
+                      geometry=c.geometry is not None, srid=crs.srid, flip=crs.flip)
+    params.update(t.params)
+    return t.sql
+
+
+def _run(session: Session, sql: str, params: dict[str, Any]) -> Any:
+    """Execute a read whose values come from the caller: a value PostgreSQL refuses (an
+    arithmetic overflow, a time it cannot read) is the caller's 400, not a 500."""
+    try:
+        return session.execute(text(sql), params)
+    except DataError as e:
+        session.rollback()
+        msg = str(e.orig).splitlines()[0] if e.orig else "a value PostgreSQL cannot use"
+        raise BadParameter(f"filter: {msg}") from None
+
+
 @dataclass
 class Page:
     """A page of features (GeoJSON dicts without their geometry parsed) and the total."""
@@ -278,22 +306,24 @@ def _where_properties(c: Collection, props: dict[str, str], alias: str,
 
 
 def grid_items(session: Session, c: Collection, gen_id: int, *, bbox: Box | None,
-               props: dict[str, str], limit: int, offset: int, crs: Crs | None = None
-               ) -> Page:
+               props: dict[str, str], limit: int, offset: int, crs: Crs | None = None,
+               cql: Filter | None = None) -> Page:
     """A page of a grid level's units of a generation, in code order."""
     params: dict[str, Any] = {"g": gen_id, "lvl": c.rank, "limit": limit, "offset": offset}
     where = [in_generation("u"), "u.level = :lvl", *_where_properties(c, props, "u", params)]
+    if cql is not None:
+        where.append(_cql_sql(cql, c, "u", params))
     if bbox is not None:
         where.append(box_sql("u.geom", bbox, params))
     cond = " AND ".join(where)
-    total = int(session.execute(text(f"SELECT count(*) FROM grid_unit u WHERE {cond}"),
-                                params).scalar_one())
-    rows = session.execute(text(
+    total = int(_run(session, f"SELECT count(*) FROM grid_unit u WHERE {cond}",
+                     params).scalar_one())
+    rows = _run(session,
         f"SELECT u.code, u.name, u.level, lv.key AS level_key, lv.name AS level_name, "
         f"u.parent_code, u.area_m2, u.leader_name, u.leader_phone, u.attributes, "
         f"u.generation_low, {geometry_sql('u.geom', crs)} AS geojson "
         f"FROM grid_unit u JOIN grid_level lv ON lv.rank = u.level WHERE {cond} "
-        f"ORDER BY u.code LIMIT :limit OFFSET :offset"), params).mappings().all()
+        f"ORDER BY u.code LIMIT :limit OFFSET :offset", params).mappings().all()
     return Page([dict(r) for r in rows], total)
 
 
@@ -310,7 +340,7 @@ def grid_item(session: Session, c: Collection, gen_id: int, fid: str,
 def layer_items(session: Session, c: Collection, *, at: datetime | None,
                 interval: tuple[datetime | None, datetime | None] | None,
                 bbox: Box | None, props: dict[str, str], limit: int, offset: int,
-                crs: Crs | None = None) -> Page:
+                crs: Crs | None = None, cql: Filter | None = None) -> Page:
     """A page of a layer's rows valid at a time (default now) or during an interval, in
     key order (then validity)."""
     d = c.layer
@@ -318,6 +348,8 @@ def layer_items(session: Session, c: Collection, *, at: datetime | None,
     table = d.model.__tablename__
     params: dict[str, Any] = {"limit": limit, "offset": offset}
     where = _where_properties(c, props, "t", params)
+    if cql is not None:
+        where.append(_cql_sql(cql, c, "t", params))
     if interval is not None:
         a, b = interval
         if a is not None:
@@ -334,13 +366,13 @@ def layer_items(session: Session, c: Collection, *, at: datetime | None,
     if bbox is not None and d.geometry:
         where.append(box_sql("t.geom", bbox, params))
     cond = " AND ".join(where) or "true"
-    total = int(session.execute(text(f"SELECT count(*) FROM {table} t WHERE {cond}"),
-                                params).scalar_one())
+    total = int(_run(session, f"SELECT count(*) FROM {table} t WHERE {cond}",
+                     params).scalar_one())
     geo = f", {geometry_sql('t.geom', crs)} AS geojson" if d.geometry else ", NULL AS geojson"
     order = ", ".join(f"t.{k}" for k in d.key)
-    ids = [r[0] for r in session.execute(text(
-        f"SELECT t.id FROM {table} t WHERE {cond} ORDER BY {order}, t.valid_from, t.id "
-        f"LIMIT :limit OFFSET :offset"), params)]
+    ids = [r[0] for r in _run(
+        session, f"SELECT t.id FROM {table} t WHERE {cond} ORDER BY {order}, t.valid_from, "
+        f"t.id LIMIT :limit OFFSET :offset", params)]
     if not ids:
         return Page([], total)
     model: Any = d.model

@@ -29,7 +29,7 @@ from api.schemas.ogc import (
     QueryablesOut,
 )
 from api.visibility import readable
-from layers import ogc
+from layers import cql, ogc
 from map_ui import ogc_pages
 from map_ui.pages import BaseMap
 from spatial.errors import InvalidInput, NotFound
@@ -52,10 +52,23 @@ CONFORMANCE = [
     # Part 3's queryables, and the Part 1 property filters they define (?name=value)
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables",
     "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/queryables-query-parameters",
+    # Part 3's filter= in CQL2 (text and JSON), what QGIS checks before it pushes a filter
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-json",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/cql2/1.0/conf/advanced-comparison-operators",
+    "http://www.opengis.net/spec/cql2/1.0/conf/case-insensitive-comparison",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-operators",  # its older name
+    "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
+    "http://www.opengis.net/spec/cql2/1.0/conf/arithmetic",
 ]
 SCHEMA_JSON = "application/schema+json"
 # query parameters every items request may carry; the rest must be queryables
-ITEMS_PARAMS = {"limit", "offset", "bbox", "bbox-crs", "crs", "datetime", "f", "generation"}
+ITEMS_PARAMS = {"limit", "offset", "bbox", "bbox-crs", "crs", "datetime", "f", "generation",
+                "filter", "filter-lang", "filter-crs"}
 
 
 BadRequest = ogc.BadParameter
@@ -395,6 +408,14 @@ def items(
         "4490 are latitude first, the Gauss-Kruger zones northing first"))] = None,
     bbox_crs: Annotated[str | None, Query(alias="bbox-crs", max_length=200, description=(
         "the CRS of bbox, in its own axis order (default CRS84)"))] = None,
+    filter_: Annotated[str | None, Query(alias="filter", max_length=100_000, description=(
+        "a CQL2 filter on the queryables and the geometry (e.g. owner_department = 'SW-GS' "
+        "AND S_INTERSECTS(geometry, BBOX(121.2, 31.0, 121.3, 31.1)))"))] = None,
+    filter_lang: Annotated[Literal["cql2-text", "cql2-json"] | None, Query(
+        alias="filter-lang", description="cql2-text (the default) or cql2-json")] = None,
+    filter_crs: Annotated[str | None, Query(alias="filter-crs", max_length=200, description=(
+        "the CRS of the filter's geometries, in its own axis order (default CRS84)"))
+    ] = None,
 ) -> Response:
     """A page of a collection's features, in a stable order (code or key), with
     numberMatched, numberReturned and next/prev links. Any queryable is a filter
@@ -408,6 +429,12 @@ def items(
         raise BadRequest(f"{'crs' if crs else 'bbox'}: {c.id} has no geometry")
     start, end, interval = _parse(ogc.parse_datetime, datetime_)
     props = _properties(request, c)
+    where = None
+    if filter_ is not None:
+        where = ogc.Filter(cql.parse(filter_, filter_lang),
+                           _crs(session, active, filter_crs, "filter-crs"))
+    elif filter_lang is not None or filter_crs is not None:
+        raise BadRequest("filter-lang and filter-crs go with a filter")
     if c.kind == "grid":
         if interval:
             raise BadRequest("datetime: the grid answers an instant (the generation active "
@@ -416,7 +443,8 @@ def items(
             raise BadRequest("generation and datetime name the grid twice: give one")
         gen = _generation(session, user, generation, start)
         page = _parse(lambda: ogc.grid_items(session, c, gen.id, bbox=box, props=props,
-                                             limit=limit, offset=offset, crs=out_crs))
+                                             limit=limit, offset=offset, crs=out_crs,
+                                             cql=where))
         feats = [_grid_feature(r, staff, gen.id) for r in page.rows]
     else:
         if generation is not None:
@@ -425,7 +453,7 @@ def items(
         page = _parse(lambda: ogc.layer_items(
             session, c, at=start if not interval else None,
             interval=(start, end) if interval else None, bbox=box, props=props, limit=limit,
-            offset=offset, crs=out_crs))
+            offset=offset, crs=out_crs, cql=where))
         feats = [_layer_feature(r, c, staff) for r in page.rows]
     base = f"{_base(request)}/collections/{c.id}"
     links = [*_self_links(request, GEOJSON, f), _link(base, "collection", JSON,

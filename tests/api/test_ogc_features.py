@@ -201,3 +201,87 @@ def test_crs_axis_order_and_bbox_crs(ogc_server: tuple[str, Engine]) -> None:
         assert [f["id"] for f in r.json()["features"]] == truth and truth
         bad = c.get("/items", params={"crs": f"{EPSG}2000"})
         assert bad.status_code == 400 and "4490" in bad.json()["detail"]
+
+
+def test_gdal_reads_the_grid_through_its_oapif_driver(ogc_server: tuple[str, Engine]) -> None:
+    """GDAL's own OGC API Features driver (pyogrio's GDAL): the layers it lists, every
+    finest unit with its code, and a bbox it pushes to the server."""
+    import pyogrio
+
+    base, engine = ogc_server
+    names = {str(n) for n, _ in pyogrio.list_layers(f"OAPIF:{base}/ogc")}
+    assert {GRID, "zones", "assets"} <= names
+    df = pyogrio.read_dataframe(f"OAPIF:{base}/ogc", layer=GRID)
+    assert len(df) == df["code"].nunique() == _count(engine, ACTIVE_FINEST)
+    assert df.geometry.geom_type.isin(["MultiPolygon", "Polygon"]).all()
+    part = pyogrio.read_dataframe(f"OAPIF:{base}/ogc", layer=GRID,
+                                  bbox=(121.20, 31.00, 121.25, 31.04))
+    assert 0 < len(part) < len(df)
+
+
+QGIS_FILTER_CLASSES = [
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-cql2",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/filter",
+    "http://www.opengis.net/spec/ogcapi-features-3/1.0/conf/features-filter",
+    "http://www.opengis.net/spec/cql2/1.0/conf/cql2-text",
+    "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-operators"]
+
+
+def test_cql2_filters_are_postgis_answers(ogc_server: tuple[str, Engine],
+                                          owslib_headers: None) -> None:
+    """Part 3: CQL2 text (in the forms QGIS writes) and JSON, pushed to PostGIS: each
+    filter's features are exactly the rows the same condition selects in SQL; a filter that
+    cannot be read, or names what is not a queryable, is a 400 that says where."""
+    from owslib.ogcapi.features import Features
+
+    base, engine = ogc_server
+    w = Features(f"{base}/ogc")
+    assert set(QGIS_FILTER_CLASSES) <= set(w.conformance()["conformsTo"])
+
+    def ids(**kw: object) -> list[str]:
+        page = w.collection_items(GRID, limit=2000, **kw)
+        assert page["numberMatched"] == page["numberReturned"]
+        return [f["id"] for f in page["features"]]
+
+    def sql(where: str, **params: object) -> list[str]:
+        with engine.connect() as c:
+            return list(c.execute(text(ACTIVE_FINEST.replace("SELECT count(*)", "SELECT u.code")
+                                       + f" AND {where} ORDER BY u.code"), params).scalars())
+
+    box = "ST_MakeEnvelope(121.20, 31.00, 121.25, 31.04, 4326)"
+    inside = sql(f"ST_Intersects(u.geom, {box})")
+    assert ids(filter="S_INTERSECTS(geometry,BBOX(121.20,31.00,121.25,31.04))") == inside
+    street = inside[0][:12]
+    cases = [
+        (f"(\"parent_code\" = '{street}')", "u.parent_code = :s"),
+        (f"parent_code = '{street}' AND area_m2 > 200000", "u.parent_code = :s AND "
+         "u.area_m2 > 200000"),
+        (f"(NOT (parent_code = '{street}')) AND S_INTERSECTS(geom,BBOX(121.20,31.00,121.25,"
+         "31.04))", f"u.parent_code <> :s AND ST_Intersects(u.geom, {box})"),
+        (f"code IN ('{inside[0]}','{inside[-1]}')", "u.code IN (:a, :b)"),
+        ("area_m2 BETWEEN 100000 AND 150000", "u.area_m2 BETWEEN 100000 AND 150000"),
+        (f"code LIKE '{street}%' OR area_m2 IS NULL", "u.code LIKE :s || '%'"),
+        ("( - (area_m2)) < -300000", "u.area_m2 > 300000"),
+        ("area_m2 / 0 > 1", "false"),
+        ("S_WITHIN(geometry,POLYGON((121.2 31.0,121.25 31.0,121.25 31.04,121.2 31.04,"
+         "121.2 31.0)))", f"ST_Within(u.geom, {box})"),
+    ]
+    for cql, where in cases:
+        want = sql(where, s=street, a=inside[0], b=inside[-1])
+        assert ids(filter=cql) == want, cql
+    as_json = ('{"op": "and", "args": [{"op": "=", "args": [{"property": "parent_code"}, '
+               f'"{street}"]}}, {{"op": "s_intersects", "args": [{{"property": "geometry"}}, '
+               '{"bbox": [121.20, 31.00, 121.25, 31.04]}]}]}')
+    assert ids(filter=as_json, **{"filter-lang": "cql2-json"}) == sql(
+        f"u.parent_code = :s AND ST_Intersects(u.geom, {box})", s=street)
+    # a box in CGCS2000, latitude first
+    assert ids(filter="S_INTERSECTS(geometry,BBOX(31.00,121.20,31.04,121.25))",
+               **{"filter-crs": "http://www.opengis.net/def/crs/EPSG/0/4490"}) == inside
+
+    with httpx.Client(base_url=f"{base}/ogc/collections/{GRID}") as c:
+        for cql, where in [("code = 'a' AND (", "1:"), ("colour = 'red'", "queryable"),
+                           ("code = 010101", "quote"), ("area_m2 ^ 1000 > 1", "filter"),
+                           ("S_INTERSECTS(geometry, 3)", "geometries")]:
+            r = c.get("/items", params={"filter": cql})
+            assert r.status_code == 400, (cql, r.text)
+            assert where in r.json()["detail"], (cql, r.json()["detail"])

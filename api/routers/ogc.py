@@ -408,7 +408,7 @@ def items(
         "4490 are latitude first, the Gauss-Kruger zones northing first"))] = None,
     bbox_crs: Annotated[str | None, Query(alias="bbox-crs", max_length=200, description=(
         "the CRS of bbox, in its own axis order (default CRS84)"))] = None,
-    filter_: Annotated[str | None, Query(alias="filter", max_length=100_000, description=(
+    filter_: Annotated[str | None, Query(alias="filter", max_length=4000, description=(
         "a CQL2 filter on the queryables and the geometry (e.g. owner_department = 'SW-GS' "
         "AND S_INTERSECTS(geometry, BBOX(121.2, 31.0, 121.3, 31.1)))"))] = None,
     filter_lang: Annotated[Literal["cql2-text", "cql2-json"] | None, Query(

@@ -1,8 +1,9 @@
 """A planner's whole path through the API on the demo city with a year of cases (real
 PostGIS): POST /generations makes a draft; merge, redraw and move edit it (each answered
-with its validation); POST /generations/{id}/activate with rehome then re-resolves exactly
-the open cases whose grid changed, each to PostGIS's ST_Covers answer in the new
-generation, and leaves every other case as it was; /resolve answers the new grids on both
+with its validation); the impact preview lists exactly the open cases whose grid changes
+(PostGIS's ST_Covers answer in the draft); POST /generations/{id}/activate with rehome then
+re-resolves exactly those cases, each to that answer, and leaves every other case as it
+was; /resolve answers the new grids on both
 sides of the redrawn edge; /grids/{code}/lineage names each change. (The split's path is
 tests/api/test_activation.py.)"""
 
@@ -125,6 +126,11 @@ def test_merge_redraw_move_then_activate_with_rehome(
     assert moving, "some open case must change grid"
     assert {truth[ref] for ref in moving} >= {m1, moved_to}
     before = _snapshot(s)
+    # the impact preview lists exactly those cases, each with the answer it will get
+    imp = c.get(f"/generations/{draft}/impact", headers=planner)
+    assert imp.status_code == 200, imp.text
+    assert sorted(x["ref"] for x in imp.json()["cases"]) == moving
+    assert all(x["new"]["grid"] == truth[x["ref"]] for x in imp.json()["cases"])
 
     r = c.post(f"/generations/{draft}/activate",
                json={"open_cases": "rehome", "confirm_unpatrolled": True}, headers=planner)

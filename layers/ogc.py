@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session
 
 from layers import cql, grids
 from layers import responsibility as resp
-from layers.versioning import in_generation
+from layers.versioning import in_generation, live, valid_at
 from spatial.errors import GridopsError, NotFound
 
 
@@ -359,10 +359,10 @@ def layer_items(session: Session, c: Collection, *, at: datetime | None,
             where.append("t.valid_from <= :b")
             params["b"] = b
     elif at is not None:
-        where.append("t.valid_from <= :at AND (t.valid_to IS NULL OR t.valid_to > :at)")
+        where.append(valid_at("t"))
         params["at"] = at
     else:
-        where.append("t.valid_to IS NULL")
+        where.append(live("t"))
     if bbox is not None and d.geometry:
         where.append(box_sql("t.geom", bbox, params))
     cond = " AND ".join(where) or "true"

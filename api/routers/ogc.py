@@ -32,7 +32,6 @@ from api.visibility import readable
 from layers import cql, ogc
 from map_ui import ogc_pages
 from map_ui.pages import BaseMap
-from spatial.errors import InvalidInput, NotFound
 
 router = APIRouter(route_class=CheckedRoute, prefix="/ogc", tags=["ogc"])
 
@@ -210,13 +209,8 @@ def _crs_list(session: Any, gen_id: int | None) -> tuple[ogc.Crs, ...]:
     return ogc.crs_list(tuple(round(v, 2) for v in box) if box else None)
 
 
-def _generation(session: Any, user: Any, generation: int | None, when: datetime | None
-                ) -> Any:
-    return readable(session, user, generation=generation, at=when)
-
-
-def _describe(request: Request, session: Any, c: ogc.Collection, gen_id: int | None
-              ) -> dict[str, Any]:
+def _describe(request: Request, session: Any, c: ogc.Collection, gen_id: int | None,
+              offered: tuple[ogc.Crs, ...]) -> dict[str, Any]:
     base = f"{_base(request)}/collections/{c.id}"
     items_type = GEOJSON if c.geometry else JSON
     doc: dict[str, Any] = {
@@ -230,7 +224,7 @@ def _describe(request: Request, session: Any, c: ogc.Collection, gen_id: int | N
                         "queryables", SCHEMA_JSON, "the properties a filter may name")],
     }
     if c.geometry:
-        doc["crs"] = [k.uri for k in _crs_list(session, gen_id)]
+        doc["crs"] = [k.uri for k in offered]
         doc["storageCrs"] = CRS84
         box = ogc.extent(session, c, gen_id)
         doc["extent"] = {"spatial": {"bbox": [box] if box else [], "crs": CRS84}}
@@ -248,9 +242,10 @@ def _describe(request: Request, session: Any, c: ogc.Collection, gen_id: int | N
 def list_collections(request: Request, session: SessionDep, user: CurrentUser,
                      f: Format = None) -> Response:
     """Every collection: the grid levels of the active generation, then the layers."""
-    gen = _generation(session, user, None, None)
+    gen = readable(session, user)
+    offered = _crs_list(session, gen.id)  # once for every collection
     doc = {"links": _self_links(request, JSON, f),
-           "collections": [_describe(request, session, c, gen.id)
+           "collections": [_describe(request, session, c, gen.id, offered)
                            for c in ogc.catalogue(session)]}
     if _html_wanted(request, f):
         return _html(ogc_pages.collections(doc))
@@ -264,8 +259,8 @@ def describe_collection(request: Request, session: SessionDep, user: CurrentUser
                         collection_id: Collection, f: Format = None) -> Response:
     """One collection: its extent, CRS and links."""
     c = ogc.collection(session, collection_id)
-    gen = _generation(session, user, None, None)
-    doc = _describe(request, session, c, gen.id)
+    gen = readable(session, user)
+    doc = _describe(request, session, c, gen.id, _crs_list(session, gen.id))
     if _html_wanted(request, f):
         return _html(ogc_pages.collection(doc))
     return _no_cache(json_response(doc))
@@ -326,9 +321,15 @@ def _bbox(raw: str | None, crs: ogc.Crs | None) -> ogc.Box | None:
     return ogc.Box(x0, y0, x1, y1, crs.srid)
 
 
-def _crs(session: Any, gen_id: int | None, value: str | None, where: str
-         ) -> ogc.Crs | None:
-    return None if value is None else ogc.parse_crs(value, _crs_list(session, gen_id), where)
+def _crs(offered: tuple[ogc.Crs, ...], value: str | None, where: str) -> ogc.Crs | None:
+    return None if value is None else ogc.parse_crs(value, offered, where)
+
+
+def _offered(session: Any, user: Any, *values: str | None) -> tuple[ogc.Crs, ...]:
+    """The CRSs offered, looked up only when a request names one."""
+    if all(v is None for v in values):
+        return ()
+    return _crs_list(session, readable(session, user).id)
 
 
 def _properties(request: Request, c: ogc.Collection) -> dict[str, str]:
@@ -357,14 +358,6 @@ def _layer_feature(r: dict[str, Any], c: ogc.Collection, staff: Any) -> dict[str
     props = staff.layer_row(c.layer.name, r["properties"])
     geom = orjson.Fragment(r["geojson"]) if r["geojson"] else None
     return {"type": "Feature", "id": r["id"], "geometry": geom, "properties": props}
-
-
-def _parse(fn: Any, *a: Any) -> Any:
-    """A layers.ogc parse, its 422 turned into the 400 OGC API Features asks for."""
-    try:
-        return fn(*a)
-    except InvalidInput as e:
-        raise BadRequest(e.detail) from None
 
 
 def _html_features(fc: dict[str, Any]) -> dict[str, Any]:
@@ -422,17 +415,17 @@ def items(
     (?owner_department=SW-GS)."""
     c = ogc.collection(session, collection_id)
     limit = min(limit, LIMIT_MAX)
-    active = _generation(session, user, None, None).id
-    out_crs = _crs(session, active, crs, "crs")
-    box = _bbox(bbox, _crs(session, active, bbox_crs, "bbox-crs"))
+    offered = _offered(session, user, crs, bbox_crs, filter_crs)
+    out_crs = _crs(offered, crs, "crs")
+    box = _bbox(bbox, _crs(offered, bbox_crs, "bbox-crs"))
     if c.geometry is None and (crs or bbox):
         raise BadRequest(f"{'crs' if crs else 'bbox'}: {c.id} has no geometry")
-    start, end, interval = _parse(ogc.parse_datetime, datetime_)
+    start, end, interval = ogc.parse_datetime(datetime_)
     props = _properties(request, c)
     where = None
     if filter_ is not None:
         where = ogc.Filter(cql.parse(filter_, filter_lang),
-                           _crs(session, active, filter_crs, "filter-crs"))
+                           _crs(offered, filter_crs, "filter-crs"))
     elif filter_lang is not None or filter_crs is not None:
         raise BadRequest("filter-lang and filter-crs go with a filter")
     if c.kind == "grid":
@@ -441,19 +434,18 @@ def items(
                              "then), not an interval")
         if generation is not None and start is not None:
             raise BadRequest("generation and datetime name the grid twice: give one")
-        gen = _generation(session, user, generation, start)
-        page = _parse(lambda: ogc.grid_items(session, c, gen.id, bbox=box, props=props,
-                                             limit=limit, offset=offset, crs=out_crs,
-                                             cql=where))
+        gen = readable(session, user, generation=generation, at=start)
+        page = ogc.grid_items(session, c, gen.id, bbox=box, props=props, limit=limit,
+                              offset=offset, crs=out_crs, cql=where)
         feats = [_grid_feature(r, staff, gen.id) for r in page.rows]
     else:
         if generation is not None:
             raise BadRequest(f"generation: {c.id} is a layer, versioned in time "
                              "(use datetime)")
-        page = _parse(lambda: ogc.layer_items(
+        page = ogc.layer_items(
             session, c, at=start if not interval else None,
             interval=(start, end) if interval else None, bbox=box, props=props, limit=limit,
-            offset=offset, crs=out_crs, cql=where))
+            offset=offset, crs=out_crs, cql=where)
         feats = [_layer_feature(r, c, staff) for r in page.rows]
     base = f"{_base(request)}/collections/{c.id}"
     links = [*_self_links(request, GEOJSON, f), _link(base, "collection", JSON,
@@ -495,12 +487,12 @@ def item(
 ) -> Response:
     """One feature by id (stable across versions: the current version unless datetime=)."""
     c = ogc.collection(session, collection_id)
-    out_crs = _crs(session, _generation(session, user, None, None).id, crs, "crs")
-    start, _, interval = _parse(ogc.parse_datetime, datetime_)
+    out_crs = _crs(_offered(session, user, crs), crs, "crs")
+    start, _, interval = ogc.parse_datetime(datetime_)
     if interval:
         raise BadRequest("datetime: one feature is read at an instant")
     if c.kind == "grid":
-        gen = _generation(session, user, generation, start)
+        gen = readable(session, user, generation=generation, at=start)
         feat = _grid_feature(ogc.grid_item(session, c, gen.id, feature_id, out_crs), staff,
                              gen.id)
     else:
@@ -519,4 +511,3 @@ def item(
     return _content_crs(json_response(feat, media_type=GEOJSON), out_crs, c)
 
 
-__all__ = ["NotFound", "router"]

@@ -9,7 +9,6 @@ tests/api/test_activation.py.)"""
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Any
 
 import shapely
@@ -18,11 +17,11 @@ from shapely.geometry import mapping
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from layers import grids
 from layers.auth import create_token
 from layers.settings import Settings
 from layers.workflow import OPEN
 from tests.api.test_activation import _new_grid, _snapshot, bind_registries
+from tests.layers.test_lineage import active_city
 
 STRIP_DEG = 0.0003  # about 30 m: how far the redrawn edge goes into the second grid
 
@@ -41,15 +40,7 @@ def _choose(session: Session) -> dict[str, Any]:
     """Three edits in three communities, where the cases are: two adjacent grids to merge,
     two adjacent grids whose edge moves, one grid on its community's edge to move into the
     neighbouring community of its street."""
-    active = grids.active_generation(session)
-    assert active is not None
-    units = grids.generation_units(session, active.id)
-    by_code = {u.code: u for u in units}
-    finest = max(u.level for u in units)
-    kids: dict[str, list[str]] = defaultdict(list)
-    for u in units:
-        if u.level == finest and u.parent_code:
-            kids[u.parent_code].append(u.code)
+    active, _, by_code, kids = active_city(session)
     cases = dict(session.execute(text(
         'SELECT grid_code, count(*) FROM "case" WHERE grid_code IS NOT NULL GROUP BY 1')).all())
     weight = {c: sum(cases.get(k, 0) for k in ks) for c, ks in kids.items()}

@@ -57,20 +57,26 @@ def _next_serials(children: list[str], parent: str, n: int) -> list[str]:
     return [f"{parent}{top + k:03d}" for k in range(1, n + 1)]
 
 
-def demo_draft(session: Session, settings: Settings, *,
-               prefer: dict[str, int] | None = None) -> DemoDraft:
-    """A draft of the active demo city with four edits in four different communities (of
-    at least 4 grids each), in code order or the most `prefer`red communities and grids
-    first."""
+def active_city(session: Session) -> tuple[Generation, list[UnitInput], dict[str, UnitInput],
+                                           dict[str, list[str]]]:
+    """The active generation, its units, them by code, and each parent's finest children."""
     active = grids.active_generation(session)
     assert active is not None
     units = grids.generation_units(session, active.id)
-    by_code = {u.code: u for u in units}
     finest = max(u.level for u in units)
     kids: dict[str, list[str]] = defaultdict(list)
     for u in units:
         if u.level == finest and u.parent_code:
             kids[u.parent_code].append(u.code)
+    return active, units, {u.code: u for u in units}, kids
+
+
+def demo_draft(session: Session, settings: Settings, *,
+               prefer: dict[str, int] | None = None) -> DemoDraft:
+    """A draft of the active demo city with four edits in four different communities (of
+    at least 4 grids each), in code order or the most `prefer`red communities and grids
+    first."""
+    active, units, by_code, kids = active_city(session)
     rank = prefer or {}
     big = sorted((c for c, k in kids.items() if len(k) >= 4), key=lambda c: (-rank.get(c, 0), c))
     geom = {c: u.geometry for c, u in by_code.items()}

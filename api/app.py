@@ -25,6 +25,7 @@ from api.routers import (
     lookup,
     maps,
     ogc,
+    ogc_edit,
     open311,
     planning,
     resolve,
@@ -169,6 +170,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
     app.include_router(kpis.router)
     app.include_router(hotspots.router)
     app.include_router(ogc.router)  # OGC API Features under /ogc
+    app.include_router(ogc_edit.router)  # and its Part 4 writes
     maps.install(app)
 
     @app.get("/", include_in_schema=False)

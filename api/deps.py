@@ -82,14 +82,34 @@ async def current_user(request: Request, services: ServicesDep) -> Actor:
         return Actor("public", PUBLIC)
     scheme, _, secret = header.partition(" ")
     secret = secret.strip()
-    if scheme.lower() != "bearer" or not secret:
-        raise Unauthorized("use 'Authorization: Bearer <token>'")
+    if scheme.lower() == "basic" and secret:  # QGIS's and OWSLib's user/password: the token
+        secret = _basic_secret(secret)
+    elif scheme.lower() != "bearer" or not secret:
+        raise Unauthorized("use 'Authorization: Bearer <token>' (or Basic with the token "
+                           "as the password)")
     tokens: TokenCache = services.tokens
     tok = tokens.cached(secret)
     if tok is None:
         tok = await anyio.to_thread.run_sync(tokens.verify, secret)
     request.state.user_name = tok.name  # for the audit logs
     return Actor(tok.name, tok.role, tok.department_code)
+
+
+def _basic_secret(value: str) -> str:
+    """HTTP Basic credentials (base64 of user:password) -> the password, a gridops token
+    (any user name: GIS clients such as QGIS carry a token only this way)."""
+    import base64
+    import binascii
+
+    try:
+        pair = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        raise Unauthorized("Authorization: Basic credentials are not base64 of "
+                           "user:password") from None
+    secret = pair.partition(":")[2].strip()
+    if not secret:
+        raise Unauthorized("Authorization: Basic needs the token as the password")
+    return secret
 
 
 CurrentUser = Annotated[Actor, Depends(current_user)]

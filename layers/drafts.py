@@ -626,7 +626,8 @@ def _areal(g: BaseGeometry, where: str) -> Polygon | MultiPolygon:
 
 def put_unit(session: Session, gen_id: int, code: str, settings: Settings, *, actor: str,
              if_match: str | None, geometry: BaseGeometry | None = None,
-             properties: dict[str, Any] | None = None, dry_run: bool = False) -> EditResult:
+             properties: dict[str, Any] | None = None, dry_run: bool = False,
+             match_required: bool = True) -> EditResult:
     """Replace a unit's geometry and/or attributes (name, leader_name, leader_phone,
     attributes). Its code, level and parent stay (a new parent is a move). The geometry
     must keep the coverage (no gap, overlap or part outside): to move an edge two units
@@ -634,7 +635,7 @@ def put_unit(session: Session, gen_id: int, code: str, settings: Settings, *, ac
     t0 = time.perf_counter()
     gen = require_draft(session, gen_id, lock=True)
     old = unit(session, gen_id, code)
-    _check_etag(old, if_match, required=True)
+    _check_etag(old, if_match, required=match_required)
     props = dict(properties or {})
     for k, now in (("code", old.code), ("level", old.level), ("parent_code", old.parent_code),
                    ("parent", old.parent_code)):
@@ -829,3 +830,111 @@ def move(session: Session, gen_id: int, code: str, parent: str, settings: Settin
                              1, old.leader_name, old.leader_phone, dict(old.attributes))
     return _run(session, gen, plan, settings, actor=actor, dry_run=dry_run, t0=t0,
                 parent_from=old.parent_code, parent_to=parent)
+
+
+def _leaves(session: Session, gen_id: int, codes: Sequence[str]) -> set[str]:
+    """Those of codes that have units under them in the draft."""
+    return set(session.scalars(text(
+        f"SELECT DISTINCT u.parent_code FROM grid_unit u WHERE u.parent_code = ANY(:c) "
+        f"AND {in_generation('u')}"), {"c": list(codes), "g": gen_id}))
+
+
+def carve(session: Session, gen_id: int, level: int, geometry: BaseGeometry,
+          settings: Settings, *, actor: str, name: str, parent: str | None = None,
+          code: str | None = None, leader_name: str | None = None,
+          leader_phone: str | None = None, attributes: dict[str, Any] | None = None,
+          dry_run: bool = False) -> EditResult:
+    """A new unit carved out of the units of its level it covers: they give up what it
+    takes (one wholly covered ends), so the coverage stays seamless by construction. Its
+    parent is the one named, else the parent of the unit it takes most from; its code the
+    next free one under that parent (or the free code given). Only units without children
+    give up area; what lies outside the draft's grid is refused."""
+    t0 = time.perf_counter()
+    gen = require_draft(session, gen_id, lock=True)
+    tol = settings.topology_tolerance_m2
+    g = _areal(geometry, "geometry")
+    levels = _level_info(session)
+    if level not in levels or level <= min(levels):
+        raise InvalidInput(f"level: a new unit goes under a parent (levels "
+                           f"{min(levels) + 1}-{max(levels)}), got {level}")
+    x0, y0, x1, y1 = g.bounds
+    near = _near(session, gen_id, level, (x0, y0, x1, y1), [])
+    hit = [r for r in near if shapely.relate_pattern(r.geom, g, "2********")]
+    if hit:
+        areas = _metric([shapely.intersection(r.geom, g) for r in hit], settings)
+        hit = [r for r, a in zip(hit, areas, strict=True) if a > tol]
+    if not hit:
+        raise InvalidGeometry(f"geometry: it covers no unit of level {level} of generation "
+                              f"{gen_id}; a new unit is carved out of the units it covers")
+    held = _union([r.geom for r in hit])
+    outside = _metric([shapely.difference(g, held)], settings)[0]
+    if outside > tol:
+        raise InvalidGeometry(f"geometry: {outside:.2f} m² of it lie outside the grid of "
+                              f"generation {gen_id} (a new unit is carved out of existing "
+                              "units; the territory does not grow)")
+    busy = _leaves(session, gen_id, [r.code for r in hit])
+    if busy:
+        raise InvalidInput(f"geometry: it takes area from {', '.join(sorted(busy))[:80]}, "
+                           "which have units under them; carve at the finest level")
+    g = _polygonal(shapely.intersection(g, held))  # exactly inside what it takes from
+    taken = _metric([shapely.intersection(r.geom, g) for r in hit], settings)
+    if parent is None:
+        parent = hit[int(np.argmax(taken))].parent_code
+    target = units(session, gen_id, [parent]).get(parent) if parent else None
+    if target is None or target.level != level - 1:
+        raise InvalidInput(f"parent_code: {str(parent)[:40]!r} is not a level {level - 1} "
+                           f"unit of generation {gen_id}")
+    assert parent is not None
+    width = _serial_width(session, parent, level)
+    if code is None:
+        code = next_codes(session, parent, level, 1)[0]
+    elif (not code.startswith(parent) or len(code) != len(parent) + width
+          or not code[len(parent):].isdigit() or session.scalar(text(
+              "SELECT 1 FROM grid_unit WHERE code = :c LIMIT 1"), {"c": code})):
+        raise InvalidInput(f"code: {code[:40]!r} is not a free code under {parent} ({parent} "
+                           f"and {width} digits, never used: a retired code is not given "
+                           "again); leave it out to take the next one")
+    plan = Plan("carve", direct={code})
+    for r in hit:
+        plan.old[r.code] = r
+        plan.direct.add(r.code)
+        rest = shapely.difference(r.geom, g)
+        if _metric([rest], settings)[0] > tol:
+            plan.new[r.code] = Row(r.id, r.code, r.name, r.level, r.parent_code,
+                                   _polygonal(rest), r.generation_low, r.revision,
+                                   r.leader_name, r.leader_phone, dict(r.attributes))
+    plan.new[code] = Row(None, code, name, level, parent, g, None, 1, leader_name,
+                         leader_phone, dict(attributes or {}))
+    return _run(session, gen, plan, settings, actor=actor, dry_run=dry_run, t0=t0,
+                taken_from=sorted(r.code for r in hit))
+
+
+def absorb(session: Session, gen_id: int, code: str, settings: Settings, *, actor: str,
+           if_match: str | None = None, dry_run: bool = False) -> EditResult:
+    """Remove a unit from a draft: its sibling that shares the longest border takes its
+    area (a merge keeping the sibling's code), so no gap opens. A unit with units under
+    it, or one sharing no border with a sibling, is refused."""
+    require_draft(session, gen_id, lock=True)
+    old = unit(session, gen_id, code)
+    _check_etag(old, if_match, required=False)
+    _leaf(session, gen_id, old, "delete")
+    from spatial.coverage import to_metric
+
+    x0, y0, x1, y1 = old.geom.bounds
+    e = 1e-7
+    sibs = [r for r in _near(session, gen_id, old.level, (x0 - e, y0 - e, x1 + e, y1 + e),
+                             [code]) if r.parent_code == old.parent_code]
+    lengths = np.zeros(1)
+    if sibs:
+        border = shapely.intersection(shapely.boundary(old.geom),
+                                      shapely.boundary(np.asarray([r.geom for r in sibs],
+                                                                  dtype=object)))
+        lengths = shapely.length(to_metric(border, settings.metric_srid))
+    best = int(np.argmax(lengths))
+    if not sibs or lengths[best] <= 0:
+        raise InvalidInput(f"unit {code} shares no border with another unit under "
+                           f"{old.parent_code}: nothing can take its area (redraw or move "
+                           "it instead)")
+    keep = sibs[best].code
+    return merge(session, gen_id, [code, keep], settings, actor=actor, keep=keep,
+                 dry_run=dry_run)

@@ -35,6 +35,9 @@ ID_SEP = "~"
 # the layers OGC API Features serves, and whether a public caller may read them
 LAYER_COLLECTIONS = ("assets", "areas", "zones", "assignments", "departments", "categories",
                      "teams", "roles")
+# the layers editable through OGC API Features (Part 4), by a planner, centre or admin
+WRITABLE_LAYERS = ("assets", "areas", "zones")
+DRAFT_ID = re.compile(r"^grid-(?P<key>[a-z0-9_]+)-draft-(?P<gen>[0-9]{1,9})$")
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,13 @@ class Collection:
     rank: int | None = None  # grid: the level
     layer: resp.LayerDef | None = None
     queryables: dict[str, str] = field(default_factory=dict)  # name -> JSON type
+    generation: int | None = None  # a draft's grid level: the draft (else: as asked)
+
+    @property
+    def writable(self) -> bool:
+        """Part 4 writes: the editable layers, and the grid levels of a draft."""
+        return (self.layer is not None and self.layer.name in WRITABLE_LAYERS) or (
+            self.kind == "grid" and self.generation is not None)
 
 
 # fields the public does not see (layers.disclosure): no filter may probe them either
@@ -79,13 +89,25 @@ def _layer_queryables(d: resp.LayerDef) -> dict[str, str]:
     return out
 
 
-def catalogue(session: Session) -> list[Collection]:
-    """Every collection, grid levels first (coarse to fine)."""
-    out = [Collection(f"grid-{lv.key}", f"{lv.name} ({lv.key})",
-                      f"Grid units of level {lv.rank} ({lv.name}) of the active generation "
-                      "(generation= or datetime= for another)", "grid", "MultiPolygon",
-                      rank=lv.rank, queryables=GRID_QUERYABLES)
-           for lv in grids.levels(session)]
+def _grid_collection(lv: Any, gen_id: int | None = None) -> Collection:
+    if gen_id is None:
+        return Collection(f"grid-{lv.key}", f"{lv.name} ({lv.key})",
+                          f"Grid units of level {lv.rank} ({lv.name}) of the active "
+                          "generation (generation= or datetime= for another)", "grid",
+                          "MultiPolygon", rank=lv.rank, queryables=GRID_QUERYABLES)
+    return Collection(f"grid-{lv.key}-draft-{gen_id}", f"{lv.name} ({lv.key}), draft {gen_id}",
+                      f"Grid units of level {lv.rank} ({lv.name}) of draft generation "
+                      f"{gen_id}, for planners to edit (POST carves a new unit out of those "
+                      "it covers, PUT/PATCH change one, DELETE gives its area to a "
+                      "neighbour); invisible to the public", "grid", "MultiPolygon",
+                      rank=lv.rank, queryables=GRID_QUERYABLES, generation=gen_id)
+
+
+def catalogue(session: Session, *, drafts: bool = False) -> list[Collection]:
+    """Every collection, grid levels first (coarse to fine), then the layers; with
+    drafts (a planner or the centre asking), each draft's grid levels last."""
+    levels = grids.levels(session)
+    out = [_grid_collection(lv) for lv in levels]
     for name in LAYER_COLLECTIONS:
         d = resp.LAYERS[name]
         geom = ("MultiPolygon" if "MultiPolygon" in d.geometry else "Geometry") \
@@ -93,16 +115,28 @@ def catalogue(session: Session) -> list[Collection]:
         out.append(Collection(name, d.title or name, f"The responsibility layer {name} "
                               f"(key {ID_SEP.join(d.key)}); datetime= for the rows valid "
                               "then", "layer", geom, layer=d, queryables=_layer_queryables(d)))
+    if drafts:
+        for gen_id in session.scalars(text(
+                "SELECT id FROM generation WHERE activated_at IS NULL AND NOT active "
+                "ORDER BY id")):
+            out += [_grid_collection(lv, gen_id) for lv in levels]
     return out
 
 
 def collection(session: Session, cid: str) -> Collection:
-    """A collection by id; 404 naming the known ones."""
+    """A collection by id (a draft's grid level too: whether the caller may read it is
+    api.visibility's to say); 404 naming the known ones."""
+    m = DRAFT_ID.match(cid)
+    if m is not None:
+        for lv in grids.levels(session):
+            if lv.key == m["key"]:
+                return _grid_collection(lv, int(m["gen"]))
     for c in catalogue(session):
         if c.id == cid:
             return c
     known = ", ".join(c.id for c in catalogue(session))
-    raise NotFound(f"no collection {cid!r}; collections are {known}")
+    raise NotFound(f"no collection {cid!r}; collections are {known} (and, for planners, "
+                   "grid-<level>-draft-<generation>)")
 
 
 # ---------------------------------------------------------------- CRS (Part 2)
@@ -319,8 +353,9 @@ def grid_items(session: Session, c: Collection, gen_id: int, *, bbox: Box | None
     total = int(_run(session, f"SELECT count(*) FROM grid_unit u WHERE {cond}",
                      params).scalar_one())
     rows = _run(session,
-        f"SELECT u.code, u.name, u.level, lv.key AS level_key, lv.name AS level_name, "
-        f"u.parent_code, u.area_m2, u.leader_name, u.leader_phone, u.attributes, "
+        f"SELECT u.id, u.revision, u.code, u.name, u.level, lv.key AS level_key, "
+        f"lv.name AS level_name, u.parent_code, u.area_m2, "
+        f"u.leader_name, u.leader_phone, u.attributes, "
         f"u.generation_low, {geometry_sql('u.geom', crs)} AS geojson "
         f"FROM grid_unit u JOIN grid_level lv ON lv.rank = u.level WHERE {cond} "
         f"ORDER BY u.code LIMIT :limit OFFSET :offset", params).mappings().all()
@@ -386,7 +421,7 @@ def layer_items(session: Session, c: Collection, *, at: datetime | None,
         props_["valid_from"] = row.valid_from
         props_["valid_to"] = row.valid_to
         out.append({"id": ID_SEP.join(str(getattr(row, k)) for k in d.key),
-                    "properties": props_, "geojson": geoms.get(i)})
+                    "properties": props_, "geojson": geoms.get(i), "version": row.id})
     return Page(out, total)
 
 

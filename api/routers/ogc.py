@@ -28,7 +28,7 @@ from api.schemas.ogc import (
     OgcFeatureCollection,
     QueryablesOut,
 )
-from api.visibility import readable
+from api.visibility import may_read_drafts, readable
 from layers import cql, ogc
 from map_ui import ogc_pages
 from map_ui.pages import BaseMap
@@ -63,6 +63,11 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/cql2/1.0/conf/basic-spatial-operators",  # its older name
     "http://www.opengis.net/spec/cql2/1.0/conf/spatial-functions",
     "http://www.opengis.net/spec/cql2/1.0/conf/arithmetic",
+    # Part 4: POST/PUT/DELETE, PATCH (merge-patch), ETag and If-Match (412 when stale)
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/create-replace-delete",
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/update",
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/features",
+    "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/optimistic-locking-etags",
 ]
 SCHEMA_JSON = "application/schema+json"
 # query parameters every items request may carry; the rest must be queryables
@@ -233,7 +238,7 @@ def _describe(request: Request, session: Any, c: ogc.Collection, gen_id: int | N
         doc.setdefault("extent", {})["temporal"] = {
             "interval": [temporal], "trs": "http://www.opengis.net/def/uom/ISO-8601/0/Gregorian"}
     if c.kind == "grid":
-        doc["generation"] = gen_id
+        doc["generation"] = c.generation or gen_id
     return doc
 
 
@@ -241,12 +246,13 @@ def _describe(request: Request, session: Any, c: ogc.Collection, gen_id: int | N
                                        **errors(401, 422, 503)})
 def list_collections(request: Request, session: SessionDep, user: CurrentUser,
                      f: Format = None) -> Response:
-    """Every collection: the grid levels of the active generation, then the layers."""
+    """Every collection: the grid levels of the active generation, then the layers (and,
+    for a planner or the centre, the grid levels of each draft, to edit)."""
     gen = readable(session, user)
     offered = _crs_list(session, gen.id)  # once for every collection
     doc = {"links": _self_links(request, JSON, f),
-           "collections": [_describe(request, session, c, gen.id, offered)
-                           for c in ogc.catalogue(session)]}
+           "collections": [_describe(request, session, c, gen.id, offered) for c in
+                           ogc.catalogue(session, drafts=may_read_drafts(user))]}
     if _html_wanted(request, f):
         return _html(ogc_pages.collections(doc))
     return _no_cache(json_response(doc))
@@ -259,7 +265,7 @@ def describe_collection(request: Request, session: SessionDep, user: CurrentUser
                         collection_id: Collection, f: Format = None) -> Response:
     """One collection: its extent, CRS and links."""
     c = ogc.collection(session, collection_id)
-    gen = readable(session, user)
+    gen = readable(session, user, generation=c.generation)
     doc = _describe(request, session, c, gen.id, _crs_list(session, gen.id))
     if _html_wanted(request, f):
         return _html(ogc_pages.collection(doc))
@@ -432,9 +438,7 @@ def items(
         if interval:
             raise BadRequest("datetime: the grid answers an instant (the generation active "
                              "then), not an interval")
-        if generation is not None and start is not None:
-            raise BadRequest("generation and datetime name the grid twice: give one")
-        gen = readable(session, user, generation=generation, at=start)
+        gen = grid_generation(session, user, c, generation, start)
         page = ogc.grid_items(session, c, gen.id, bbox=box, props=props, limit=limit,
                               offset=offset, crs=out_crs, cql=where)
         feats = [_grid_feature(r, staff, gen.id) for r in page.rows]
@@ -492,14 +496,14 @@ def item(
     if interval:
         raise BadRequest("datetime: one feature is read at an instant")
     if c.kind == "grid":
-        gen = readable(session, user, generation=generation, at=start)
-        feat = _grid_feature(ogc.grid_item(session, c, gen.id, feature_id, out_crs), staff,
-                             gen.id)
+        gen = grid_generation(session, user, c, generation, start)
+        row = ogc.grid_item(session, c, gen.id, feature_id, out_crs)
+        feat = _grid_feature(row, staff, gen.id)
     else:
         if generation is not None:
             raise BadRequest(f"generation: {c.id} is a layer, versioned in time")
-        feat = _layer_feature(ogc.layer_item(session, c, feature_id, start, out_crs), c,
-                              staff)
+        row = ogc.layer_item(session, c, feature_id, start, out_crs)
+        feat = _layer_feature(row, c, staff)
     base = f"{_base(request)}/collections/{c.id}"
     feat["links"] = [*_self_links(request, GEOJSON, f),
                      _link(base, "collection", JSON, "the collection")]
@@ -508,6 +512,30 @@ def item(
         if out_crs is not None and out_crs.uri != CRS84:
             raise BadRequest("crs: the HTML page maps CRS84 only")
         return _html(ogc_pages.item(fc["features"][0], c.title, c.id, _map_base(settings)))
-    return _content_crs(json_response(feat, media_type=GEOJSON), out_crs, c)
+    out = _content_crs(json_response(feat, media_type=GEOJSON), out_crs, c)
+    out.headers["etag"] = etag(row)
+    return out
+
+
+def etag(row: dict[str, Any]) -> str:
+    """A feature's version as an entity tag: a grid unit's row and revision (as the drafts
+    API gives it), a layer row's version id (every edit makes a new version)."""
+    if "revision" in row:
+        return f'"{row["id"]}-{row["revision"]}"'
+    return f'"{row["version"]}"'
+
+
+def grid_generation(session: Any, user: Any, c: ogc.Collection, generation: int | None,
+                    at: datetime | None) -> Any:
+    """The generation a grid read names: a draft collection's draft, else ?generation= or
+    the one active at ?datetime= or the active one (drafts for planners and the centre)."""
+    if c.generation is not None:
+        if generation is not None or at is not None:
+            raise BadRequest(f"{'generation' if generation else 'datetime'}: {c.id} is the "
+                             f"grid of draft {c.generation}; read grid-<level> for another")
+        return readable(session, user, generation=c.generation)
+    if generation is not None and at is not None:
+        raise BadRequest("generation and datetime name the grid twice: give one")
+    return readable(session, user, generation=generation, at=at)
 
 

@@ -72,6 +72,8 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
     401: "No token, or an unknown or revoked one (code unauthorized)",
     403: "The token's role may not do this (code forbidden)",
     404: "Not found (code not_found): the named thing, generation or time",
+    405: "The collection is read-only here (code method_not_allowed); Allow lists what it "
+         "takes",
     409: "Conflict with what is stored (code conflict; a stale version: stale_version)",
     412: "If-Match names a version that is no longer the stored one (code "
          "precondition_failed)",

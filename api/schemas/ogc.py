@@ -89,6 +89,22 @@ class OgcFeature(BaseModel):
     links: list[OgcLink] | None = None
 
 
+class OgcWritten(OgcFeature):
+    """A feature as a write stored it; a draft's grid edit says what it did."""
+
+    edit: dict[str, Any] | None = Field(default=None, description="a grid edit: the units "
+                                        "it ended, created and changed, its validation")
+
+
+class OgcDeleted(BaseModel):
+    """What a DELETE did: a layer row retired (valid_to), a draft's unit merged away."""
+
+    deleted: str
+    collection: str
+    valid_to: str | None = None
+    edit: dict[str, Any] | None = None
+
+
 class OgcFeatureCollection(BaseModel):
     """A page of features."""
 

@@ -64,6 +64,15 @@ class Collection:
 # fields the public does not see (layers.disclosure): no filter may probe them either
 PRIVATE = {("roles", "name"), ("roles", "phone"), ("teams", "members"),
            ("departments", "contact_name"), ("departments", "contact_phone")}
+# what the centre reads of a case: where, what, its state and times; never who reported it,
+# what they wrote, or how to reach them
+CASE_QUERYABLES = {"ref": "string", "channel": "string", "category_code": "string",
+                   "status": "string", "inside": "boolean", "grid_code": "string",
+                   "street_code": "string", "h3_cell": "string", "generation_id": "integer",
+                   "owner_department": "string", "escalation": "integer",
+                   "reporters": "integer", "satisfaction": "integer", "created_at": "string",
+                   "accepted_at": "string", "dispatched_at": "string",
+                   "deadline_at": "string", "closed_at": "string", "updated_at": "string"}
 GRID_QUERYABLES = {"code": "string", "name": "string", "parent_code": "string",
                    "area_m2": "number"}
 
@@ -103,9 +112,18 @@ def _grid_collection(lv: Any, gen_id: int | None = None) -> Collection:
                       rank=lv.rank, queryables=GRID_QUERYABLES, generation=gen_id)
 
 
-def catalogue(session: Session, *, drafts: bool = False) -> list[Collection]:
+CASES = Collection("cases", "Cases (the centre's view)",
+                   "Every reported problem: its point, category, grid, owner department, "
+                   "state and times, without who reported it or what they wrote (a centre "
+                   "token only); datetime= gives the cases open then", "cases", "Point",
+                   queryables=CASE_QUERYABLES)
+
+
+def catalogue(session: Session, *, drafts: bool = False, cases: bool = False
+              ) -> list[Collection]:
     """Every collection, grid levels first (coarse to fine), then the layers; with
-    drafts (a planner or the centre asking), each draft's grid levels last."""
+    drafts (a planner or the centre asking), each draft's grid levels; with cases (the
+    centre asking), the cases."""
     levels = grids.levels(session)
     out = [_grid_collection(lv) for lv in levels]
     for name in LAYER_COLLECTIONS:
@@ -120,12 +138,16 @@ def catalogue(session: Session, *, drafts: bool = False) -> list[Collection]:
                 "SELECT id FROM generation WHERE activated_at IS NULL AND NOT active "
                 "ORDER BY id")):
             out += [_grid_collection(lv, gen_id) for lv in levels]
+    if cases:
+        out.append(CASES)
     return out
 
 
 def collection(session: Session, cid: str) -> Collection:
     """A collection by id (a draft's grid level too: whether the caller may read it is
     api.visibility's to say); 404 naming the known ones."""
+    if cid == CASES.id:
+        return CASES
     m = DRAFT_ID.match(cid)
     if m is not None:
         for lv in grids.levels(session):
@@ -425,6 +447,51 @@ def layer_items(session: Session, c: Collection, *, at: datetime | None,
     return Page(out, total)
 
 
+CASE_COLUMNS = ", ".join(f"t.{k}" for k in CASE_QUERYABLES)
+
+
+def case_items(session: Session, c: Collection, *, start: datetime | None,
+               end: datetime | None, bbox: Box | None, props: dict[str, str], limit: int,
+               offset: int, crs: Crs | None = None, cql: Filter | None = None) -> Page:
+    """A page of cases in report order. A time (start = end) or an interval gives the
+    cases open then: reported before its end and not closed before its start."""
+    params: dict[str, Any] = {"limit": limit, "offset": offset}
+    where = _where_properties(c, props, "t", params)
+    if cql is not None:
+        where.append(_cql_sql(cql, c, "t", params))
+    if end is not None:
+        where.append("t.created_at <= :b")
+        params["b"] = end
+    if start is not None:
+        where.append("(t.closed_at IS NULL OR t.closed_at > :a)")
+        params["a"] = start
+    if bbox is not None:
+        where.append(box_sql("t.geom", bbox, params))
+    cond = " AND ".join(where) or "true"
+    total = int(_run(session, f'SELECT count(*) FROM "case" t WHERE {cond}',
+                     params).scalar_one())
+    rows = _run(session, f'SELECT t.id, t.version, {CASE_COLUMNS}, '
+                f'{geometry_sql("t.geom", crs)} AS geojson '
+                f'FROM "case" t WHERE {cond} ORDER BY t.id LIMIT :limit OFFSET :offset',
+                params).mappings().all()
+    out = []
+    for r in rows:
+        props_ = {k: r[k] for k in CASE_QUERYABLES}
+        out.append({"id": r["ref"], "properties": props_, "geojson": r["geojson"],
+                    "version": f"{r['id']}-{r['version']}"})
+    return Page(out, total)
+
+
+def case_item(session: Session, c: Collection, ref: str, crs: Crs | None = None
+              ) -> dict[str, Any]:
+    """One case by its reference; 404 if none."""
+    page = case_items(session, c, start=None, end=None, bbox=None, props={"ref": ref},
+                      limit=1, offset=0, crs=crs)
+    if not page.rows:
+        raise NotFound(f"cases: no case {ref!r}")
+    return page.rows[0]
+
+
 def split_id(c: Collection, fid: str) -> list[str]:
     """A layer feature id -> its key parts; 404 when it cannot name a row."""
     d = c.layer
@@ -459,6 +526,10 @@ def extent(session: Session, c: Collection, gen_id: int | None) -> list[float] |
             f"SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT "
             f"ST_Extent(u.geom) AS e FROM grid_unit u WHERE {in_generation('u')} "
             f"AND u.level = :lvl) x"), {"g": gen_id, "lvl": c.rank}).one()
+    elif c.kind == "cases":
+        row = session.execute(text(
+            'SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT '
+            'ST_Extent(geom) AS e FROM "case") x')).one()
     else:
         assert c.layer is not None
         row = session.execute(text(
@@ -471,7 +542,11 @@ def extent(session: Session, c: Collection, gen_id: int | None) -> list[float] |
 
 
 def temporal(session: Session, c: Collection) -> list[str | None] | None:
-    """A layer's temporal extent: its first version's start, open-ended."""
+    """A layer's temporal extent: its first version's start, open-ended (the cases': the
+    first report's time)."""
+    if c.kind == "cases":
+        first = session.scalar(text('SELECT min(created_at) FROM "case"'))
+        return [first.isoformat() if first else None, None]
     if c.layer is None:
         return None
     first = session.scalar(text(

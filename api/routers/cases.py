@@ -173,9 +173,10 @@ async def add_photo(ref: str, request: Request, session: WriteSessionDep,
     root = settings.photos_root
     info, new = await photos.store(request.stream(), request.headers.get("content-type", ""),
                                    root, case.ref, settings.photo_max_bytes)
-    try:
-        case_actions.act(session, case, "note", user, version=case.version, note="photo",
-                         data={"photo": info})
+    try:  # off the loop: the case's row lock may be another request's for a while
+        await anyio.to_thread.run_sync(lambda: case_actions.act(
+            session, case, "note", user, version=case.version, note="photo",
+            data={"photo": info}))
     except Exception:
         if new:  # nothing half-stored: the file goes with its event
             (root / case.ref / str(info["file"])).unlink(missing_ok=True)

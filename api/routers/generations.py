@@ -211,9 +211,10 @@ async def put_draft_unit(
         raise InvalidInput("properties: a JSON object")
     geom = None if body.get("geometry") is None else gisfile.lonlat_geometry(body["geometry"], crs,
                                                                  "geometry")
-    result = drafts.put_unit(session, gen_id, code, settings, actor=user.name,
-                             if_match=if_match, geometry=geom, properties=props,
-                             dry_run=dry_run)
+    result = await anyio.to_thread.run_sync(  # off the loop: it waits for the draft's lock
+        lambda: drafts.put_unit(session, gen_id, code, settings, actor=user.name,
+                                if_match=if_match, geometry=geom, properties=props,
+                                dry_run=dry_run))
     resp = _edited(result)
     tag = result.units.get(code, {}).get("etag")
     if tag:

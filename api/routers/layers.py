@@ -345,8 +345,13 @@ async def create_row(name: str, request: Request, session: WriteSessionDep,
     require(user, PLANNER, CENTRE)
     raw = await read_body(request, settings.upload_max_bytes, "split it")
     props, geom = _props_geometry(d, parse_json(raw))
-    row = resp.create(session, d, props, geom, actor=_actor(request))
-    return json_response(_feature(session, d, row), status=201)
+    actor = _actor(request)
+
+    def run() -> Response:  # off the loop: a write may wait for another's row lock
+        row = resp.create(session, d, props, geom, actor=actor)
+        return json_response(_feature(session, d, row), status=201)
+
+    return await anyio.to_thread.run_sync(run)
 
 
 @router.get("/layers/{name}/{key:path}/history", response_model=LayerVersions,
@@ -381,8 +386,13 @@ async def update_row(name: str, key: str, request: Request, session: WriteSessio
     require(user, PLANNER, CENTRE)
     raw = await read_body(request, settings.upload_max_bytes, "split it")
     props, geom = _props_geometry(d, parse_json(raw))
-    row = resp.update(session, d, _split(d, key), props, geom, actor=_actor(request))
-    return json_response(_feature(session, d, row))
+    actor = _actor(request)
+
+    def run() -> Response:  # off the loop: it may wait for another write's row lock
+        row = resp.update(session, d, _split(d, key), props, geom, actor=actor)
+        return json_response(_feature(session, d, row))
+
+    return await anyio.to_thread.run_sync(run)
 
 
 @router.delete("/layers/{name}/{key:path}", response_model=RetiredOut,

@@ -15,7 +15,7 @@ import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.deps import CurrentUser, SessionDep, SettingsDep, StaffViewDep
+from api.deps import CurrentUser, SessionDep, SettingsDep, StaffViewDep, require
 from api.geojson import GeoJSONResponse, json_response
 from api.routing import CheckedRoute
 from api.schemas.common import errors, media
@@ -30,8 +30,10 @@ from api.schemas.ogc import (
 )
 from api.visibility import may_read_drafts, readable
 from layers import cql, ogc
+from layers.workflow import ADMIN, CENTRE, PUBLIC
 from map_ui import ogc_pages
 from map_ui.pages import BaseMap
+from spatial.errors import NotFound
 
 router = APIRouter(route_class=CheckedRoute, prefix="/ogc", tags=["ogc"])
 
@@ -252,7 +254,8 @@ def list_collections(request: Request, session: SessionDep, user: CurrentUser,
     offered = _crs_list(session, gen.id)  # once for every collection
     doc = {"links": _self_links(request, JSON, f),
            "collections": [_describe(request, session, c, gen.id, offered) for c in
-                           ogc.catalogue(session, drafts=may_read_drafts(user))]}
+                           ogc.catalogue(session, drafts=may_read_drafts(user),
+                                         cases=user.role in (CENTRE, ADMIN))]}
     if _html_wanted(request, f):
         return _html(ogc_pages.collections(doc))
     return _no_cache(json_response(doc))
@@ -264,7 +267,7 @@ def list_collections(request: Request, session: SessionDep, user: CurrentUser,
 def describe_collection(request: Request, session: SessionDep, user: CurrentUser,
                         collection_id: Collection, f: Format = None) -> Response:
     """One collection: its extent, CRS and links."""
-    c = ogc.collection(session, collection_id)
+    c = _readable_collection(session, user, collection_id)
     gen = readable(session, user, generation=c.generation)
     doc = _describe(request, session, c, gen.id, _crs_list(session, gen.id))
     if _html_wanted(request, f):
@@ -275,11 +278,11 @@ def describe_collection(request: Request, session: SessionDep, user: CurrentUser
 @router.get("/collections/{collection_id}/queryables", response_class=SchemaResponse,
             responses={200: {"content": {SCHEMA_JSON: media(QueryablesOut), HTML: {}}},
                        **errors(404, 422, 503)})
-def queryables(request: Request, session: SessionDep, collection_id: Collection,
-               f: Format = None) -> Response:
+def queryables(request: Request, session: SessionDep, user: CurrentUser,
+               collection_id: Collection, f: Format = None) -> Response:
     """The properties a filter may name (?name=value on items), as a JSON Schema; the
     geometry as the GeoJSON schema of its type."""
-    c = ogc.collection(session, collection_id)
+    c = _readable_collection(session, user, collection_id)
     props: dict[str, Any] = {k: {"title": k, "type": t} for k, t in c.queryables.items()}
     if c.geometry:
         props["geometry"] = {"title": "geometry",
@@ -366,6 +369,24 @@ def _layer_feature(r: dict[str, Any], c: ogc.Collection, staff: Any) -> dict[str
     return {"type": "Feature", "id": r["id"], "geometry": geom, "properties": props}
 
 
+def _case_feature(r: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "Feature", "id": r["id"], "geometry": orjson.Fragment(r["geojson"]),
+            "properties": r["properties"]}
+
+
+def _readable_collection(session: Any, user: Any, cid: str) -> ogc.Collection:
+    """A collection this caller may read: the cases for the centre (and admin) only, to
+    the public as if there were none; a draft's grid for planners and the centre."""
+    c = ogc.collection(session, cid)
+    if c.kind == "cases":
+        if user.role == PUBLIC:
+            raise NotFound(f"no collection {cid!r}")
+        require(user, CENTRE)
+    elif c.generation is not None:
+        readable(session, user, generation=c.generation)
+    return c
+
+
 def _html_features(fc: dict[str, Any]) -> dict[str, Any]:
     """The FeatureCollection with its geometry fragments parsed (for the HTML map)."""
     parsed: dict[str, Any] = orjson.loads(orjson.dumps(fc, default=str))
@@ -419,7 +440,7 @@ def items(
     """A page of a collection's features, in a stable order (code or key), with
     numberMatched, numberReturned and next/prev links. Any queryable is a filter
     (?owner_department=SW-GS)."""
-    c = ogc.collection(session, collection_id)
+    c = _readable_collection(session, user, collection_id)
     limit = min(limit, LIMIT_MAX)
     offered = _offered(session, user, crs, bbox_crs, filter_crs)
     out_crs = _crs(offered, crs, "crs")
@@ -442,6 +463,12 @@ def items(
         page = ogc.grid_items(session, c, gen.id, bbox=box, props=props, limit=limit,
                               offset=offset, crs=out_crs, cql=where)
         feats = [_grid_feature(r, staff, gen.id) for r in page.rows]
+    elif c.kind == "cases":
+        if generation is not None:
+            raise BadRequest("generation: cases are read by datetime (the cases open then)")
+        page = ogc.case_items(session, c, start=start, end=end, bbox=box, props=props,
+                              limit=limit, offset=offset, crs=out_crs, cql=where)
+        feats = [_case_feature(r) for r in page.rows]
     else:
         if generation is not None:
             raise BadRequest(f"generation: {c.id} is a layer, versioned in time "
@@ -490,7 +517,7 @@ def item(
     crs: Annotated[str | None, Query(max_length=200, description="the answer's CRS")] = None,
 ) -> Response:
     """One feature by id (stable across versions: the current version unless datetime=)."""
-    c = ogc.collection(session, collection_id)
+    c = _readable_collection(session, user, collection_id)
     out_crs = _crs(_offered(session, user, crs), crs, "crs")
     start, _, interval = ogc.parse_datetime(datetime_)
     if interval:
@@ -499,6 +526,11 @@ def item(
         gen = grid_generation(session, user, c, generation, start)
         row = ogc.grid_item(session, c, gen.id, feature_id, out_crs)
         feat = _grid_feature(row, staff, gen.id)
+    elif c.kind == "cases":
+        if generation is not None or start is not None:
+            raise BadRequest("a case is read by its reference alone")
+        row = ogc.case_item(session, c, feature_id, out_crs)
+        feat = _case_feature(row)
     else:
         if generation is not None:
             raise BadRequest(f"generation: {c.id} is a layer, versioned in time")

@@ -25,6 +25,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 from urllib.parse import quote
 
+import anyio
 import orjson
 import shapely
 from fastapi import APIRouter, Header, Path, Request
@@ -35,7 +36,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from api.bodies import parse_json, read_body
 from api.deps import CurrentUser, SessionDep, SettingsDep, WriteSessionDep, require
 from api.geojson import GeoJSONResponse, json_response
-from api.routers.ogc import CRS84, GEOJSON, Collection, etag
+from api.routers.ogc import CRS84, GEOJSON, Collection, _readable_collection, etag
 from api.routers.ogc import _base as ogc_base
 from api.routers.ogc import _crs_list as crs_list
 from api.routing import CheckedRoute, reads
@@ -83,11 +84,8 @@ def _allowed(c: ogc.Collection, user: Any, item: bool) -> list[str]:
 
 
 def _collection(session: Any, user: Any, cid: str) -> ogc.Collection:
-    """The collection, a draft's only for whom may read drafts (404 to the others)."""
-    c = ogc.collection(session, cid)
-    if c.generation is not None:
-        readable(session, user, generation=c.generation)
-    return c
+    """The collection, if this caller may read it (drafts and cases are not public)."""
+    return _readable_collection(session, user, cid)
 
 
 def _may_write(c: ogc.Collection, user: Any, item: bool) -> None:
@@ -206,8 +204,8 @@ def _check_layer_match(session: Any, c: ogc.Collection, key: list[str],
     cond = [getattr(model, k) == v for k, v in zip(d.key, key, strict=True)]
     row = session.scalar(select(model).where(*cond, model.valid_to.is_(None))
                          .with_for_update())
-    if row is None:
-        resp.get(session, d, key)  # its 404
+    if row is None:  # none, or another write ended it while this one waited for the lock
+        row = resp.get(session, d, key)  # the version now current, else its 404
     if if_match is not None:
         tags = {t.strip().removeprefix("W/") for t in if_match.split(",")}
         now = f'"{row.id}"'
@@ -319,6 +317,13 @@ async def create_item(request: Request, session: WriteSessionDep, settings: Sett
         url = request.url.include_query_params(
             filter=orjson.dumps(tree).decode(), **{"filter-lang": "cql2-json"})
         return Response(status_code=303, headers={"location": str(url)})
+    # the database work off the event loop: a write may wait for another's row lock
+    return await anyio.to_thread.run_sync(
+        lambda: _create(request, session, settings, user, collection_id, content_crs, body))
+
+
+def _create(request: Request, session: Any, settings: Any, user: Any, collection_id: str,
+            content_crs: str | None, body: dict[str, Any]) -> Response:
     c = _collection(session, user, collection_id)
     _may_write(c, user, item=False)
     crs = _target_crs(session, user, content_crs)
@@ -364,10 +369,19 @@ async def create_item(request: Request, session: WriteSessionDep, settings: Sett
 async def _change(request: Request, session: Any, settings: Any, user: Any, cid: str,
                   fid: str, if_match: str | None, content_crs: str | None,
                   *, patch: bool) -> Response:
+    body = await _body(request, settings)
+    # the database work off the event loop: it may wait for another write's row lock
+    return await anyio.to_thread.run_sync(lambda: _changed(
+        request, session, settings, user, cid, fid, if_match, content_crs, body, patch))
+
+
+def _changed(request: Request, session: Any, settings: Any, user: Any, cid: str, fid: str,
+             if_match: str | None, content_crs: str | None, body: dict[str, Any],
+             patch: bool) -> Response:
     c = _collection(session, user, cid)
     _may_write(c, user, item=True)
     crs = _target_crs(session, user, content_crs)
-    props, has_geom, geom = _feature_parts(await _body(request, settings), patch=patch)
+    props, has_geom, geom = _feature_parts(body, patch=patch)
     if c.kind == "layer":
         d = c.layer
         assert d is not None

@@ -345,3 +345,84 @@ def test_owslib_edits_a_draft_grid(edit_server: tuple[str, Engine, dict[str, str
     assert _all(engine, "SELECT id, revision FROM grid_unit WHERE generation_low < :g "
                 "ORDER BY id", g=gen) == [r for r in active_before]
     assert httpx.delete(f"{base}/generations/{gen}", headers=planner).status_code == 200
+
+
+def test_cases_for_the_centre_without_personal_data(
+        edit_server: tuple[str, Engine, dict[str, str]]) -> None:
+    """The cases collection: the centre reads it (no reporter, no description), the
+    public does not know it exists, other staff are refused; counts, the cases open at a
+    time and a filter equal PostGIS's."""
+    base, engine, tok = edit_server
+    centre = _bearer(tok["centre"])
+    with httpx.Client(base_url=base, timeout=30) as c:
+        made = []
+        for i, (lon, lat) in enumerate([(121.2301, 31.0407), (121.2402, 31.0312),
+                                        (119.0, 29.0)]):  # the last one is outside the grid
+            r = c.post("/cases", headers=centre, json={
+                "channel": "hotline_12345", "category": "E0501", "lon": lon, "lat": lat,
+                "description": f"私人信息 {i}", "reporter": {"name": "李四",
+                                                           "phone": "13912345678"}})
+            assert r.status_code == 201, r.text
+            made.append(r.json()["ref"])
+        listed = [x["id"] for x in c.get("/ogc/collections").json()["collections"]]
+        assert "cases" not in listed
+        assert c.get("/ogc/collections/cases/items").status_code == 404
+        assert c.get("/ogc/collections/cases/items",
+                     headers=_bearer(tok["patrol"])).status_code == 403
+        assert "cases" in [x["id"] for x in c.get("/ogc/collections", headers=centre).json()[
+            "collections"]]
+        page = c.get("/ogc/collections/cases/items", headers=centre,
+                     params={"limit": 10_000}).json()
+        assert page["numberMatched"] == _one(engine, 'SELECT count(*) FROM "case"')[0]
+        text_all = str(page)
+        assert "李四" not in text_all and "13912345678" not in text_all
+        assert "私人信息" not in text_all
+        mine = {f["id"]: f for f in page["features"] if f["id"] in made}
+        assert len(mine) == 3 and mine[made[2]]["properties"]["inside"] is False
+        assert mine[made[0]]["properties"]["grid_code"]
+        one = c.get(f"/ogc/collections/cases/items/{made[0]}", headers=centre)
+        assert one.status_code == 200 and one.json()["geometry"]["coordinates"] == [
+            121.2301, 31.0407]
+        # open at a time: reported by then, not closed before
+        t = _one(engine, 'SELECT created_at FROM "case" WHERE ref = :r', r=made[1])[0]
+        at = c.get("/ogc/collections/cases/items", headers=centre,
+                   params={"datetime": t.isoformat(), "limit": 10_000}).json()
+        assert at["numberMatched"] == _one(
+            engine, 'SELECT count(*) FROM "case" WHERE created_at <= :t AND (closed_at IS '
+            "NULL OR closed_at > :t)", t=t)[0]
+        assert made[1] in [f["id"] for f in at["features"]]
+        assert made[2] not in [f["id"] for f in at["features"]]
+        flt = c.get("/ogc/collections/cases/items", headers=centre, params={
+            "filter": "inside = false AND category_code = 'E0501'"}).json()
+        assert flt["numberMatched"] == _one(
+            engine, "SELECT count(*) FROM \"case\" WHERE NOT inside AND "
+            "category_code = 'E0501'")[0] >= 1
+        assert c.get("/ogc/collections/cases/items", headers=centre,
+                     params={"reporter_phone": "13912345678"}).status_code == 400
+
+
+def test_two_writes_with_one_etag_one_wins(
+        edit_server: tuple[str, Engine, dict[str, str]]) -> None:
+    """Two patches sent at once with the same If-Match: one is stored, the other 412."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    base, engine, tok = edit_server
+    zone = _one(engine, "SELECT layer, code FROM department_zone WHERE valid_to IS NULL "
+                "ORDER BY layer, code LIMIT 1")
+    fid = f"{zone.layer}~{zone.code}"
+    url = f"{base}/ogc/collections/zones/items/{fid}"
+    with httpx.Client(headers=_bearer(tok["centre"]), timeout=30) as c:
+        tag = c.get(url).headers["etag"]
+
+        def patch(i: int) -> int:
+            return c.patch(url, json={"properties": {"name": f"race {i}"}},
+                           headers={"if-match": tag}).status_code
+
+        for _ in range(3):
+            with ThreadPoolExecutor(2) as pool:
+                got = sorted(pool.map(patch, range(2)))
+            assert got == [200, 412], got
+            tag = c.get(url).headers["etag"]
+    n = _one(engine, "SELECT count(*) FROM department_zone WHERE layer = :l AND code = :c "
+             "AND valid_to IS NULL", l=zone.layer, c=zone.code)[0]
+    assert n == 1

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from layers import cql, grids
 from layers import responsibility as resp
 from layers.versioning import in_generation, live, valid_at
-from spatial.errors import GridopsError, NotFound
+from spatial.errors import GridopsError, NotFound, PreconditionFailed
 
 
 class BadParameter(GridopsError, status=400, code="bad_request"):
@@ -363,9 +363,12 @@ def _where_properties(c: Collection, props: dict[str, str], alias: str,
 
 def grid_items(session: Session, c: Collection, gen_id: int, *, bbox: Box | None,
                props: dict[str, str], limit: int, offset: int, crs: Crs | None = None,
-               cql: Filter | None = None) -> Page:
-    """A page of a grid level's units of a generation, in code order."""
-    params: dict[str, Any] = {"g": gen_id, "lvl": c.rank, "limit": limit, "offset": offset}
+               cql: Filter | None = None, after: str | None = None) -> Page:
+    """A page of a grid level's units of a generation, in code order: from `offset`, or
+    (a next link's cursor, as fast deep in the level as at its start) after the code
+    `after`."""
+    params: dict[str, Any] = {"g": gen_id, "lvl": c.rank, "limit": limit,
+                              "offset": 0 if after is not None else offset}
     where = [in_generation("u"), "u.level = :lvl", *_where_properties(c, props, "u", params)]
     if cql is not None:
         where.append(_cql_sql(cql, c, "u", params))
@@ -374,6 +377,9 @@ def grid_items(session: Session, c: Collection, gen_id: int, *, bbox: Box | None
     cond = " AND ".join(where)
     total = int(_run(session, f"SELECT count(*) FROM grid_unit u WHERE {cond}",
                      params).scalar_one())
+    if after is not None:
+        cond += " AND u.code > :after"
+        params["after"] = after
     rows = _run(session,
         f"SELECT u.id, u.revision, u.code, u.name, u.level, lv.key AS level_key, "
         f"lv.name AS level_name, u.parent_code, u.area_m2, "
@@ -452,10 +458,12 @@ CASE_COLUMNS = ", ".join(f"t.{k}" for k in CASE_QUERYABLES)
 
 def case_items(session: Session, c: Collection, *, start: datetime | None,
                end: datetime | None, bbox: Box | None, props: dict[str, str], limit: int,
-               offset: int, crs: Crs | None = None, cql: Filter | None = None) -> Page:
-    """A page of cases in report order. A time (start = end) or an interval gives the
-    cases open then: reported before its end and not closed before its start."""
-    params: dict[str, Any] = {"limit": limit, "offset": offset}
+               offset: int, crs: Crs | None = None, cql: Filter | None = None,
+               after: str | None = None) -> Page:
+    """A page of cases in report order (from offset, or after the case numbered `after`).
+    A time (start = end) or an interval gives the cases open then: reported before its
+    end and not closed before its start."""
+    params: dict[str, Any] = {"limit": limit, "offset": 0 if after is not None else offset}
     where = _where_properties(c, props, "t", params)
     if cql is not None:
         where.append(_cql_sql(cql, c, "t", params))
@@ -470,6 +478,11 @@ def case_items(session: Session, c: Collection, *, start: datetime | None,
     cond = " AND ".join(where) or "true"
     total = int(_run(session, f'SELECT count(*) FROM "case" t WHERE {cond}',
                      params).scalar_one())
+    if after is not None:
+        if not after.isdigit() or len(after) > 18:
+            raise BadParameter(f"after: {after[:40]!r} is not a cursor a next link gave")
+        cond += " AND t.id > :after"
+        params["after"] = int(after)
     rows = _run(session, f'SELECT t.id, t.version, {CASE_COLUMNS}, '
                 f'{geometry_sql("t.geom", crs)} AS geojson '
                 f'FROM "case" t WHERE {cond} ORDER BY t.id LIMIT :limit OFFSET :offset',
@@ -478,7 +491,7 @@ def case_items(session: Session, c: Collection, *, start: datetime | None,
     for r in rows:
         props_ = {k: r[k] for k in CASE_QUERYABLES}
         out.append({"id": r["ref"], "properties": props_, "geojson": r["geojson"],
-                    "version": f"{r['id']}-{r['version']}"})
+                    "version": f"{r['id']}-{r['version']}", "cursor": str(r["id"])})
     return Page(out, total)
 
 
@@ -553,3 +566,30 @@ def temporal(session: Session, c: Collection) -> list[str | None] | None:
         f"SELECT min(valid_from) FROM {c.layer.model.__tablename__}"))
     return [first.isoformat() if first else None, None]
 
+
+# ---------------------------------------------------------------- writes (Part 4)
+
+
+def lock_current(session: Session, c: Collection, key: list[str], if_match: str | None
+                 ) -> Any:
+    """The current row, locked for this write; 404 if none, 412 if If-Match is stale."""
+    d = c.layer
+    assert d is not None
+    model: Any = d.model
+    cond = [getattr(model, k) == v for k, v in zip(d.key, key, strict=True)]
+    current = select(model).where(*cond, model.valid_to.is_(None)).with_for_update()
+    row = session.scalar(current)
+    if row is None:  # none, or another write ended it while this one waited for the lock
+        resp.get(session, d, key)  # 404 if there is none now
+        row = session.scalar(current)  # the version the other write made, locked
+    if row is None:
+        raise NotFound(f"{c.id}: {ID_SEP.join(key)} was retired meanwhile")
+    if if_match is not None:
+        tags = {t.strip().removeprefix("W/") for t in if_match.split(",")}
+        now = f'"{row.id}"'
+        if "*" not in tags and now not in tags:
+            raise PreconditionFailed(
+                f"If-Match: {c.id} {ID_SEP.join(key)} is at version {now}, not "
+                f"{if_match[:80]}: somebody changed it first; read it again and retry",
+                extra={"etag": now})
+    return row

@@ -15,8 +15,22 @@ import orjson
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
-from api.deps import CurrentUser, SessionDep, SettingsDep, StaffViewDep, require
+from api.deps import CurrentUser, SessionDep, SettingsDep, StaffViewDep
 from api.geojson import GeoJSONResponse, json_response
+from api.ogc_shared import (
+    CRS84,
+    GEOJSON,
+    BadRequest,
+    Collection,
+    case_feature,
+    crs_list,
+    etag,
+    grid_feature,
+    grid_generation,
+    layer_feature,
+    readable_collection,
+)
+from api.ogc_shared import base as ogc_base
 from api.routing import CheckedRoute
 from api.schemas.common import errors, media
 from api.schemas.ogc import (
@@ -30,17 +44,14 @@ from api.schemas.ogc import (
 )
 from api.visibility import may_read_drafts, readable
 from layers import cql, ogc
-from layers.workflow import ADMIN, CENTRE, PUBLIC
+from layers.workflow import ADMIN, CENTRE
 from map_ui import ogc_pages
 from map_ui.pages import BaseMap
-from spatial.errors import NotFound
 
 router = APIRouter(route_class=CheckedRoute, prefix="/ogc", tags=["ogc"])
 
 LIMIT_DEFAULT = 100
 LIMIT_MAX = 10_000
-CRS84 = ogc.CRS84
-GEOJSON = "application/geo+json"
 JSON = "application/json"
 HTML = "text/html"
 OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
@@ -73,16 +84,13 @@ CONFORMANCE = [
 ]
 SCHEMA_JSON = "application/schema+json"
 # query parameters every items request may carry; the rest must be queryables
-ITEMS_PARAMS = {"limit", "offset", "bbox", "bbox-crs", "crs", "datetime", "f", "generation",
-                "filter", "filter-lang", "filter-crs"}
+ITEMS_PARAMS = {"limit", "offset", "after", "bbox", "bbox-crs", "crs", "datetime", "f",
+                "generation", "filter", "filter-lang", "filter-crs"}
 
 
-BadRequest = ogc.BadParameter
 
 Format = Annotated[Literal["json", "html"] | None, Query(
     description="json (the default; GeoJSON for features) or html")]
-Collection = Annotated[str, Path(description="collection id (GET /ogc/collections)",
-                                 max_length=64)]
 
 
 def _html_wanted(request: Request, f: str | None) -> bool:
@@ -95,10 +103,6 @@ def _html_wanted(request: Request, f: str | None) -> bool:
     html_at = accept.find(HTML)
     json_at = min((i for i in (accept.find("json"),) if i >= 0), default=len(accept))
     return html_at < json_at
-
-
-def _base(request: Request) -> str:
-    return str(request.base_url).rstrip("/") + "/ogc"
 
 
 def _link(href: str, rel: str, typ: str, title: str | None = None) -> dict[str, str]:
@@ -142,7 +146,7 @@ def _no_cache(r: Response) -> Response:
                             **errors(422)})
 def landing(request: Request, f: Format = None) -> Response:
     """The landing page: what this service is and where everything else is."""
-    base = _base(request)
+    base = ogc_base(request)
     doc = {"title": "gridops: OGC API Features",
            "description": "The city grid at every level and the responsibility layers "
                           "(assets, ownership areas, department zones, patrol shifts, "
@@ -209,16 +213,9 @@ def api_definition(request: Request, f: Format = None) -> Response:
 # ---------------------------------------------------------------- collections
 
 
-def _crs_list(session: Any, gen_id: int | None) -> tuple[ogc.Crs, ...]:
-    """The CRSs offered: those of ogc.crs_list for the territory (its box, rounded)."""
-    coarse = ogc.catalogue(session)[0]
-    box = ogc.extent(session, coarse, gen_id) if gen_id is not None else None
-    return ogc.crs_list(tuple(round(v, 2) for v in box) if box else None)
-
-
 def _describe(request: Request, session: Any, c: ogc.Collection, gen_id: int | None,
               offered: tuple[ogc.Crs, ...]) -> dict[str, Any]:
-    base = f"{_base(request)}/collections/{c.id}"
+    base = f"{ogc_base(request)}/collections/{c.id}"
     items_type = GEOJSON if c.geometry else JSON
     doc: dict[str, Any] = {
         "id": c.id, "title": c.title, "description": c.description,
@@ -251,7 +248,7 @@ def list_collections(request: Request, session: SessionDep, user: CurrentUser,
     """Every collection: the grid levels of the active generation, then the layers (and,
     for a planner or the centre, the grid levels of each draft, to edit)."""
     gen = readable(session, user)
-    offered = _crs_list(session, gen.id)  # once for every collection
+    offered = crs_list(session, gen.id)  # once for every collection
     doc = {"links": _self_links(request, JSON, f),
            "collections": [_describe(request, session, c, gen.id, offered) for c in
                            ogc.catalogue(session, drafts=may_read_drafts(user),
@@ -267,9 +264,9 @@ def list_collections(request: Request, session: SessionDep, user: CurrentUser,
 def describe_collection(request: Request, session: SessionDep, user: CurrentUser,
                         collection_id: Collection, f: Format = None) -> Response:
     """One collection: its extent, CRS and links."""
-    c = _readable_collection(session, user, collection_id)
+    c = readable_collection(session, user, collection_id)
     gen = readable(session, user, generation=c.generation)
-    doc = _describe(request, session, c, gen.id, _crs_list(session, gen.id))
+    doc = _describe(request, session, c, gen.id, crs_list(session, gen.id))
     if _html_wanted(request, f):
         return _html(ogc_pages.collection(doc))
     return _no_cache(json_response(doc))
@@ -282,13 +279,13 @@ def queryables(request: Request, session: SessionDep, user: CurrentUser,
                collection_id: Collection, f: Format = None) -> Response:
     """The properties a filter may name (?name=value on items), as a JSON Schema; the
     geometry as the GeoJSON schema of its type."""
-    c = _readable_collection(session, user, collection_id)
+    c = readable_collection(session, user, collection_id)
     props: dict[str, Any] = {k: {"title": k, "type": t} for k, t in c.queryables.items()}
     if c.geometry:
         props["geometry"] = {"title": "geometry",
                              "$ref": f"https://geojson.org/schema/{c.geometry}.json"}
     doc = {"$schema": "https://json-schema.org/draft/2019-09/schema",
-           "$id": f"{_base(request)}/collections/{c.id}/queryables",
+           "$id": f"{ogc_base(request)}/collections/{c.id}/queryables",
            "type": "object", "title": c.title, "properties": props,
            "additionalProperties": False}
     if _html_wanted(request, f):
@@ -338,7 +335,7 @@ def _offered(session: Any, user: Any, *values: str | None) -> tuple[ogc.Crs, ...
     """The CRSs offered, looked up only when a request names one."""
     if all(v is None for v in values):
         return ()
-    return _crs_list(session, readable(session, user).id)
+    return crs_list(session, readable(session, user).id)
 
 
 def _properties(request: Request, c: ogc.Collection) -> dict[str, str]:
@@ -348,43 +345,6 @@ def _properties(request: Request, c: ogc.Collection) -> dict[str, str]:
             raise BadRequest(f"{k}: not a parameter of items, nor a queryable of {c.id} "
                              f"(queryables: {', '.join(c.queryables)})")
     return props
-
-
-def _grid_feature(r: dict[str, Any], staff: Any, gen_id: int) -> dict[str, Any]:
-    leader = staff.leader(r["leader_name"], r["leader_phone"]) or {}
-    props = {"code": r["code"], "name": r["name"], "level": r["level"],
-             "level_key": r["level_key"], "level_name": r["level_name"],
-             "parent_code": r["parent_code"],
-             "area_m2": round(r["area_m2"], 1) if r["area_m2"] is not None else None,
-             "leader_name": leader.get("name"), "leader_phone": leader.get("phone"),
-             "attributes": r["attributes"] or {}, "generation": gen_id}
-    return {"type": "Feature", "id": r["code"], "geometry": orjson.Fragment(r["geojson"]),
-            "properties": props}
-
-
-def _layer_feature(r: dict[str, Any], c: ogc.Collection, staff: Any) -> dict[str, Any]:
-    assert c.layer is not None
-    props = staff.layer_row(c.layer.name, r["properties"])
-    geom = orjson.Fragment(r["geojson"]) if r["geojson"] else None
-    return {"type": "Feature", "id": r["id"], "geometry": geom, "properties": props}
-
-
-def _case_feature(r: dict[str, Any]) -> dict[str, Any]:
-    return {"type": "Feature", "id": r["id"], "geometry": orjson.Fragment(r["geojson"]),
-            "properties": r["properties"]}
-
-
-def _readable_collection(session: Any, user: Any, cid: str) -> ogc.Collection:
-    """A collection this caller may read: the cases for the centre (and admin) only, to
-    the public as if there were none; a draft's grid for planners and the centre."""
-    c = ogc.collection(session, cid)
-    if c.kind == "cases":
-        if user.role == PUBLIC:
-            raise NotFound(f"no collection {cid!r}")
-        require(user, CENTRE)
-    elif c.generation is not None:
-        readable(session, user, generation=c.generation)
-    return c
 
 
 def _html_features(fc: dict[str, Any]) -> dict[str, Any]:
@@ -415,6 +375,10 @@ def items(
                                 json_schema_extra={"maximum": LIMIT_MAX})] = LIMIT_DEFAULT,
     offset: Annotated[int, Query(ge=0, le=2**62, description="features to skip (the next "
                                  "link carries it)")] = 0,
+    after: Annotated[str | None, Query(max_length=64, pattern=r"^[0-9A-Za-z_\-]+$",
+                                       description=(
+        "the next link's cursor (grid and cases): the page starts after this feature, as "
+        "fast deep in a collection as at its start"))] = None,
     bbox: Annotated[str | None, Query(max_length=400, description="minlon,minlat,maxlon,"
                                       "maxlat (CRS84)")] = None,
     datetime_: Annotated[str | None, Query(alias="datetime", max_length=100, description=(
@@ -440,7 +404,7 @@ def items(
     """A page of a collection's features, in a stable order (code or key), with
     numberMatched, numberReturned and next/prev links. Any queryable is a filter
     (?owner_department=SW-GS)."""
-    c = _readable_collection(session, user, collection_id)
+    c = readable_collection(session, user, collection_id)
     limit = min(limit, LIMIT_MAX)
     offered = _offered(session, user, crs, bbox_crs, filter_crs)
     out_crs = _crs(offered, crs, "crs")
@@ -461,36 +425,44 @@ def items(
                              "then), not an interval")
         gen = grid_generation(session, user, c, generation, start)
         page = ogc.grid_items(session, c, gen.id, bbox=box, props=props, limit=limit,
-                              offset=offset, crs=out_crs, cql=where)
-        feats = [_grid_feature(r, staff, gen.id) for r in page.rows]
+                              offset=offset, crs=out_crs, cql=where, after=after)
+        cursor = page.rows[-1]["code"] if page.rows else None
+        feats = [grid_feature(r, staff, gen.id) for r in page.rows]
     elif c.kind == "cases":
         if generation is not None:
             raise BadRequest("generation: cases are read by datetime (the cases open then)")
         page = ogc.case_items(session, c, start=start, end=end, bbox=box, props=props,
-                              limit=limit, offset=offset, crs=out_crs, cql=where)
-        feats = [_case_feature(r) for r in page.rows]
+                              limit=limit, offset=offset, crs=out_crs, cql=where,
+                              after=after)
+        cursor = page.rows[-1]["cursor"] if page.rows else None
+        feats = [case_feature(r) for r in page.rows]
     else:
         if generation is not None:
             raise BadRequest(f"generation: {c.id} is a layer, versioned in time "
                              "(use datetime)")
+        if after is not None:
+            raise BadRequest(f"after: {c.id} pages by offset")
+        cursor = None
         page = ogc.layer_items(
             session, c, at=start if not interval else None,
             interval=(start, end) if interval else None, bbox=box, props=props, limit=limit,
             offset=offset, crs=out_crs, cql=where)
-        feats = [_layer_feature(r, c, staff) for r in page.rows]
-    base = f"{_base(request)}/collections/{c.id}"
+        feats = [layer_feature(r, c, staff) for r in page.rows]
+    base = f"{ogc_base(request)}/collections/{c.id}"
     links = [*_self_links(request, GEOJSON, f), _link(base, "collection", JSON,
                                                       "the collection")]
     html = _html_wanted(request, f)
     fmt = "html" if html else "json"
-    if offset + len(feats) < page.matched:
-        links.append(_link(str(request.url.include_query_params(
-            offset=offset + limit, limit=limit, f=fmt)), "next", HTML if html else GEOJSON,
-            "the next page"))
+    if offset + len(feats) < page.matched and feats:
+        nxt = request.url.include_query_params(offset=offset + len(feats), limit=limit, f=fmt)
+        if cursor is not None:
+            nxt = nxt.include_query_params(after=cursor)
+        links.append(_link(str(nxt), "next", HTML if html else GEOJSON, "the next page"))
     if offset > 0:
-        links.append(_link(str(request.url.include_query_params(
-            offset=max(0, offset - limit), limit=limit, f=fmt)), "prev",
-            HTML if html else GEOJSON, "the previous page"))
+        prev = request.url.remove_query_params("after").include_query_params(
+            offset=max(0, offset - limit), limit=limit, f=fmt)
+        links.append(_link(str(prev), "prev", HTML if html else GEOJSON,
+                           "the previous page"))
     fc = {"type": "FeatureCollection", "numberMatched": page.matched,
           "numberReturned": len(feats), "timeStamp": datetime.now(UTC).isoformat(),
           "links": links, "features": feats}
@@ -517,7 +489,7 @@ def item(
     crs: Annotated[str | None, Query(max_length=200, description="the answer's CRS")] = None,
 ) -> Response:
     """One feature by id (stable across versions: the current version unless datetime=)."""
-    c = _readable_collection(session, user, collection_id)
+    c = readable_collection(session, user, collection_id)
     out_crs = _crs(_offered(session, user, crs), crs, "crs")
     start, _, interval = ogc.parse_datetime(datetime_)
     if interval:
@@ -525,18 +497,18 @@ def item(
     if c.kind == "grid":
         gen = grid_generation(session, user, c, generation, start)
         row = ogc.grid_item(session, c, gen.id, feature_id, out_crs)
-        feat = _grid_feature(row, staff, gen.id)
+        feat = grid_feature(row, staff, gen.id)
     elif c.kind == "cases":
         if generation is not None or start is not None:
             raise BadRequest("a case is read by its reference alone")
         row = ogc.case_item(session, c, feature_id, out_crs)
-        feat = _case_feature(row)
+        feat = case_feature(row)
     else:
         if generation is not None:
             raise BadRequest(f"generation: {c.id} is a layer, versioned in time")
         row = ogc.layer_item(session, c, feature_id, start, out_crs)
-        feat = _layer_feature(row, c, staff)
-    base = f"{_base(request)}/collections/{c.id}"
+        feat = layer_feature(row, c, staff)
+    base = f"{ogc_base(request)}/collections/{c.id}"
     feat["links"] = [*_self_links(request, GEOJSON, f),
                      _link(base, "collection", JSON, "the collection")]
     if _html_wanted(request, f):
@@ -547,27 +519,3 @@ def item(
     out = _content_crs(json_response(feat, media_type=GEOJSON), out_crs, c)
     out.headers["etag"] = etag(row)
     return out
-
-
-def etag(row: dict[str, Any]) -> str:
-    """A feature's version as an entity tag: a grid unit's row and revision (as the drafts
-    API gives it), a layer row's version id (every edit makes a new version)."""
-    if "revision" in row:
-        return f'"{row["id"]}-{row["revision"]}"'
-    return f'"{row["version"]}"'
-
-
-def grid_generation(session: Any, user: Any, c: ogc.Collection, generation: int | None,
-                    at: datetime | None) -> Any:
-    """The generation a grid read names: a draft collection's draft, else ?generation= or
-    the one active at ?datetime= or the active one (drafts for planners and the centre)."""
-    if c.generation is not None:
-        if generation is not None or at is not None:
-            raise BadRequest(f"{'generation' if generation else 'datetime'}: {c.id} is the "
-                             f"grid of draft {c.generation}; read grid-<level> for another")
-        return readable(session, user, generation=c.generation)
-    if generation is not None and at is not None:
-        raise BadRequest("generation and datetime name the grid twice: give one")
-    return readable(session, user, generation=generation, at=at)
-
-

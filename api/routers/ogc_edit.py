@@ -30,15 +30,22 @@ import orjson
 import shapely
 from fastapi import APIRouter, Header, Path, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.bodies import parse_json, read_body
 from api.deps import CurrentUser, SessionDep, SettingsDep, WriteSessionDep, require
 from api.geojson import GeoJSONResponse, json_response
-from api.routers.ogc import CRS84, GEOJSON, Collection, _readable_collection, etag
-from api.routers.ogc import _base as ogc_base
-from api.routers.ogc import _crs_list as crs_list
+from api.ogc_shared import (
+    CRS84,
+    GEOJSON,
+    Collection,
+    crs_list,
+    etag,
+    grid_feature,
+    layer_feature,
+    readable_collection,
+)
+from api.ogc_shared import base as ogc_base
 from api.routing import CheckedRoute, reads
 from api.schemas.common import errors, media
 from api.schemas.ogc import OgcDeleted, OgcWritten
@@ -85,7 +92,7 @@ def _allowed(c: ogc.Collection, user: Any, item: bool) -> list[str]:
 
 def _collection(session: Any, user: Any, cid: str) -> ogc.Collection:
     """The collection, if this caller may read it (drafts and cases are not public)."""
-    return _readable_collection(session, user, cid)
+    return readable_collection(session, user, cid)
 
 
 def _may_write(c: ogc.Collection, user: Any, item: bool) -> None:
@@ -170,16 +177,15 @@ def _location(request: Request, c: ogc.Collection, fid: str) -> str:
 
 def _read_back(session: Any, c: ogc.Collection, fid: str) -> tuple[dict[str, Any], str]:
     """The feature as stored now (within the write's transaction) and its ETag."""
-    from api.routers.ogc import _grid_feature, _layer_feature
     from layers.disclosure import StaffView
 
     staff = StaffView(staff=True, public="none")
     if c.kind == "grid":
         assert c.generation is not None
         row = ogc.grid_item(session, c, c.generation, fid)
-        return _grid_feature(row, staff, c.generation), etag(row)
+        return grid_feature(row, staff, c.generation), etag(row)
     row = ogc.layer_item(session, c, fid, None)
-    return _layer_feature(row, c, staff), etag(row)
+    return layer_feature(row, c, staff), etag(row)
 
 
 def _feature_answer(session: Any, request: Request, c: ogc.Collection, fid: str,
@@ -193,28 +199,6 @@ def _feature_answer(session: Any, request: Request, c: ogc.Collection, fid: str,
     if status == 201:
         out.headers["location"] = _location(request, c, fid)
     return out
-
-
-def _check_layer_match(session: Any, c: ogc.Collection, key: list[str],
-                       if_match: str | None) -> Any:
-    """The current row, locked for this write; 404 if none, 412 if If-Match is stale."""
-    d = c.layer
-    assert d is not None
-    model: Any = d.model
-    cond = [getattr(model, k) == v for k, v in zip(d.key, key, strict=True)]
-    row = session.scalar(select(model).where(*cond, model.valid_to.is_(None))
-                         .with_for_update())
-    if row is None:  # none, or another write ended it while this one waited for the lock
-        row = resp.get(session, d, key)  # the version now current, else its 404
-    if if_match is not None:
-        tags = {t.strip().removeprefix("W/") for t in if_match.split(",")}
-        now = f'"{row.id}"'
-        if "*" not in tags and now not in tags:
-            raise PreconditionFailed(
-                f"If-Match: {c.id} {ogc.ID_SEP.join(key)} is at version {now}, not "
-                f"{if_match[:80]}: somebody changed it first; read it again and retry",
-                extra={"etag": now})
-    return row
 
 
 def _stale_is_412(e: drafts.StaleUnit) -> PreconditionFailed:
@@ -386,7 +370,7 @@ def _changed(request: Request, session: Any, settings: Any, user: Any, cid: str,
         d = c.layer
         assert d is not None
         key = ogc.split_id(c, fid)
-        _check_layer_match(session, c, key, if_match)
+        ogc.lock_current(session, c, key, if_match)
         _check_key(c, props, key)
         fields = _layer_fields(c)
         _unknown(c, props, set(fields))
@@ -468,7 +452,7 @@ def delete_item(session: WriteSessionDep, settings: SettingsDep, user: CurrentUs
         d = c.layer
         assert d is not None
         key = ogc.split_id(c, feature_id)
-        _check_layer_match(session, c, key, if_match)
+        ogc.lock_current(session, c, key, if_match)
         row = resp.retire(session, d, key, actor=user.name)
         return json_response({"deleted": feature_id, "collection": c.id,
                               "valid_to": row.valid_to})

@@ -46,15 +46,28 @@ def require_draft(session: Session, gen_id: int) -> Generation:
     gen = session.get(Generation, gen_id)
     if gen is None:
         raise NotFound(f"generation {gen_id} does not exist")
-    if gen.activated_at is not None:
-        state = "the active generation" if gen.active else "a past generation"
-        raise Conflict(f"generation {gen_id} ({gen.label!r}) is {state}, not a draft: an "
-                       "impact preview compares a draft with the active generation")
+    _check_draft(gen_id, gen.label, gen.active, gen.activated_at)
     return gen
 
 
-def _active(session: Session, gen_id: int) -> int:
-    found = session.scalar(text("SELECT id FROM generation WHERE active"))
+def _check_draft(gen_id: int, label: str | None, active: bool, activated_at: Any) -> None:
+    if activated_at is not None:
+        state = "the active generation" if active else "a past generation"
+        raise Conflict(f"generation {gen_id} ({label!r}) is {state}, not a draft: an "
+                       "impact preview compares a draft with the active generation")
+
+
+def _draft_and_active(session: Session, gen_id: int) -> int:
+    """Checks gen_id is a draft (404, 409) and answers the active generation, in one
+    statement."""
+    rows = session.execute(text(
+        "SELECT id, label, active, activated_at FROM generation WHERE id = :g OR active"),
+        {"g": gen_id}).all()
+    mine = next((r for r in rows if r.id == gen_id), None)
+    if mine is None:
+        raise NotFound(f"generation {gen_id} does not exist")
+    _check_draft(gen_id, mine.label, mine.active, mine.activated_at)
+    found = next((r.id for r in rows if r.active), None)
     if found is None:
         raise Conflict(f"no generation is active: draft {gen_id} has nothing to be compared "
                        "with (activate it instead)")
@@ -68,25 +81,34 @@ def _chains(session: Session, gen_id: int, codes: Iterable[str]
             ) -> dict[str, list[dict[str, Any]]]:
     """Each code's unit and ancestors in a generation, coarse to fine (the index's chain
     form: code, name, level, level_key)."""
-    wanted = sorted(set(codes))
-    if not wanted:
+    return _chains_in(session, {gen_id: codes}).get(gen_id, {})
+
+
+def _chains_in(session: Session, wanted: dict[int, Iterable[str]]
+               ) -> dict[int, dict[str, list[dict[str, Any]]]]:
+    """_chains for several generations at once (one statement): {gen: {code: chain}}."""
+    pairs = sorted({(g, c) for g, codes in wanted.items() for c in codes})
+    if not pairs:
         return {}
     rows = session.execute(text(f"""
-        WITH RECURSIVE chain AS (
-            SELECT u.code AS leaf, u.code, u.name, u.level, u.parent_code, 0 AS depth
-              FROM grid_unit u WHERE u.code = ANY(:codes) AND {in_generation('u')}
+        WITH RECURSIVE w AS (
+            SELECT * FROM unnest(CAST(:gens AS int[]), CAST(:codes AS text[])) AS w(g, code)),
+        chain AS (
+            SELECT w.g, u.code AS leaf, u.code, u.name, u.level, u.parent_code, 0 AS depth
+              FROM w JOIN grid_unit u ON u.code = w.code AND {in_generation('u', 'w.g')}
             UNION ALL
-            SELECT c.leaf, u.code, u.name, u.level, u.parent_code, c.depth + 1
+            SELECT c.g, c.leaf, u.code, u.name, u.level, u.parent_code, c.depth + 1
               FROM grid_unit u JOIN chain c ON u.code = c.parent_code
-             WHERE {in_generation('u')} AND c.depth < 16)
-        SELECT c.leaf, c.code, c.name, c.level, lv.key AS level_key
+             WHERE {in_generation('u', 'c.g')} AND c.depth < 16)
+        SELECT c.g, c.leaf, c.code, c.name, c.level, lv.key AS level_key
           FROM chain c JOIN grid_level lv ON lv.rank = c.level
-         ORDER BY c.leaf, c.level"""), {"codes": wanted, "g": gen_id})
-    out: dict[str, list[dict[str, Any]]] = defaultdict(list)
+         ORDER BY c.g, c.leaf, c.level"""),
+        {"gens": [g for g, _ in pairs], "codes": [c for _, c in pairs]})
+    out: dict[int, dict[str, list[dict[str, Any]]]] = defaultdict(lambda: defaultdict(list))
     for r in rows:
-        out[r.leaf].append({"code": r.code, "name": r.name, "level": int(r.level),
-                            "level_key": r.level_key})
-    return dict(out)
+        out[int(r.g)][r.leaf].append({"code": r.code, "name": r.name, "level": int(r.level),
+                                      "level_key": r.level_key})
+    return {g: dict(v) for g, v in out.items()}
 
 
 def _street(chain: Sequence[dict[str, Any]] | None) -> str | None:
@@ -160,15 +182,14 @@ def impact(session: Session, gen_id: int, settings: Settings, *,
     with (default: read now; the API passes its live one); at: the time of the layers
     (patrol, roles, zones; default now). 404 unknown generation, 409 not a draft."""
     t0 = time.perf_counter()
-    require_draft(session, gen_id)
-    against = _active(session, gen_id)
+    against = _draft_and_active(session, gen_id)
     when = at or datetime.now(UTC)
     d = lineage.diff(session, gen_id, settings, against=against)
-    level_keys: dict[int, str] = {int(r.rank): r.key for r in session.execute(
-        text("SELECT rank, key FROM grid_level"))}
-    finest = int(session.scalar(text(
-        f"SELECT max(u.level) FROM grid_unit u WHERE {in_generation('u')}"), {"g": gen_id})
-        or 0)
+    levels = session.execute(text(  # the levels, and the finest the draft has (one trip)
+        "SELECT rank, key, (SELECT max(u.level) FROM grid_unit u WHERE "
+        f"{in_generation('u')}) AS finest FROM grid_level"), {"g": gen_id}).all()
+    level_keys: dict[int, str] = {int(r.rank): r.key for r in levels}
+    finest = int((levels[0].finest if levels else None) or 0)
     units = _units(d, level_keys)
     new_codes = {r.code for r in d.new}
     old_codes = {r.code for r in d.old}
@@ -496,8 +517,9 @@ def _streets(session: Session, gen_id: int, against: int, d: Diff,
     old_codes = {r.code for r in d.old}
     asset_grids_old = {a["old_grid"] for a in assets if a["old_grid"]}
     asset_grids_new = {a["new_grid"] for a in assets if a["new_grid"]}
-    chains_new = _chains(session, gen_id, new_codes | asset_grids_new)
-    chains_old = _chains(session, against, old_codes | asset_grids_old)
+    both = _chains_in(session, {gen_id: new_codes | asset_grids_new,
+                                against: old_codes | asset_grids_old})
+    chains_new, chains_old = both.get(gen_id, {}), both.get(against, {})
     names: dict[str, str] = {}
     units: dict[str, set[str]] = defaultdict(set)
     for chains, codes in ((chains_new, new_codes), (chains_old, old_codes)):

@@ -151,9 +151,7 @@ def _against(session: Session, gen_id: int, against: int | None) -> int:
 _COLUMNS = "u.id, u.code, u.name, u.level, u.parent_code, ST_AsBinary(u.geom) AS wkb"
 
 
-def _unit_rows(session: Session, sql: str, params: dict[str, Any],
-               settings: Settings) -> list[UnitRow]:
-    got = session.execute(text(sql), params).all()
+def _unit_rows(got: Sequence[Any], settings: Settings) -> list[UnitRow]:
     if not got:
         return []
     geoms = shapely.from_wkb([bytes(r.wkb) for r in got])
@@ -176,24 +174,26 @@ def to_metric(geoms: Sequence[BaseGeometry] | np.ndarray, settings: Settings) ->
 def load_rows(session: Session, gen_id: int, against: int, settings: Settings
               ) -> tuple[list[UnitRow], list[UnitRow], list[UnitRow]]:
     """(new, old, near): rows of gen_id not in `against`, rows of `against` not in gen_id,
-    and rows of both at a new row's level whose box meets it."""
-    p = {"g": gen_id, "a": against}
-    new = _unit_rows(session, f"SELECT {_COLUMNS} FROM grid_unit u WHERE {in_generation('u')} "
-                              f"AND NOT ({in_generation('u', ':a')}) ORDER BY u.level, u.code",
-                     p, settings)
-    old = _unit_rows(session, f"SELECT {_COLUMNS} FROM grid_unit u "
-                              f"WHERE {in_generation('u', ':a')} AND NOT ({in_generation('u')}) "
-                              "ORDER BY u.level, u.code", p, settings)
-    near: list[UnitRow] = []
-    if new:
-        near = _unit_rows(session, f"""
-            SELECT {_COLUMNS} FROM grid_unit u
-             WHERE u.id IN (SELECT o.id FROM grid_unit n
-                              JOIN grid_unit o ON o.level = n.level AND o.geom && n.geom
-                             WHERE n.id = ANY(:ids) AND {in_generation('o', ':a')}
-                               AND {in_generation('o')})
-             ORDER BY u.level, u.code""", p | {"ids": [r.id for r in new]}, settings)
-    return new, old, near
+    and rows of both at a new row's level whose box meets it; one round trip (three
+    index scans)."""
+    new_rows = f"{in_generation('u')} AND NOT ({in_generation('u', ':a')})"
+    got = session.execute(text(f"""
+        SELECT 0 AS side, {_COLUMNS} FROM grid_unit u WHERE {new_rows}
+        UNION ALL
+        SELECT 1, {_COLUMNS} FROM grid_unit u
+         WHERE {in_generation('u', ':a')} AND NOT ({in_generation('u')})
+        UNION ALL
+        SELECT 2, {_COLUMNS} FROM grid_unit u
+         WHERE u.id IN (SELECT o.id FROM grid_unit n
+                          JOIN grid_unit o ON o.level = n.level AND o.geom && n.geom
+                         WHERE {in_generation('n')} AND NOT ({in_generation('n', ':a')})
+                           AND {in_generation('o', ':a')} AND {in_generation('o')})
+         ORDER BY side, level, code"""), {"g": gen_id, "a": against}).all()
+    rows = _unit_rows(got, settings)
+    sides: tuple[list[UnitRow], list[UnitRow], list[UnitRow]] = ([], [], [])
+    for r, row in zip(got, rows, strict=True):
+        sides[int(r.side)].append(row)
+    return sides
 
 
 def _events_kinds(session: Session, gen_id: int) -> dict[str, str]:
@@ -201,8 +201,8 @@ def _events_kinds(session: Session, gen_id: int) -> dict[str, str]:
     that named the code as its own result; parents that followed are not named)."""
     out: dict[str, str] = {}
     rows = session.execute(text(
-        "SELECT action, detail FROM generation_event WHERE generation_id = :g ORDER BY id"),
-        {"g": gen_id})
+        "SELECT action, detail FROM generation_event WHERE generation_id = :g "
+        "AND action = ANY(:kinds) ORDER BY id"), {"g": gen_id, "kinds": list(ACTION_KINDS)})
     for action, detail in rows:
         kind = ACTION_KINDS.get(action)
         if kind is None or not isinstance(detail, dict):

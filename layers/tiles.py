@@ -130,7 +130,10 @@ def tiled(c: Collection) -> Collection:
 def _features_sql(c: Collection) -> tuple[str, str]:
     """(SQL of the tile's rows: properties and the MVT geometry, over the CTE `box`;
     the MVT layer's name)."""
-    geom = ("ST_AsMVTGeom(ST_Simplify(ST_Transform({g}, 3857), :tol, true), box.e, "
+    # clipped to the buffered tile first, in lon/lat: a district's outline is not projected
+    # and simplified whole for every tile it meets
+    geom = ("ST_AsMVTGeom(ST_Simplify(ST_Transform(ST_ClipByBox2D({g}, box.e4), 3857), :tol, "
+            "true), box.e, "
             f"{EXTENT}, {BUFFER}, true) AS geom")
     if c.kind == "grid":
         return (f"SELECT u.code, u.name, u.parent_code, u.level, {geom.format(g='u.geom')} "

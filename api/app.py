@@ -29,6 +29,7 @@ from api.routers import (
     open311,
     planning,
     resolve,
+    tiles,
 )
 from api.routers.resolve import ResolveFastPath
 from api.routing import check_request_text
@@ -171,6 +172,7 @@ def create_app(settings: Settings, engine: Engine | None = None,
     app.include_router(hotspots.router)
     app.include_router(ogc.router)  # OGC API Features under /ogc
     app.include_router(ogc_edit.router)  # and its Part 4 writes
+    app.include_router(tiles.router)  # OGC API Tiles: vector tiles of the collections
     maps.install(app)
 
     @app.get("/", include_in_schema=False)

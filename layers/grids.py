@@ -18,6 +18,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
+from layers import tiles
 from layers.models import Generation, GridLevel, GridUnit
 from layers.settings import Settings
 from layers.versioning import current, finest_level, in_generation
@@ -180,8 +181,11 @@ def activate_generation(session: Session, gen: Generation, settings: Settings, *
         violations = validate_generation(session, gen.id, settings)
         if violations:
             raise invariant_error(violations)
+    before = session.scalar(select(Generation.id).where(Generation.active))
     session.execute(update(Generation).where(Generation.active).values(active=False))
     session.flush()
+    if before is not None and before != gen.id:  # the cached tiles it did not change
+        tiles.carry_over(session, before, gen.id)
     gen.active = True
     gen.activated_at = session.scalar(select(func.clock_timestamp()))
     session.flush()

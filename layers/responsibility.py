@@ -20,7 +20,7 @@ from sqlalchemy import func, insert, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
-from layers import versioning
+from layers import tiles, versioning
 from layers.layer_schemas import (
     AreaIn,
     AssetIn,
@@ -372,6 +372,7 @@ def create(session: Session, d: LayerDef, data: dict[str, Any], geometry: Any = 
             _key_filter(d, key), _current(d))) is not None:
         raise Conflict(f"{d.name}: {'/'.join(key)} already exists; PUT to change it")
     (rid,) = _insert(session, d, [row], [g], _now(session))
+    tiles.invalidate(session, d.name, tiles.row_bounds(session, d, [rid]))
     _event(session, d, _code(d, row), "create", actor)
     _notify(session)
     return session.get(d.model, rid)
@@ -397,6 +398,7 @@ def update(session: Session, d: LayerDef, key: Sequence[str], data: dict[str, An
     cur.valid_to = now
     session.flush()
     (rid,) = _insert(session, d, [row], [g], now)
+    tiles.invalidate(session, d.name, tiles.row_bounds(session, d, [cur.id, rid]))  # old, new
     changed = sorted(k for k in data if old.get(k) != row.get(k))
     _event(session, d, _code(d, row), "update", actor,
            {"changed": changed, "geometry": geometry is not None})
@@ -408,6 +410,7 @@ def retire(session: Session, d: LayerDef, key: Sequence[str], *, actor: str = "s
     """End a row now; its history stays."""
     cur = get(session, d, key)
     cur.valid_to = _now(session)
+    tiles.invalidate(session, d.name, tiles.row_bounds(session, d, [cur.id]))
     _event(session, d, "/".join(key), "retire", actor)
     _notify(session)
     return cur
@@ -573,6 +576,7 @@ def import_rows(session: Session, d: LayerDef,
     def flush() -> None:
         created = [_code(d, r) for r in new_rows]
         updated: dict[str, list[str]] = {}
+        old_geoms: list[Any] = []  # of the rows this batch ends (their tiles change too)
         if same_key:
             stored = _stored_rows(session, d, [i for i, _, _ in same_key])
             ended: list[int] = []
@@ -583,6 +587,7 @@ def import_rows(session: Session, d: LayerDef,
                     report.unchanged += 1
                     continue
                 ended.append(rid)
+                old_geoms.append(old_g)
                 new_rows.append(row)
                 new_geoms.append(g)
                 updated[_code(d, row)] = diff
@@ -593,6 +598,8 @@ def import_rows(session: Session, d: LayerDef,
             n = _copy_insert(session, d, new_rows, new_geoms, now, grids)
         else:
             n = len(_insert(session, d, new_rows, new_geoms, now))
+        if new_rows:
+            tiles.invalidate(session, d.name, tiles.bounds_of([*new_geoms, *old_geoms]))
         report.created += n - len(updated)
         report.updated += len(updated)
         if created or updated:

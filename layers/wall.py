@@ -41,6 +41,32 @@ def outlines(session: Session, gen_id: int, level: int) -> dict[str, Any]:
     return _fc(rows, ["code", "name", "parent_code"])
 
 
+LABELS_MAX = 2000  # label points in one answer (a wall shows labels zoomed in only)
+
+
+def label_points(session: Session, gen_id: int, level: int,
+                 bbox: tuple[float, float, float, float], limit: int = LABELS_MAX
+                 ) -> list[dict[str, Any]]:
+    """Where the wall writes the names of a level's units in a box: a point inside each
+    (ST_PointOnSurface), its code and name; the largest first when there are more."""
+    rows = session.execute(text(
+        f"SELECT u.code, u.name, ST_X(p) AS lon, ST_Y(p) AS lat FROM grid_unit u, "
+        f"ST_PointOnSurface(u.geom) p WHERE {in_generation('u')} AND u.level = :level "
+        f"AND u.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, 4326) "
+        f"ORDER BY u.area_m2 DESC NULLS LAST, u.code LIMIT :limit"),
+        {"g": gen_id, "level": level, "x0": bbox[0], "y0": bbox[1], "x1": bbox[2],
+         "y1": bbox[3], "limit": limit}).all()
+    return [{"code": r.code, "name": r.name, "lon": round(r.lon, 6), "lat": round(r.lat, 6)}
+            for r in rows]
+
+
+def zone_layer_names(session: Session, at: datetime) -> list[str]:
+    """The departments' zone layers that have zones valid at a time."""
+    return list(session.scalars(text(
+        f"SELECT DISTINCT z.layer FROM department_zone z WHERE {valid_at('z')} "
+        "ORDER BY z.layer"), {"at": at}))
+
+
 def zone_layers(session: Session, at: datetime) -> dict[str, dict[str, Any]]:
     """Departments' zone layers valid at a time, one FeatureCollection per layer."""
     rows = session.execute(text(

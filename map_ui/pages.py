@@ -16,7 +16,7 @@ from typing import Any
 
 import folium
 from branca.element import Element, Figure, MacroElement
-from folium.utilities import JsCode
+from folium.plugins import VectorGridProtobuf
 from jinja2 import Template
 
 STATIC = "/map/static"  # where the API serves STATIC_DIR
@@ -81,11 +81,13 @@ def _figure(m: folium.Map) -> Figure:
     return root
 
 
-def new_map(base: BaseMap, centre: tuple[float, float], zoom: int, title: str
-            ) -> folium.Map:
-    """A Leaflet map served entirely by gridops, with the base map of the settings."""
+def new_map(base: BaseMap, centre: tuple[float, float], zoom: int, title: str, *,
+            prefer_canvas: bool = True) -> folium.Map:
+    """A Leaflet map served entirely by gridops, with the base map of the settings
+    (prefer_canvas=False: overlays drawn in SVG, which lets the mouse through to the vector
+    tiles beneath them wherever no overlay is drawn)."""
     m = folium.Map(location=[centre[1], centre[0]], zoom_start=zoom, tiles=None,
-                   control_scale=True, prefer_canvas=True, max_zoom=base.max_zoom)
+                   control_scale=True, prefer_canvas=prefer_canvas, max_zoom=base.max_zoom)
     # instance lists replace folium's CDN defaults (jQuery, Bootstrap, Font Awesome...)
     m.default_js = [("leaflet", f"{STATIC}/vendor/leaflet/leaflet.js"),
                     ("gridops", f"{STATIC}/gridops.js")]
@@ -106,27 +108,37 @@ def _depth_style(depth: int) -> tuple[str, float, int, str]:
     return DEPTH_STYLE[min(depth, len(DEPTH_STYLE) - 1)]
 
 
-def _outline_layer(fc: dict[str, Any], depth: int, name: str, show: bool = True
-                   ) -> folium.GeoJson:
+VECTORGRID_JS = f"{STATIC}/vendor/leaflet.vectorgrid/Leaflet.VectorGrid.bundled.min.js"
+
+
+def _tiled_layer(url: str, name: str, layer: str, style: str, show: bool = True
+                 ) -> VectorGridProtobuf:
+    """Vector tiles of an OGC collection (Leaflet.VectorGrid, served by gridops): style is
+    a JS function of a feature's properties returning its style, or [] to hide it."""
+    options = (f'{{"vectorTileLayerStyles": {{{json.dumps(layer)}: {style}}}, '
+               '"interactive": true, "rendererFactory": L.canvas.tile, "maxNativeZoom": 22, '
+               '"getFeatureId": function (f) { return f.properties.code + "|" + '
+               '(f.properties.layer || ""); }}')
+    vg = VectorGridProtobuf(url, name=name, options=options, show=show)
+    vg.default_js = [("vectorGrid", VECTORGRID_JS)]  # not the CDN's
+    return vg
+
+
+def _outline_layer(url: str, layer: str, depth: int, name: str, show: bool = True
+                   ) -> VectorGridProtobuf:
     colour, weight, _, _ = _depth_style(depth)
-    return folium.GeoJson(
-        fc, name=name, show=show,
-        # the finest level is filled (invisibly) so that hovering anywhere names the grid
-        style_function=lambda _f: {"color": colour, "weight": weight, "fillOpacity": 0.0,
-                                   "fill": depth == 0, "opacity": 0.9},
-        tooltip=folium.GeoJsonTooltip(fields=["code", "name"], aliases=["code", "name"]),
-        highlight_function=lambda _f: {"weight": weight + 2, "color": "#000"},
-        on_each_feature=JsCode("gridops.gridClick") if depth == 0 else None)
+    # the finest level is filled (invisibly) so that hovering anywhere names the grid
+    style = json.dumps({"color": colour, "weight": weight, "fillOpacity": 0.0,
+                        "fill": depth == 0, "opacity": 0.9})
+    return _tiled_layer(url, name, layer, f"function (p) {{ return {style}; }}", show)
 
 
-def _zone_layer(fc: dict[str, Any], layer: str, colour: str, show: bool = False
-                ) -> folium.GeoJson:
-    return folium.GeoJson(
-        fc, name=f"Zones: {layer}", show=show,
-        style_function=lambda _f: {"color": colour, "weight": 2, "dashArray": "6 4",
-                                   "fillColor": colour, "fillOpacity": 0.08},
-        tooltip=folium.GeoJsonTooltip(fields=["name", "department_name", "code"],
-                                      aliases=["zone", "department", "code"]))
+def _zone_layer(url: str, layer: str, colour: str, show: bool = False) -> VectorGridProtobuf:
+    style = json.dumps({"color": colour, "weight": 2, "dashArray": "6 4", "fill": True,
+                        "fillColor": colour, "fillOpacity": 0.08})
+    return _tiled_layer(url, f"Zones: {layer}", "zones",
+                        f"function (p) {{ return p.layer === {json.dumps(layer)} ? {style} "
+                        f": []; }}", show)
 
 
 def _legend() -> str:
@@ -145,22 +157,30 @@ def _legend() -> str:
 
 
 def wall_page(*, base: BaseMap, bounds: tuple[float, float, float, float], title: str,
-              levels: Sequence[tuple[int, str, dict[str, Any]]],
-              zones: dict[str, dict[str, Any]], chronic: dict[str, Any],
+              levels: Sequence[tuple[int, str, str, str]], zones: Sequence[str],
+              zones_url: str, labels_url: str, chronic: dict[str, Any],
               counts: dict[str, int], filters: dict[str, Any], period_text: str,
               refresh_s: int) -> str:
-    """The command-centre wall: grid levels, department zones, Gi* hexagons, open cases,
-    chronic spots, a legend, counts and the period; refreshes itself in place."""
-    m = new_map(base, ((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2), 11, title)
+    """The command-centre wall: grid levels and department zones as vector tiles (levels:
+    (rank, label, tile URL template, MVT layer) coarse to fine; zones: the zone layers,
+    all in the tiles of zones_url), Gi* hexagons, open cases, chronic spots, a legend,
+    counts and the period; refreshes itself in place. labels_url ({level}) gives the label
+    points of a level in a bbox."""
+    m = new_map(base, ((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2), 11, title,
+                prefer_canvas=False)  # the grid is in canvas tiles under the overlays
     named: dict[str, Any] = {}
-    for i, (_, name, fc) in enumerate(levels):
-        layer = _outline_layer(fc, len(levels) - 1 - i, name)
+    tiled: list[str] = []
+    for i, (_, name, url, mvt_layer) in enumerate(levels):
+        layer = _outline_layer(url, mvt_layer, len(levels) - 1 - i, name)
         layer.add_to(m)
         named[name] = layer
-    for i, (layer_name, fc) in enumerate(sorted(zones.items())):
-        zl = _zone_layer(fc, layer_name, ZONE_COLOURS[i % len(ZONE_COLOURS)])
+        tiled.append(f"gridops.tiled(map, {layer.get_name()}, "
+                     f"{json.dumps({'click': i == len(levels) - 1})});")
+    for i, layer_name in enumerate(sorted(zones)):
+        zl = _zone_layer(zones_url, layer_name, ZONE_COLOURS[i % len(ZONE_COLOURS)])
         zl.add_to(m)
         named[f"Zones: {layer_name}"] = zl
+        tiled.append(f"gridops.tiled(map, {zl.get_name()}, {json.dumps({'zone': True})});")
     hot = folium.FeatureGroup(name="Hotspots (Gi*)", show=True)
     hot.add_to(m)
     named["Hotspots (Gi*)"] = hot
@@ -209,9 +229,11 @@ def wall_page(*, base: BaseMap, bounds: tuple[float, float, float, float], title
         f'{_esc(chronic["months"][-1] if chronic["months"] else "")}</span>{chronic_rows}</div>'))
 
     layer_vars = _vars(named)
-    label_calls = "".join(
+    label_calls = "".join(tiled) + "".join(
         f"gridops.labels(map, {named[name].get_name()}, {_depth_style(len(levels) - 1 - i)[2]},"
-        f" '{_depth_style(len(levels) - 1 - i)[3]}');" for i, (_, name, _) in enumerate(levels))
+        f" '{_depth_style(len(levels) - 1 - i)[3]}', "
+        f"{json.dumps(labels_url.format(level=rank))});"
+        for i, (rank, name, _, _) in enumerate(levels))
     hot_filters = {k: v for k, v in filters.items() if v}
     fit = [[bounds[1], bounds[0]], [bounds[3], bounds[2]]]
     m.add_child(Script(

@@ -1,4 +1,5 @@
-"""Leaflet, served by gridops itself so that maps work on a command centre's closed network.
+"""Leaflet and Leaflet.VectorGrid (the wall's vector tiles), served by gridops itself so
+that maps work on a command centre's closed network.
 
 The set-up (scripts/setup.sh) runs `python -m map_ui.vendor` once: it fetches the pinned
 release from the npm registry, checks its sha512 integrity and unpacks dist/ into
@@ -22,8 +23,14 @@ PACKAGES = {
     "leaflet": ("1.9.4", "https://registry.npmjs.org/leaflet/-/leaflet-1.9.4.tgz",
                 "sha512-nxS1ynzJOmOlHp+iL3FyWqK89GtNL8U8rvlMOsQdTTssxZwCXh8N2NB3GDQOL+YR3XnWy"
                 "ZAxwQixURb+FA74PA=="),
+    "leaflet.vectorgrid": ("1.3.0",
+                           "https://registry.npmjs.org/leaflet.vectorgrid/-/"
+                           "leaflet.vectorgrid-1.3.0.tgz",
+                           "sha512-kWmj1pKM+MVdo/7Mg5zsB3YrGZvo/uIuiANV9MvWUFOG+Y2xAJzrteDhoIcCg"
+                           "TjHSSRJ36xdeGdIQVhuWjnCZw=="),
 }
-NEEDED = ("leaflet/leaflet.js", "leaflet/leaflet.css", "leaflet/images/layers.png")
+NEEDED = ("leaflet/leaflet.js", "leaflet/leaflet.css", "leaflet/images/layers.png",
+          "leaflet.vectorgrid/Leaflet.VectorGrid.bundled.min.js")
 
 
 def present() -> bool:
@@ -65,6 +72,8 @@ def main() -> int:
         return 0
     registry = Settings().npm_registry  # GRIDOPS_NPM_REGISTRY
     for name, (version, url, integrity) in PACKAGES.items():
+        if all((VENDOR / f).is_file() for f in NEEDED if f.startswith(name + "/")):
+            continue
         print(f"map_ui: fetching {name}@{version} from the npm registry", file=sys.stderr)
         fetch(name, version, url, integrity, VENDOR, registry)
     if not present():

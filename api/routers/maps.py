@@ -6,7 +6,6 @@ hotspots, kpis)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import partial
 from typing import Annotated, Any
 
 import orjson
@@ -37,14 +36,14 @@ from api.params import (
 )
 from api.routing import CheckedRoute
 from api.schemas.common import errors, geojson
-from api.schemas.maps import OpenCases, WallCounts
+from api.schemas.maps import OpenCases, WallCounts, WallLabel
 from layers import grids, hotspots, kpis, wall
 from layers.disclosure import StaffView
 from layers.lookup import spot
 from layers.resolution import normalise_point
 from layers.settings import Settings
 from map_ui import pages, vendor
-from spatial.errors import InvalidInput, Unavailable
+from spatial.errors import InvalidInput, NotFound, Unavailable
 
 router = APIRouter(route_class=CheckedRoute, prefix="/map", tags=["map"])
 
@@ -90,12 +89,14 @@ def wall_page(session: SessionDep, settings: SettingsDep, idx: ActiveIndexDep,
     _ready()
     now = datetime.now().astimezone()
     since, until = hotspots.period_bounds(period, None, None, settings.timezone, now)
-    levels = []
-    for lv in grids.levels(session):
-        fc = cache.get(("outline", idx.generation, lv.rank),
-                       partial(wall.outlines, session, idx.generation, lv.rank), ttl_s=3600)
-        levels.append((lv.rank, f"{lv.name} ({lv.key})", fc))
-    zones = cache.get(("zones",), lambda: wall.zone_layers(session, datetime.now(UTC)))
+    # the grid and the zones come as vector tiles (/ogc/.../tiles), the grid's of this
+    # generation (a published one: the browser keeps them)
+    tile = "/ogc/collections/{c}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}"
+    levels = [(lv.rank, f"{lv.name} ({lv.key})",
+               tile.format(c=f"grid-{lv.key}") + f"?generation={idx.generation}",
+               f"grid-{lv.key}") for lv in grids.levels(session)]
+    zones = cache.get(("zone-layers",),
+                      lambda: wall.zone_layer_names(session, datetime.now(UTC)))
     chronic = cache.get(("chronic", idx.generation, category, department),
                         lambda: hotspots.chronic(session, areas, idx.generation, idx, now,
                                                  settings.timezone, category=category,
@@ -105,7 +106,9 @@ def wall_page(session: SessionDep, settings: SettingsDep, idx: ActiveIndexDep,
                    f"{until:%Y-%m-%d %H:%M} ({period or 'last 30 days'})")
     body = pages.wall_page(
         base=_base(settings), bounds=idx.meta["bounds"], title=settings.map_title, levels=levels,
-        zones=zones, chronic=chronic, counts=counts,
+        zones=zones, zones_url=tile.format(c="zones"),
+        labels_url=f"/map/wall/labels.json?generation={idx.generation}&level={{level}}",
+        chronic=chronic, counts=counts,
         filters={"period": period, "category": category, "department": department},
         period_text=period_text,
         refresh_s=settings.map_refresh_s if refresh is None else refresh)
@@ -137,6 +140,23 @@ def wall_open(session: SessionDep,
     box = parse_bbox(bbox)
     res = min(11, max(5, int(zoom) - 5))
     return GeoJSONResponse(wall.open_cases(session, box, res, datetime.now().astimezone()))
+
+
+@router.get("/wall/labels.json", response_model=list[WallLabel],
+            responses=errors(404, 422, 503))
+def wall_labels(session: SessionDep, idx: ActiveIndexDep,
+                bbox: Annotated[str, Query(description="minlon,minlat,maxlon,maxlat")],
+                level: Annotated[int, Query(ge=1, le=16)],
+                generation: Annotated[int | None, Query(ge=1)] = None) -> Response:
+    """Where the wall writes the names of a level's units on screen (a point in each, the
+    largest first, at most a few thousand): the wall's labels, zoomed in. A published
+    generation only (the active one by default)."""
+    gen = idx.generation
+    if generation is not None and generation != gen:
+        if grids.generation_at(session, generation=generation).activated_at is None:
+            raise NotFound(f"generation {generation} is not published")
+        gen = generation
+    return json_response(wall.label_points(session, gen, level, parse_bbox(bbox)))
 
 
 @router.get("/lookup", response_class=HTMLResponse, responses=errors(404, 422, 503))

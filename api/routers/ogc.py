@@ -43,7 +43,7 @@ from api.schemas.ogc import (
     QueryablesOut,
 )
 from api.visibility import may_read_drafts, readable
-from layers import cql, ogc
+from layers import cql, ogc, tiles
 from layers.workflow import ADMIN, CENTRE
 from map_ui import ogc_pages
 from map_ui.pages import BaseMap
@@ -81,6 +81,12 @@ CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/update",
     "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/features",
     "http://www.opengis.net/spec/ogcapi-features-4/1.0/conf/optimistic-locking-etags",
+    # OGC API Tiles: the grid levels and the layers with geometry as vector tiles
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/core",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tileset",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/tilesets-list",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/geodata-tilesets",
+    "http://www.opengis.net/spec/ogcapi-tiles-1/1.0/conf/mvt",
 ]
 SCHEMA_JSON = "application/schema+json"
 # query parameters every items request may carry; the rest must be queryables
@@ -227,6 +233,9 @@ def _describe(request: Request, session: Any, c: ogc.Collection, gen_id: int | N
                   _link(f"{base}/queryables", "http://www.opengis.net/def/rel/ogc/1.0/"
                         "queryables", SCHEMA_JSON, "the properties a filter may name")],
     }
+    if tiles.has_tiles(c):
+        doc["links"].append(_link(f"{base}/tiles", "http://www.opengis.net/def/rel/ogc/1.0/"
+                                  "tilesets-vector", JSON, "the vector tiles"))
     if c.geometry:
         doc["crs"] = [k.uri for k in offered]
         doc["storageCrs"] = CRS84

@@ -73,3 +73,12 @@ class OpenCases(FeatureCollection):
         default=None, description="the cells' H3 resolution (only when aggregated)")
     total: int = Field(description="open cases in the box")
     features: list[OpenCaseFeature | OpenCellFeature]  # type: ignore[assignment]
+
+
+class WallLabel(BaseModel):
+    """Where the wall writes a unit's name: a point inside it."""
+
+    code: str
+    name: str
+    lon: float
+    lat: float

@@ -62,26 +62,71 @@
     write();
   }
 
-  /* Permanent labels for the features of a GeoJSON layer, only from a zoom on and only for
-     those on screen (a wall shows hundreds of grids). */
-  function labels(map, layer, minZoom, cls) {
+  /* Leaflet.VectorGrid 1.3 calls L.DomEvent.fakeStop, which Leaflet 1.8 removed: mark the
+     event as handled, as Leaflet's own stopPropagation does for its events. */
+  if (window.L && L.DomEvent && !L.DomEvent.fakeStop) {
+    L.DomEvent.fakeStop = function (e) { e._stopped = true; return this; };
+  }
+
+  /* A vector-tile layer (Leaflet.VectorGrid) of the wall: a tooltip naming the feature under
+     the mouse, the feature highlighted across its tiles, and for the finest grid level
+     (opts.click) the grid's popup on a click. `_gridopsLoaded` is set once its tiles are in. */
+  function tiled(map, layer, opts) {
+    var tip = L.tooltip({sticky: true, direction: "top", offset: [0, -8]});
+    var over = null;
+    function text(p) {
+      if (opts.zone) {
+        return "<b>" + esc(p.name) + "</b><br>" + esc(p.department_name || p.department_code) +
+               "<br><code>" + esc(p.code) + "</code>";
+      }
+      return "<b>" + esc(p.name) + "</b> <code>" + esc(p.code) + "</code>";
+    }
+    function id(p) { return p.code + "|" + (p.layer || ""); }
+    layer.on("mouseover", function (e) {
+      var p = e.layer.properties;
+      if (over !== null && over !== id(p)) { layer.resetFeatureStyle(over); }
+      over = id(p);
+      layer.setFeatureStyle(over, {color: "#000", weight: 3, fill: !!opts.click,
+                                   fillOpacity: 0.0, opacity: 1});
+      tip.setLatLng(e.latlng).setContent(text(p));
+      if (!map.hasLayer(tip)) { tip.addTo(map); }
+    });
+    layer.on("mousemove", function (e) { if (map.hasLayer(tip)) { tip.setLatLng(e.latlng); } });
+    layer.on("mouseout", function () {
+      if (over !== null) { layer.resetFeatureStyle(over); over = null; }
+      if (map.hasLayer(tip)) { map.removeLayer(tip); }
+    });
+    map.on("overlayremove", function (e) {
+      if (e.layer === layer && map.hasLayer(tip)) { map.removeLayer(tip); }
+    });
+    if (opts.click) {
+      layer.on("click", function (e) { gridPopup(map, e.layer.properties, e.latlng); });
+    }
+    layer.on("load", function () { layer._gridopsLoaded = true; });
+    layer.on("loading", function () { layer._gridopsLoaded = false; });
+  }
+
+  /* Permanent labels of a grid level, only from a zoom on and only for the units on screen
+     (the server gives a point inside each: url + &bbox=), while the level is shown. */
+  function labels(map, layer, minZoom, cls, url) {
+    var group = L.layerGroup().addTo(map);
+    var asked = 0;
     function update() {
       var show = map.getZoom() >= minZoom && map.hasLayer(layer);
-      var view = map.getBounds();
-      layer.eachLayer(function (l) {
-        var on = show && l.getBounds && view.intersects(l.getBounds());
-        if (on) {
-          if (!l._gridopsLabel) {
-            l.bindTooltip(l.feature.properties.name || l.feature.properties.code,
-                          {permanent: true, direction: "center", className: "lbl " + cls,
-                           interactive: false});
-            l._gridopsLabel = true;
-          }
-          l.openTooltip(l.getCenter());
-        } else if (l._gridopsLabel) {
-          l.closeTooltip();
-        }
-      });
+      var mine = ++asked;
+      if (!show) { group.clearLayers(); return; }
+      var b = map.getBounds();
+      var bbox = [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()]
+        .map(function (v) { return v.toFixed(5); }).join(",");
+      getJSON(url + "&bbox=" + bbox).then(function (points) {
+        if (mine !== asked) { return; }  // a later view asked since
+        group.clearLayers();
+        points.forEach(function (p) {
+          group.addLayer(L.tooltip({permanent: true, direction: "center",
+                                    className: "lbl " + cls, interactive: false})
+            .setLatLng([p.lat, p.lon]).setContent(esc(p.name || p.code)));
+        });
+      }).catch(warn);
     }
     map.on("zoomend moveend overlayadd overlayremove", update);
     update();
@@ -113,14 +158,11 @@
 
   /* A click on a grid of the finest level: its name, its page, and the dispute lookup of
      the spot clicked. */
-  function gridClick(f, layer) {
-    layer.on("click", function (e) {
-      var p = f.properties;
-      L.popup().setLatLng(e.latlng).setContent(
-        "<b>" + esc(p.name) + "</b> <code>" + esc(p.code) + "</code><br>" +
-        '<a href="/map/grid/' + encodeURIComponent(p.code) + '">grid page</a> · ' +
-        lookupLink(e.latlng)).openOn(layer._map);
-    });
+  function gridPopup(map, p, latlng) {
+    L.popup().setLatLng(latlng).setContent(
+      "<b>" + esc(p.name) + "</b> <code>" + esc(p.code) + "</code><br>" +
+      '<a href="/map/grid/' + encodeURIComponent(p.code) + '">grid page</a> · ' +
+      lookupLink(latlng)).openOn(map);
   }
 
   /* Gi* hexagons from /hotspots, at a resolution that suits the zoom. */
@@ -234,7 +276,8 @@
 
   window.gridops = {
     keepState: keepState, labels: labels, hotspots: hotspots, openCases: openCases,
-    counts: counts, every: every, lookupOnClick: lookupOnClick, gridClick: gridClick,
+    counts: counts, every: every, lookupOnClick: lookupOnClick, gridPopup: gridPopup,
+    tiled: tiled,
     binColours: BIN_COLOURS
   };
 })();

@@ -34,8 +34,16 @@ def _open(page: Any, url: str) -> None:
 
 
 def _count(page: Any, layer: str) -> int:
-    """Leaflet layers drawn inside a named overlay (nested groups flattened)."""
+    """Leaflet layers drawn inside a named overlay (nested groups flattened); for a vector
+    tile layer, the distinct features in the tiles it has loaded."""
     return int(page.evaluate("""name => {
+        const vg = window.gridopsLayers[name];
+        if (vg._vectorTiles) {
+            const ids = new Set();
+            Object.values(vg._vectorTiles).forEach(
+                r => Object.keys(r._features || {}).forEach(k => ids.add(k)));
+            return ids.size;
+        }
         let n = 0;
         const walk = l => { if (l.getLayers) { l.getLayers().forEach(walk); } else { n++; } };
         walk(window.gridopsLayers[name]);
@@ -56,13 +64,36 @@ def spot_with_asset(map_db: str) -> dict[str, Any]:
     return dict(r)
 
 
+LEVELS = ("区 (district)", "街镇 (street)", "居村 (community)", "网格 (grid)")
+TILES_LOADED = ("() => [" + ", ".join(f"'{n}'" for n in LEVELS) + "].every("
+                "n => window.gridopsLayers && window.gridopsLayers[n]._gridopsLoaded)")
+
+
 def test_wall_shows_every_layer_filled(watched: Watched, map_server: str) -> None:
     p = watched.page
+    tiles: list[tuple[str, int]] = []
+    p.on("response", lambda r: "/tiles/WebMercatorQuad/" in r.url
+         and tiles.append((r.url, r.status)))
     p.goto(map_server + "/map/wall", wait_until="networkidle")
     p.wait_for_function("window.gridopsLayers && "
                         "window.gridopsLayers['Hotspots (Gi*)'].getLayers().length > 0")
     p.wait_for_function("window.gridopsLayers['Open cases'].getLayers().length > 0")
+    p.wait_for_function(TILES_LOADED)
     assert _layer_names(p) == WALL_LAYERS
+    # the grid levels came as vector tiles of the active generation, and were drawn
+    grid_tiles = [(u, st) for u, st in tiles if "/grid-grid/" in u]
+    assert grid_tiles and all(st == 200 for _, st in tiles), tiles[:5]
+    assert all("generation=" in u for u, _ in grid_tiles)
+    assert not any("/zones/" in u for u, _ in tiles)  # the zone layers start switched off
+    painted = p.evaluate("""() => Array.from(document.querySelectorAll('canvas.leaflet-tile'))
+        .filter(c => c.width > 0 && c.getContext('2d').getImageData(0, 0, c.width, c.height)
+                      .data.some((v, i) => i % 4 === 3 && v > 0)).length""")
+    assert painted > 0, "no tile canvas has a drawn pixel"
+    p.evaluate("() => { gridopsMap.addLayer(gridopsLayers['Zones: police_beats']); }")
+    p.wait_for_function("gridopsLayers['Zones: police_beats']._gridopsLoaded")
+    assert _count(p, "Zones: police_beats") > 0 and any("/zones/" in u for u, _ in tiles)
+    assert all(st == 200 for _, st in tiles)
+    p.evaluate("() => { gridopsMap.removeLayer(gridopsLayers['Zones: police_beats']); }")
     assert _count(p, "网格 (grid)") == 1322
     assert _count(p, "居村 (community)") > 300 and _count(p, "街镇 (street)") >= 18
     assert _count(p, "区 (district)") == 1
@@ -108,6 +139,15 @@ def test_wall_click_leads_to_the_grid_and_the_lookup(watched: Watched, map_serve
     # zoomed in, only the grid layer on (state from the hash)
     _open(p, map_server + "/map/wall#15/31.03/121.23/网格 (grid)")
     assert not p.evaluate("gridopsMap.hasLayer(gridopsLayers['Hotspots (Gi*)'])")
+    p.wait_for_function("window.gridopsLayers['网格 (grid)']._gridopsLoaded")
+    p.mouse.move(480, 440)
+    p.mouse.move(500, 450)
+    p.wait_for_selector(".leaflet-tooltip:not(.lbl)")  # hovering names the grid
+    assert re.search(r"\b\d{15}\b", p.inner_text(".leaflet-tooltip:not(.lbl)"))
+    p.evaluate("() => { gridopsMap.setZoom(16, {animate: false}); }")
+    p.wait_for_selector(".leaflet-tooltip.lbl-fine")  # zoomed in: the grids' names
+    p.evaluate("() => { gridopsMap.setZoom(15, {animate: false}); }")
+    p.wait_for_function("window.gridopsLayers['网格 (grid)']._gridopsLoaded")
     p.mouse.click(500, 450)
     p.wait_for_selector(".leaflet-popup-content")
     popup = p.inner_text(".leaflet-popup-content")
@@ -202,6 +242,7 @@ def test_nothing_breaks_when_tiles_cannot_load(browser: Any, tiled_server: str) 
         w.page.goto(tiled_server + "/map/wall", wait_until="networkidle")
         w.page.wait_for_function(
             "window.gridopsLayers['Hotspots (Gi*)'].getLayers().length > 0")
+        w.page.wait_for_function(TILES_LOADED)
         assert _count(w.page, "网格 (grid)") == 1322
         assert w.outside, "tiles were asked for"
         # the only complaints are the tiles that could not load

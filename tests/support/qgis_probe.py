@@ -130,7 +130,7 @@ def steps(base: str, cfg: dict[str, Any], out: dict[str, Any]) -> None:
                             "raw_centroid": centroid(raw) if raw else None}
     if raw is not None:
         g = raw.constGet().clone()
-        if c4490.hasAxisInverted():  # what QGIS 3.28+'s OAPIF items request does
+        if c4490.hasAxisInverted():  # as 3.32+'s downloader does (runGenericDownload)
             g.swapXy()
         axis["swapped_centroid"] = centroid(QgsGeometry(g))
     if out.get("plain", {}).get("unit_centroid"):

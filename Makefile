@@ -18,9 +18,10 @@ lint: setup
 	$(BIN)/lint-imports
 	$(BIN)/mypy spatial layers api map_ui etl
 
-# the browser tests need Debian's chromium and CJK fonts (for the screenshots' labels)
+# the browser tests need Debian's chromium and CJK fonts (for the screenshots' labels); the
+# QGIS test needs Debian's QGIS (python3-qgis with its providers, for /usr/bin/python3)
 test:
-	@GRIDOPS_EXTRA_APT="chromium fonts-noto-cjk" scripts/setup.sh
+	@GRIDOPS_EXTRA_APT="chromium fonts-noto-cjk python3-qgis qgis-providers" scripts/setup.sh
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 	$(BIN)/mypy spatial layers api map_ui etl

@@ -11,8 +11,11 @@ need=()
 [ -f "/usr/share/postgresql/$PG_MAJOR/extension/postgis.control" ] || need+=("postgresql-$PG_MAJOR-postgis-3")
 command -v runuser >/dev/null || need+=(util-linux)
 command -v "$PY" >/dev/null || need+=(python3.11 python3.11-venv)
+# installed = dpkg's "install ok installed" (`dpkg -s` also succeeds for a package removed
+# with its configuration files left behind)
 for extra in ${GRIDOPS_EXTRA_APT:-}; do
-  dpkg -s "$extra" >/dev/null 2>&1 || need+=("$extra")
+  [ "$(dpkg-query -W -f='${Status}' "$extra" 2>/dev/null)" = "install ok installed" ] \
+    || need+=("$extra")
 done
 
 if [ ${#need[@]} -gt 0 ]; then

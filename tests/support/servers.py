@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -30,12 +31,14 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) ->
 
 
 @contextmanager
-def serving(db_url: str, **env: str) -> Iterator[str]:
-    """`gridops serve` (one worker) on a free port against a database; its base URL."""
+def serving(db_url: str, log: Path | None = None, **env: str) -> Iterator[str]:
+    """`gridops serve` (one worker) on a free port against a database; its base URL. With
+    `log`, the server's output (its access log when GRIDOPS_ACCESS_LOG=1) goes to that file."""
     port = free_port(0)
+    out = open(log, "wb") if log is not None else None  # noqa: SIM115 (closed below)
     proc = subprocess.Popen([sys.executable, "-m", "etl.cli", "serve", "--port", str(port)],
                             env={**os.environ, "GRIDOPS_DATABASE_URL": db_url, **env},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            stdout=out or subprocess.DEVNULL, stderr=out or subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, proc)
@@ -43,6 +46,8 @@ def serving(db_url: str, **env: str) -> Iterator[str]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        if out is not None:
+            out.close()
 
 
 def watch_switch(answer: Callable[[], dict[str, Any]], new_gen: int, new_grid: str,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import Depends, FastAPI
 from fastapi.responses import RedirectResponse
@@ -35,6 +37,7 @@ from api.routers.resolve import ResolveFastPath
 from api.routing import check_request_text
 from api.services import Services
 from layers import impact
+from layers import tiles as tile_cache
 from layers.auth import TOKENS_CHANNEL, TokenCache
 from layers.db import database_url, make_engine, make_sessionmaker
 from layers.escalation import Scheduler
@@ -97,15 +100,29 @@ def create_app(settings: Settings, engine: Engine | None = None,
 
     def _prepare_impact() -> None:
         """The active generation's alignment with the departments' zones, computed now in
-        the background (most of a cold impact preview's time)."""
+        the background (most of a cold impact preview's time), then the wall's first views
+        as vector tiles."""
         def run() -> None:
             try:
                 with factory() as session:
                     impact.prepare(session, settings)
             except Exception:
                 log.exception("could not prepare the impact preview")
+            try:
+                if settings.tiles_prewarm:
+                    with factory() as session:
+                        _prewarm_tiles(session)
+            except Exception:
+                log.exception("could not build the wall's first tiles")
 
         threading.Thread(target=run, name="gridops-impact-prepare", daemon=True).start()
+
+    def _prewarm_tiles(session: Any) -> None:
+        t0 = time.perf_counter()
+        gen, n = tile_cache.prewarm_active(session)
+        if n:
+            log.info("the wall's first %d tiles of generation %s ready in %.1f s", n, gen,
+                     time.perf_counter() - t0)
 
     def _on_generation() -> None:
         before = indexes.active

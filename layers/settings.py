@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     token_cache_s: float = Field(
         default=30.0, ge=0, description="seconds a worker trusts a token it verified "
         "(revocations reach every worker at once by NOTIFY; 0 = check every request)")
+    tiles_prewarm: bool = Field(default=True, description="build the wall's first vector "
+                                "tiles in the background after start-up and activations")
     access_log: bool = Field(default=False, description="log every HTTP request (costs "
                              "about a third of the single-resolve throughput)")
     map_tiles: str | None = Field(

@@ -30,11 +30,20 @@ its own transaction, so no worker can serve a tile older than a committed edit:
   (in one of the two generations and not in the other): only where it touched is cold.
 - a draft's tiles (planner and centre tokens only) are never cached: a draft changes with
   every edit, and its edits (layers.drafts) need no invalidation hook for the same reason.
+
+Because a published generation's grid tiles never change, each worker also keeps the ones
+it served in memory (MEMORY, bounded by bytes, least recently used out first): a hit there
+costs no database round trip. Layer tiles are read from the table every time (an edit in
+another worker must be seen at once). prewarm() builds the tiles of the wall's first
+views of a generation in the background, after start-up and after an activation, so no
+one waits for a cold first screen.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -88,6 +97,45 @@ class Tile:
     data: bytes
     hit: bool
     cached: bool
+
+
+class TileMemory:
+    """Tiles that never change (a published generation's grid levels) kept in this
+    worker, at most max_bytes of them, the least recently used dropped first."""
+
+    def __init__(self, max_bytes: int = 64 << 20) -> None:
+        self.max_bytes = max_bytes
+        self._tiles: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> bytes | None:
+        with self._lock:
+            data = self._tiles.get(key)
+            if data is not None:
+                self._tiles.move_to_end(key)
+            return data
+
+    def put(self, key: tuple[Any, ...], data: bytes) -> None:
+        with self._lock:
+            if key in self._tiles:
+                return
+            self._tiles[key] = data
+            self._bytes += len(data) + 100
+            while self._bytes > self.max_bytes and self._tiles:
+                _, old = self._tiles.popitem(last=False)
+                self._bytes -= len(old) + 100
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tiles.clear()
+            self._bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._tiles)
+
+
+MEMORY = TileMemory()
 
 
 def parse_address(z: str, x: str, y: str) -> tuple[int, int, int]:
@@ -181,10 +229,15 @@ def tile(session: Session, c: Collection, z: int, x: int, y: int, *,
     if not cache:
         return Tile(bytes(session.execute(text(sql), params).scalar_one()), False, False)
     key = {"c": c.id, "kg": cache_generation(c, gen_id), "z": z, "x": x, "y": y}
+    mem = (c.id, key["kg"], z, x, y) if c.kind == "grid" else None  # never changes
+    if mem is not None and (kept := MEMORY.get(mem)) is not None:
+        return Tile(kept, True, True)
     got = session.execute(text(
         "SELECT data FROM tile_cache WHERE collection = :c AND generation = :kg AND z = :z "
         "AND x = :x AND y = :y"), key).scalar_one_or_none()
     if got is not None:
+        if mem is not None:
+            MEMORY.put(mem, bytes(got))
         return Tile(bytes(got), True, True)
     if c.kind != "grid" and not session.execute(text(
             "SELECT pg_try_advisory_xact_lock_shared(:ns, hashtext(:c))"),
@@ -197,7 +250,74 @@ def tile(session: Session, c: Collection, z: int, x: int, y: int, *,
         f"SELECT :c, :kg, :z, :x, :y, {envelope_sql()}, t.data FROM t "
         "ON CONFLICT DO NOTHING) SELECT data FROM t"), params | key).scalar_one()
     session.commit()  # the tile is stored, the shared lock let go
+    if mem is not None:
+        MEMORY.put(mem, bytes(data))
     return Tile(bytes(data), False, True)
+
+
+SCREEN = (1600, 900)  # the wall's screen, in CSS pixels
+
+
+def _xy(lon: float, lat: float, z: int) -> tuple[float, float]:
+    n = 1 << z
+    return ((lon + 180) / 360 * n,
+            (1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+
+
+def fit_zoom(bounds: Box) -> int:
+    """The zoom at which Leaflet's fitBounds shows the lon/lat box on SCREEN."""
+    for z in range(MAX_ZOOM, -1, -1):
+        x0, y1 = _xy(bounds[0], bounds[1], z)
+        x1, y0 = _xy(bounds[2], bounds[3], z)
+        if (x1 - x0) * 256 <= SCREEN[0] and (y1 - y0) * 256 <= SCREEN[1]:
+            return z
+    return 0
+
+
+def box_tiles(bounds: Box, z: int) -> list[tuple[int, int, int]]:
+    """Every tile of zoom z that meets the lon/lat box."""
+    x0, y1 = _xy(bounds[0], bounds[1], z)
+    x1, y0 = _xy(bounds[2], bounds[3], z)
+    n = 1 << z
+    return [(z, x, y) for x in range(max(0, int(x0)), min(n - 1, int(x1)) + 1)
+            for y in range(max(0, int(y0)), min(n - 1, int(y1)) + 1)]
+
+
+PREWARM_LOCK = 7_311_017  # advisory lock: one worker builds a generation's first views
+
+
+def prewarm(session: Session, collections: Sequence[Collection], gen_id: int,
+            bounds: Box, *, zooms: int = 2) -> int:
+    """Build (into tile_cache and this worker's memory) every tile of the grid levels that
+    the wall's first view of the territory shows, and of the next `zooms - 1` zooms in.
+    One worker builds while the others wait, then they read the stored tiles. Returns
+    how many tiles were built or read."""
+    z0 = fit_zoom(bounds)
+    lock = {"ns": PREWARM_LOCK, "g": gen_id}
+    bind: Any = session.get_bind()
+    engine = bind.engine  # an Engine's engine is itself; a Connection's, its engine
+    with engine.connect() as held:  # its own connection: the session commits after each
+        held.execute(text("SELECT pg_advisory_lock(:ns, :g)"), lock)
+        held.commit()
+        try:
+            z1 = min(MAX_ZOOM, z0 + zooms - 1)
+            # what another worker built already: into memory in one read
+            for r in session.execute(text(
+                    "SELECT collection, z, x, y, data FROM tile_cache WHERE generation = :g "
+                    "AND collection = ANY(:cs) AND z BETWEEN :z0 AND :z1"),
+                    {"g": gen_id, "cs": [c.id for c in collections], "z0": z0, "z1": z1}):
+                MEMORY.put((r.collection, gen_id, r.z, r.x, r.y), bytes(r.data))
+            n = 0
+            for z in range(z0, z1 + 1):
+                for c in collections:
+                    for _, x, y in box_tiles(bounds, z):
+                        if MEMORY.get((c.id, gen_id, z, x, y)) is None:
+                            tile(session, c, z, x, y, gen_id=gen_id)
+                        n += 1
+            return n
+        finally:
+            held.execute(text("SELECT pg_advisory_unlock(:ns, :g)"), lock)
+            held.commit()
 
 
 Box = tuple[float, float, float, float]
@@ -321,3 +441,18 @@ def tile_bounds(z: int, x: int, y: int) -> Box:
         return math.degrees(math.atan(math.sinh(math.pi * (1 - 2 * j / n))))
 
     return lon(x), lat(y + 1), lon(x + 1), lat(y)
+
+
+def prewarm_active(session: Session) -> tuple[int | None, int]:
+    """prewarm() the active generation's grid levels over the territory: (generation,
+    tiles), (None, 0) without an active generation."""
+    from layers import ogc
+
+    gen = session.scalar(text("SELECT id FROM generation WHERE active"))
+    if gen is None:
+        return None, 0
+    levels = [c for c in ogc.catalogue(session) if c.kind == "grid"]
+    box = ogc.extent(session, levels[0], int(gen)) if levels else None
+    if box is None:
+        return int(gen), 0
+    return int(gen), prewarm(session, levels, int(gen), (box[0], box[1], box[2], box[3]))

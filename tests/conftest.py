@@ -28,7 +28,10 @@ def pg_cluster() -> Iterator[Cluster]:
 @pytest.fixture(scope="session")
 def settings(pg_cluster: Cluster) -> Settings:
     """Settings pointing at the test cluster."""
-    return Settings(database_url=pg_cluster.url(), home=pg_cluster.datadir.parent)
+    # no background tile building in the in-process apps: it would commit tiles under
+    # the tests' rolled-back sessions (tests/api/test_tiles.py tests it by itself)
+    return Settings(database_url=pg_cluster.url(), home=pg_cluster.datadir.parent,
+                    tiles_prewarm=False)
 
 
 @pytest.fixture(scope="session")

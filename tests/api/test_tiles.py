@@ -28,6 +28,13 @@ FAR = (121.05, 30.93)  # the district's west, some 20 km away
 URL = "/ogc/collections/{c}/tiles/WebMercatorQuad/{z}/{x}/{y}"
 
 
+@pytest.fixture(autouse=True)
+def _no_tiles_in_memory() -> None:
+    """Each test starts with this process's memory of tiles empty (the tests' database
+    changes are rolled back; a real server's published tiles never change)."""
+    tiles.MEMORY.clear()
+
+
 def _xy(lon: float, lat: float, z: int) -> tuple[int, int]:
     n = 1 << z
     x = int((lon + 180) / 360 * n)
@@ -224,3 +231,30 @@ def test_a_draft_is_invisible_and_an_activation_yields_its_tiles(
     # the old generation's tiles stay for history
     old = _get(c, "grid-grid", 15, SPOT, params={"generation": r.json()["previous"]})
     assert old.headers["x-tile-cache"] == "hit" and old.content == active.content
+
+
+def test_prewarm_builds_the_walls_first_view(full_session: Session) -> None:
+    """prewarm(): every tile of every grid level that the wall's first view (the territory
+    fitted on a 1600 x 900 screen) and the next zoom show, stored and in memory; a second
+    pass reads them back; a worker's memory then answers without the database."""
+    from layers import ogc
+
+    s = full_session
+    gen, n = tiles.prewarm_active(s)
+    assert gen is not None and n > 0
+    levels = [c for c in ogc.catalogue(s) if c.kind == "grid"]
+    box = ogc.extent(s, levels[0], gen)
+    assert box is not None
+    z0 = tiles.fit_zoom((box[0], box[1], box[2], box[3]))
+    want = {(c.id, z, x, y) for c in levels for z in (z0, z0 + 1)
+            for _, x, y in tiles.box_tiles((box[0], box[1], box[2], box[3]), z)}
+    assert n == len(want)
+    got = {tuple(r) for r in s.execute(text(
+        "SELECT collection, z, x, y FROM tile_cache WHERE generation = :g"), {"g": gen})}
+    assert got == want
+    assert len(tiles.MEMORY) == len(want)
+    c, (_, x, y) = levels[-1], tiles.box_tiles((box[0], box[1], box[2], box[3]), z0)[0]
+    s.execute(text("DELETE FROM tile_cache WHERE generation = :g"), {"g": gen})
+    kept = tiles.tile(s, c, z0, x, y, gen_id=gen)  # from memory: the rows are gone
+    assert kept.hit and kept.data == bytes(s.execute(text(tiles._tile_sql(c)),
+                                                     tiles._params(c, gen, z0, x, y)).scalar_one())

@@ -239,7 +239,7 @@ def _describe(request: Request, session: Any, c: ogc.Collection, gen_id: int | N
     if c.geometry:
         doc["crs"] = [k.uri for k in offered]
         doc["storageCrs"] = CRS84
-        box = ogc.extent(session, c, gen_id)
+        box = ogc.extent(session, c, c.generation or gen_id)
         doc["extent"] = {"spatial": {"bbox": [box] if box else [], "crs": CRS84}}
     temporal = ogc.temporal(session, c)
     if temporal is not None:

@@ -70,7 +70,7 @@ ContentCrs = Annotated[str | None, Header(max_length=200, description=(
 WRITE_ERRORS = errors(400, 401, 403, 404, 405, 409, 412, 413, 415, 422, 503)
 # what a feature read back shows but a write does not set
 READ_ONLY = {"valid_from", "valid_to", "generation", "level_key", "level_name", "area_m2",
-             "generation_low", "revision", "etag"}
+             "generation_low", "revision", "etag", "grid_code"}  # an asset's grid: located
 
 
 # ---------------------------------------------------------------- who may do what
@@ -235,7 +235,7 @@ def _replacement(c: ogc.Collection, props: dict[str, Any], fields: list[str]
     missing = []
     for f in fields:
         info = c.layer.schema.model_fields[f]
-        if f in props:
+        if props.get(f) is not None:
             out[f] = props[f]
         elif info.is_required():
             missing.append(f)
@@ -245,6 +245,15 @@ def _replacement(c: ogc.Collection, props: dict[str, Any], fields: list[str]
         raise InvalidInput(f"properties: a replace (PUT) gives the whole feature; missing "
                            f"{', '.join(missing)} (PATCH changes a part)")
     return out
+
+
+def _default(c: ogc.Collection, f: str) -> Any:
+    """What a field cleared by a merge patch (null) becomes: its default, else null."""
+    assert c.layer is not None
+    info = c.layer.schema.model_fields.get(f)
+    if info is None or info.is_required():
+        return None
+    return info.get_default(call_default_factory=True)
 
 
 UNIT_FIELDS = {"name", "leader_name", "leader_phone", "attributes"}
@@ -317,7 +326,8 @@ def _create(request: Request, session: Any, settings: Any, user: Any, collection
         d = c.layer
         assert d is not None
         _unknown(c, props, set(d.schema.model_fields))
-        row = resp.create(session, d, props, _lonlat(geom, crs), actor=actor)
+        given = {k: v for k, v in props.items() if v is not None}  # QGIS: null = not filled
+        row = resp.create(session, d, given, _lonlat(geom, crs), actor=actor)
         fid = ogc.ID_SEP.join(str(getattr(row, k)) for k in d.key)
         return _feature_answer(session, request, c, fid, 201)
     assert c.generation is not None and c.rank is not None
@@ -378,7 +388,7 @@ def _changed(request: Request, session: Any, settings: Any, user: Any, cid: str,
             if has_geom and geom is None and d.geometry:
                 raise InvalidGeometry(f"geometry: a feature of {c.id} cannot lose its "
                                       "geometry (DELETE retires it)")
-            data = props
+            data = {k: _default(c, k) if v is None else v for k, v in props.items()}
         else:
             if d.geometry and geom is None:
                 raise InvalidGeometry("geometry: a replace (PUT) gives the whole feature, "

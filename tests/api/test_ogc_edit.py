@@ -426,3 +426,42 @@ def test_two_writes_with_one_etag_one_wins(
     n = _one(engine, "SELECT count(*) FROM department_zone WHERE layer = :l AND code = :c "
              "AND valid_to IS NULL", l=zone.layer, c=zone.code)[0]
     assert n == 1
+
+
+def test_writes_as_qgis_sends_them(edit_server: tuple[str, Engine, dict[str, str]]) -> None:
+    """What QGIS 3.32+ sends (docs/ogc_design.md §8): HTTP Basic with the token as the
+    password, every field of the layer (read-only ones and nulls too), coordinates at 6
+    decimals in the layer's CRS with a bare Content-Crs URI (EPSG:4490: latitude first),
+    the new id read from Location after its last /items/."""
+    base, engine, tok = edit_server
+    basic = base64.b64encode(f"qgis-user:{tok['centre']}".encode()).decode()
+    like = _asset(engine)
+    code = like["code"][:10] + "999003"
+    with httpx.Client(base_url=f"{base}/ogc/collections/assets",
+                      headers={"Authorization": f"Basic {basic}"}) as c:
+        fields = c.get(f"/items/{like['code']}").json()["properties"]
+        props = {**{k: None for k in fields}, **{k: like[k] for k in (
+            "category_code", "kind", "supervising_department", "owner_department",
+            "maintainer_department")}, "code": code}
+        lon, lat = round(like["x"] + 5e-4, 6), round(like["y"] + 5e-4, 6)
+        r = c.post("/items", json={"type": "Feature", "properties": props, "geometry": {
+            "type": "Point", "coordinates": [lat, lon]}}, headers={
+            "content-type": "application/geo+json",
+            "content-crs": f"{EPSG}4490"})
+        assert r.status_code == 201, r.text
+        new_id = r.headers["location"].rsplit("/items/", 1)[1]
+        assert new_id == code
+        got = c.get(f"/items/{new_id}").json()
+        assert got["properties"]["state"] == "intact"  # null: the default
+        assert abs(got["geometry"]["coordinates"][0] - lon) < 1e-9
+        # PUT of the whole feature as read, one field changed, grid_code and times included
+        whole = {**got["properties"], "name": "QGIS edit"}
+        r = c.put(f"/items/{new_id}", json={"type": "Feature", "properties": whole,
+                                            "geometry": {"type": "Point",
+                                                         "coordinates": [lat, lon]}},
+                  headers={"content-crs": f"{EPSG}4490"})
+        assert r.status_code == 200, r.text
+        assert r.json()["properties"]["name"] == "QGIS edit"
+        assert r.json()["properties"]["grid_code"] == got["properties"]["grid_code"]
+        r = c.delete(f"/items/{new_id}")
+        assert r.status_code == 200, r.text

@@ -291,9 +291,12 @@ def queryables(request: Request, session: SessionDep, user: CurrentUser,
     c = readable_collection(session, user, collection_id)
     props: dict[str, Any] = {k: {"title": k, "type": t} for k, t in c.queryables.items()}
     if c.geometry:
-        props["geometry"] = {"title": "geometry",
+        # Part 3 names the geometry by its format; QGIS (3.32+) recognises it only by the
+        # $ref to GeoJSON's schema of its type: both are given
+        props["geometry"] = {"title": "geometry", "x-ogc-role": "primary-geometry",
+                             "format": f"geometry-{c.geometry.lower()}",
                              "$ref": f"https://geojson.org/schema/{c.geometry}.json"}
-    doc = {"$schema": "https://json-schema.org/draft/2019-09/schema",
+    doc = {"$schema": "https://json-schema.org/draft/2020-12/schema",
            "$id": f"{ogc_base(request)}/collections/{c.id}/queryables",
            "type": "object", "title": c.title, "properties": props,
            "additionalProperties": False}

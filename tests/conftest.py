@@ -180,7 +180,8 @@ def full_client(settings: Settings, full_engine: Engine, full_session: Session
     yield from _client_on(settings, full_engine, full_session)
 
 
-HISTORY_CASES = 3000  # a year of cases: enough open ones in the busiest grids to split
+HISTORY_CASES = 20_000  # a year of cases: ~110 open at any hour, some grids with several (3,000
+# left some hours with no grid holding two, and the split tests had nothing to split)
 
 
 @pytest.fixture(scope="session")

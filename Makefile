@@ -41,6 +41,7 @@ bench:
 	$(BIN)/python -m benchmarks.impact $(filter --quick,$(BENCH_ARGS))
 	$(BIN)/python -m benchmarks.ogc $(filter --quick,$(BENCH_ARGS))
 	$(BIN)/python -m benchmarks.tiles $(filter --quick,$(BENCH_ARGS))
+	$(BIN)/python -m benchmarks.wall_render $(filter --quick,$(BENCH_ARGS))
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis test-artifacts

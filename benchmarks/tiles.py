@@ -32,13 +32,7 @@ fit_zoom = tiles.fit_zoom
 SCREEN = tiles.SCREEN
 
 
-def view_tiles(centre: tuple[float, float], z: int) -> list[tuple[int, int, int]]:
-    """The tiles a SCREEN-sized view at centre and zoom z shows."""
-    cx, cy = tiles._xy(*centre, z)
-    hx, hy = SCREEN[0] / 512, SCREEN[1] / 512
-    n = 1 << z
-    return [(z, x, y) for x in range(max(0, int(cx - hx)), min(n - 1, int(cx + hx)) + 1)
-            for y in range(max(0, int(cy - hy)), min(n - 1, int(cy + hy)) + 1)]
+view_tiles = tiles.view_tiles
 
 
 def _read(engine: Engine, colls: list[ogc.Collection], gen: int,

@@ -59,6 +59,7 @@ if TYPE_CHECKING:
     from layers.ogc import Collection
 
 TMS = "WebMercatorQuad"
+Box = tuple[float, float, float, float]  # lon/lat: west, south, east, north
 TMS_URI = "http://www.opengis.net/def/tilematrixset/OGC/1.0/WebMercatorQuad"
 MVT = "application/vnd.mapbox-vector-tile"
 MAX_ZOOM = 22
@@ -283,16 +284,36 @@ def box_tiles(bounds: Box, z: int) -> list[tuple[int, int, int]]:
             for y in range(max(0, int(y0)), min(n - 1, int(y1)) + 1)]
 
 
+def view_tiles(centre: tuple[float, float], z: int) -> list[tuple[int, int, int]]:
+    """The tiles a SCREEN-sized view centred on a lon/lat point at zoom z shows."""
+    cx, cy = _xy(centre[0], centre[1], z)
+    hx, hy = SCREEN[0] / 512, SCREEN[1] / 512
+    n = 1 << z
+    return [(z, x, y) for x in range(max(0, int(cx - hx)), min(n - 1, int(cx + hx)) + 1)
+            for y in range(max(0, int(cy - hy)), min(n - 1, int(cy + hy)) + 1)]
+
+
+def first_views(bounds: Box, zooms: int = 2) -> list[tuple[int, int, int]]:
+    """The tiles of the wall's first screens: the territory fitted on SCREEN (the whole
+    screen, beyond the territory's box too), one zoom out (a smaller window) and `zooms - 1`
+    zooms in (the territory's box)."""
+    z0 = fit_zoom(bounds)
+    centre = ((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2)
+    out: set[tuple[int, int, int]] = set()
+    for z in range(max(0, z0 - 1), min(MAX_ZOOM, z0 + zooms - 1) + 1):
+        out.update(view_tiles(centre, z) if z <= z0 else box_tiles(bounds, z))
+    return sorted(out)
+
+
 PREWARM_LOCK = 7_311_017  # advisory lock: one worker builds a generation's first views
 
 
 def prewarm(session: Session, collections: Sequence[Collection], gen_id: int,
             bounds: Box, *, zooms: int = 2) -> int:
     """Build (into tile_cache and this worker's memory) every tile of the grid levels that
-    the wall's first view of the territory shows, and of the next `zooms - 1` zooms in.
-    One worker builds while the others wait, then they read the stored tiles. Returns
-    how many tiles were built or read."""
-    z0 = fit_zoom(bounds)
+    the wall's first screens show (first_views). One worker builds while the others wait,
+    then they read the stored tiles in one query. Returns how many tiles it holds."""
+    addrs = first_views(bounds, zooms)
     lock = {"ns": PREWARM_LOCK, "g": gen_id}
     bind: Any = session.get_bind()
     engine = bind.engine  # an Engine's engine is itself; a Connection's, its engine
@@ -300,27 +321,23 @@ def prewarm(session: Session, collections: Sequence[Collection], gen_id: int,
         held.execute(text("SELECT pg_advisory_lock(:ns, :g)"), lock)
         held.commit()
         try:
-            z1 = min(MAX_ZOOM, z0 + zooms - 1)
+            zs = sorted({z for z, _, _ in addrs})
             # what another worker built already: into memory in one read
             for r in session.execute(text(
                     "SELECT collection, z, x, y, data FROM tile_cache WHERE generation = :g "
-                    "AND collection = ANY(:cs) AND z BETWEEN :z0 AND :z1"),
-                    {"g": gen_id, "cs": [c.id for c in collections], "z0": z0, "z1": z1}):
+                    "AND collection = ANY(:cs) AND z = ANY(:zs)"),
+                    {"g": gen_id, "cs": [c.id for c in collections], "zs": zs}):
                 MEMORY.put((r.collection, gen_id, r.z, r.x, r.y), bytes(r.data))
             n = 0
-            for z in range(z0, z1 + 1):
+            for z, x, y in addrs:
                 for c in collections:
-                    for _, x, y in box_tiles(bounds, z):
-                        if MEMORY.get((c.id, gen_id, z, x, y)) is None:
-                            tile(session, c, z, x, y, gen_id=gen_id)
-                        n += 1
+                    if MEMORY.get((c.id, gen_id, z, x, y)) is None:
+                        tile(session, c, z, x, y, gen_id=gen_id)
+                    n += 1
             return n
         finally:
             held.execute(text("SELECT pg_advisory_unlock(:ns, :g)"), lock)
             held.commit()
-
-
-Box = tuple[float, float, float, float]
 
 
 def merge_boxes(boxes: Sequence[Box]) -> list[Box]:

@@ -168,6 +168,10 @@ def wall_page(*, base: BaseMap, bounds: tuple[float, float, float, float], title
     points of a level in a bbox."""
     m = new_map(base, ((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2), 11, title,
                 prefer_canvas=False)  # the grid is in canvas tiles under the overlays
+    fit = [[bounds[1], bounds[0]], [bounds[3], bounds[2]]]
+    # the view first (the address's, else the territory fitted), then the tile layers: else
+    # they would fetch every tile of the map's first zoom for nothing
+    m.add_child(Script(f"gridops.initialView({m.get_name()}, {json.dumps(fit)});"))
     named: dict[str, Any] = {}
     tiled: list[str] = []
     for i, (_, name, url, mvt_layer) in enumerate(levels):
@@ -235,7 +239,6 @@ def wall_page(*, base: BaseMap, bounds: tuple[float, float, float, float], title
         f"{json.dumps(labels_url.format(level=rank))});"
         for i, (rank, name, _, _) in enumerate(levels))
     hot_filters = {k: v for k, v in filters.items() if v}
-    fit = [[bounds[1], bounds[0]], [bounds[3], bounds[2]]]
     m.add_child(Script(
         f"(function(){{ var map = {m.get_name()}; var named = {{{layer_vars}}};"
         f"window.gridopsMap = map; window.gridopsLayers = named;"

@@ -35,6 +35,17 @@
 
   /* The view (zoom/lat/lon) and the layers switched on live in the URL's hash, so a
      reload (the wall's refresh, or a bookmark) keeps them. */
+  /* The view the address keeps (#zoom/lat/lon/...), else the bounds fitted: set before any
+     tile layer is added, so that none fetches the tiles of a view never shown. */
+  function initialView(map, bounds) {
+    var parts = location.hash.replace(/^#/, "").split("/");
+    if (parts.length >= 3 && !isNaN(+parts[0]) && !isNaN(+parts[1]) && !isNaN(+parts[2])) {
+      map.setView([+parts[1], +parts[2]], +parts[0], {animate: false});
+    } else if (bounds) {
+      map.fitBounds(bounds, {animate: false});
+    }
+  }
+
   function keepState(map, named, bounds) {
     function write() {
       var c = map.getCenter();
@@ -275,7 +286,7 @@
   }
 
   window.gridops = {
-    keepState: keepState, labels: labels, hotspots: hotspots, openCases: openCases,
+    keepState: keepState, initialView: initialView, labels: labels, hotspots: hotspots, openCases: openCases,
     counts: counts, every: every, lookupOnClick: lookupOnClick, gridPopup: gridPopup,
     tiled: tiled,
     binColours: BIN_COLOURS

@@ -245,15 +245,20 @@ def test_prewarm_builds_the_walls_first_view(full_session: Session) -> None:
     levels = [c for c in ogc.catalogue(s) if c.kind == "grid"]
     box = ogc.extent(s, levels[0], gen)
     assert box is not None
-    z0 = tiles.fit_zoom((box[0], box[1], box[2], box[3]))
-    want = {(c.id, z, x, y) for c in levels for z in (z0, z0 + 1)
-            for _, x, y in tiles.box_tiles((box[0], box[1], box[2], box[3]), z)}
+    bounds = (box[0], box[1], box[2], box[3])
+    z0 = tiles.fit_zoom(bounds)
+    centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+    # the whole fitted screen and one zoom out, the territory one zoom in
+    addrs = {*tiles.view_tiles(centre, z0 - 1), *tiles.view_tiles(centre, z0),
+             *tiles.box_tiles(bounds, z0 + 1)}
+    assert set(tiles.box_tiles(bounds, z0)) < set(tiles.view_tiles(centre, z0))
+    want = {(c.id, z, x, y) for c in levels for z, x, y in addrs}
     assert n == len(want)
     got = {tuple(r) for r in s.execute(text(
         "SELECT collection, z, x, y FROM tile_cache WHERE generation = :g"), {"g": gen})}
     assert got == want
     assert len(tiles.MEMORY) == len(want)
-    c, (_, x, y) = levels[-1], tiles.box_tiles((box[0], box[1], box[2], box[3]), z0)[0]
+    c, (_, x, y) = levels[-1], tiles.box_tiles(bounds, z0)[0]
     s.execute(text("DELETE FROM tile_cache WHERE generation = :g"), {"g": gen})
     kept = tiles.tile(s, c, z0, x, y, gen_id=gen)  # from memory: the rows are gone
     assert kept.hit and kept.data == bytes(s.execute(text(tiles._tile_sql(c)),

@@ -242,3 +242,27 @@ def leader_role(unit: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     return [{"role": "leader (网格长)", "name": unit["leader_name"],
              "phone": unit["leader_phone"], "department_name": None}]
+
+
+MIN_UNIT_PX = 6.0  # a level's outlines are drawn from the zoom where its units are this wide
+
+
+def level_min_zooms(session: Session, gen_id: int, lat: float,
+                    min_px: float = MIN_UNIT_PX) -> dict[int, int]:
+    """Per level, the zoom from which the wall draws its outlines: the first at which a
+    typical unit (the square of its median area) is min_px pixels wide at latitude lat.
+    Below it the level's units would be specks: the coarser levels show the city."""
+    import math
+
+    rows = session.execute(text(
+        "SELECT u.level, percentile_cont(0.5) WITHIN GROUP (ORDER BY u.area_m2) "
+        f"FROM grid_unit u WHERE {in_generation('u')} GROUP BY u.level"), {"g": gen_id})
+    per_px_z0 = 2 * math.pi * 6_378_137.0 / 256 * math.cos(math.radians(lat))
+    out: dict[int, int] = {}
+    for level, median in rows:
+        side = math.sqrt(max(float(median or 0.0), 0.0))
+        z = 0
+        while z < 22 and side * (1 << z) / per_px_z0 < min_px:
+            z += 1
+        out[int(level)] = z
+    return out

@@ -111,11 +111,13 @@ def _depth_style(depth: int) -> tuple[str, float, int, str]:
 VECTORGRID_JS = f"{STATIC}/vendor/leaflet.vectorgrid/Leaflet.VectorGrid.bundled.min.js"
 
 
-def _tiled_layer(url: str, name: str, layer: str, style: str, show: bool = True
-                 ) -> VectorGridProtobuf:
+def _tiled_layer(url: str, name: str, layer: str, style: str, show: bool = True,
+                 min_zoom: int = 0) -> VectorGridProtobuf:
     """Vector tiles of an OGC collection (Leaflet.VectorGrid, served by gridops): style is
-    a JS function of a feature's properties returning its style, or [] to hide it."""
+    a JS function of a feature's properties returning its style, or [] to hide it; drawn
+    from min_zoom on."""
     options = (f'{{"vectorTileLayerStyles": {{{json.dumps(layer)}: {style}}}, '
+               f'"minZoom": {int(min_zoom)}, '
                '"interactive": true, "rendererFactory": L.canvas.tile, "maxNativeZoom": 22, '
                '"getFeatureId": function (f) { return f.properties.code + "|" + '
                '(f.properties.layer || ""); }}')
@@ -124,13 +126,14 @@ def _tiled_layer(url: str, name: str, layer: str, style: str, show: bool = True
     return vg
 
 
-def _outline_layer(url: str, layer: str, depth: int, name: str, show: bool = True
-                   ) -> VectorGridProtobuf:
+def _outline_layer(url: str, layer: str, depth: int, name: str, show: bool = True,
+                   min_zoom: int = 0) -> VectorGridProtobuf:
     colour, weight, _, _ = _depth_style(depth)
     # the finest level is filled (invisibly) so that hovering anywhere names the grid
     style = json.dumps({"color": colour, "weight": weight, "fillOpacity": 0.0,
                         "fill": depth == 0, "opacity": 0.9})
-    return _tiled_layer(url, name, layer, f"function (p) {{ return {style}; }}", show)
+    return _tiled_layer(url, name, layer, f"function (p) {{ return {style}; }}", show,
+                        min_zoom)
 
 
 def _zone_layer(url: str, layer: str, colour: str, show: bool = False) -> VectorGridProtobuf:
@@ -157,15 +160,15 @@ def _legend() -> str:
 
 
 def wall_page(*, base: BaseMap, bounds: tuple[float, float, float, float], title: str,
-              levels: Sequence[tuple[int, str, str, str]], zones: Sequence[str],
+              levels: Sequence[tuple[int, str, str, str, int]], zones: Sequence[str],
               zones_url: str, labels_url: str, chronic: dict[str, Any],
               counts: dict[str, int], filters: dict[str, Any], period_text: str,
               refresh_s: int) -> str:
     """The command-centre wall: grid levels and department zones as vector tiles (levels:
-    (rank, label, tile URL template, MVT layer) coarse to fine; zones: the zone layers,
-    all in the tiles of zones_url), Gi* hexagons, open cases, chronic spots, a legend,
-    counts and the period; refreshes itself in place. labels_url ({level}) gives the label
-    points of a level in a bbox."""
+    (rank, label, tile URL template, MVT layer, the zoom it is drawn from) coarse to fine;
+    zones: the zone layers, all in the tiles of zones_url), Gi* hexagons, open cases,
+    chronic spots, a legend, counts and the period; refreshes itself in place. labels_url
+    ({level}) gives the label points of a level in a bbox."""
     m = new_map(base, ((bounds[0] + bounds[2]) / 2, (bounds[1] + bounds[3]) / 2), 11, title,
                 prefer_canvas=False)  # the grid is in canvas tiles under the overlays
     fit = [[bounds[1], bounds[0]], [bounds[3], bounds[2]]]
@@ -174,8 +177,8 @@ def wall_page(*, base: BaseMap, bounds: tuple[float, float, float, float], title
     m.add_child(Script(f"gridops.initialView({m.get_name()}, {json.dumps(fit)});"))
     named: dict[str, Any] = {}
     tiled: list[str] = []
-    for i, (_, name, url, mvt_layer) in enumerate(levels):
-        layer = _outline_layer(url, mvt_layer, len(levels) - 1 - i, name)
+    for i, (_, name, url, mvt_layer, min_zoom) in enumerate(levels):
+        layer = _outline_layer(url, mvt_layer, len(levels) - 1 - i, name, min_zoom=min_zoom)
         layer.add_to(m)
         named[name] = layer
         tiled.append(f"gridops.tiled(map, {layer.get_name()}, "
@@ -237,7 +240,7 @@ def wall_page(*, base: BaseMap, bounds: tuple[float, float, float, float], title
         f"gridops.labels(map, {named[name].get_name()}, {_depth_style(len(levels) - 1 - i)[2]},"
         f" '{_depth_style(len(levels) - 1 - i)[3]}', "
         f"{json.dumps(labels_url.format(level=rank))});"
-        for i, (rank, name, _, _) in enumerate(levels))
+        for i, (rank, name, _, _, _) in enumerate(levels))
     hot_filters = {k: v for k, v in filters.items() if v}
     m.add_child(Script(
         f"(function(){{ var map = {m.get_name()}; var named = {{{layer_vars}}};"

@@ -92,9 +92,12 @@ def wall_page(session: SessionDep, settings: SettingsDep, idx: ActiveIndexDep,
     # the grid and the zones come as vector tiles (/ogc/.../tiles), the grid's of this
     # generation (a published one: the browser keeps them)
     tile = "/ogc/collections/{c}/tiles/WebMercatorQuad/{{z}}/{{x}}/{{y}}"
+    lat = (idx.meta["bounds"][1] + idx.meta["bounds"][3]) / 2
+    min_zooms = cache.get(("level-zooms", idx.generation),
+                          lambda: wall.level_min_zooms(session, idx.generation, lat))
     levels = [(lv.rank, f"{lv.name} ({lv.key})",
                tile.format(c=f"grid-{lv.key}") + f"?generation={idx.generation}",
-               f"grid-{lv.key}") for lv in grids.levels(session)]
+               f"grid-{lv.key}", min_zooms.get(lv.rank, 0)) for lv in grids.levels(session)]
     zones = cache.get(("zone-layers",),
                       lambda: wall.zone_layer_names(session, datetime.now(UTC)))
     chronic = cache.get(("chronic", idx.generation, category, department),

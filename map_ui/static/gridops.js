@@ -115,6 +115,12 @@
     }
     layer.on("load", function () { layer._gridopsLoaded = true; });
     layer.on("loading", function () { layer._gridopsLoaded = false; });
+    /* below its zoom a level loads nothing (its units would be specks): nothing to wait for */
+    function below() {
+      if (map.getZoom() < (layer.options.minZoom || 0)) { layer._gridopsLoaded = true; }
+    }
+    map.on("zoomend", below);
+    below();
   }
 
   /* Permanent labels of a grid level, only from a zoom on and only for the units on screen

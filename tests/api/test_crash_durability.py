@@ -70,6 +70,11 @@ def _kill_cluster(datadir: Path) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)
+    # and until the postmaster is reaped: a zombie still answers kill(pid, 0), so pg_ctl
+    # would take the cluster for running and PostgreSQL would refuse its lock file
+    while Path(f"/proc/{master}").exists():
+        assert time.monotonic() < deadline + 30, f"the postmaster {master} was never reaped"
+        time.sleep(0.05)
 
 
 def _stream(url: str, token: str, stop: threading.Event, answers: list[tuple[int, str | None]],

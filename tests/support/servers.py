@@ -33,11 +33,14 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) ->
 @contextmanager
 def serving(db_url: str, log: Path | None = None, **env: str) -> Iterator[str]:
     """`gridops serve` (one worker) on a free port against a database; its base URL. With
-    `log`, the server's output (its access log when GRIDOPS_ACCESS_LOG=1) goes to that file."""
+    `log`, the server's output (its access log when GRIDOPS_ACCESS_LOG=1) goes to that file.
+    The wall's tiles are not built in the background (GRIDOPS_TILES_PREWARM=true to): a
+    server on the suite's shared database would commit them under the other tests."""
     port = free_port(0)
     out = open(log, "wb") if log is not None else None  # noqa: SIM115 (closed below)
     proc = subprocess.Popen([sys.executable, "-m", "etl.cli", "serve", "--port", str(port)],
-                            env={**os.environ, "GRIDOPS_DATABASE_URL": db_url, **env},
+                            env={**os.environ, "GRIDOPS_DATABASE_URL": db_url,
+                                 "GRIDOPS_TILES_PREWARM": "false", **env},
                             stdout=out or subprocess.DEVNULL, stderr=out or subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
     try:

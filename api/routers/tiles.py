@@ -58,6 +58,12 @@ def get_tile(request: Request, session: SessionDep, user: CurrentUser,
     row's key and a few fields, never personal data). 400 when z/x/y are not whole numbers,
     404 outside WebMercatorQuad (zoom 0-22)."""
     zi, xi, yi = tiles.parse_address(z, x, y)
+    if generation is not None:
+        # a published generation's grid tile this worker holds: only published tiles are
+        # kept, and anyone may read a published generation, so no database is needed
+        kept = tiles.MEMORY.get((collection_id, generation, zi, xi, yi))
+        if kept is not None:
+            return _answer(request, kept, "hit", "public, max-age=86400")
     c = _tiled(session, user, collection_id)
     gen_id = None
     published = False
@@ -65,18 +71,23 @@ def get_tile(request: Request, session: SessionDep, user: CurrentUser,
         gen = grid_generation(session, user, c, generation, None)
         gen_id, published = gen.id, gen.activated_at is not None
     t = tiles.tile(session, c, zi, xi, yi, gen_id=gen_id, cache=published or c.kind != "grid")
-    etag = '"' + hashlib.blake2b(t.data, digest_size=12).hexdigest() + '"'
-    headers = {"etag": etag, "x-tile-cache": "hit" if t.hit else "miss" if t.cached
-               else "bypass", "vary": "authorization"}
     if c.kind == "grid" and not published:
-        headers["cache-control"] = "private, no-store"  # a draft's
+        control = "private, no-store"  # a draft's
     elif c.kind == "grid" and generation is not None:
-        headers["cache-control"] = "public, max-age=86400"  # a published generation's
+        control = "public, max-age=86400"  # a published generation's
     else:
-        headers["cache-control"] = "no-cache"  # the active generation or a layer: ask again
+        control = "no-cache"  # the active generation or a layer: ask again
+    return _answer(request, t.data, "hit" if t.hit else "miss" if t.cached else "bypass",
+                   control)
+
+
+def _answer(request: Request, data: bytes, cache: str, control: str) -> Response:
+    etag = '"' + hashlib.blake2b(data, digest_size=12).hexdigest() + '"'
+    headers = {"etag": etag, "x-tile-cache": cache, "vary": "authorization",
+               "cache-control": control}
     if request.headers.get("if-none-match") == etag:
         return Response(status_code=304, headers=headers)
-    return Response(t.data, media_type=MVT, headers=headers)
+    return Response(data, media_type=MVT, headers=headers)
 
 
 def _template(request: Request, cid: str) -> str:

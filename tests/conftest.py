@@ -209,3 +209,14 @@ def history_client(settings: Settings, history_engine: Engine, history_session: 
                    ) -> Iterator[TestClient]:
     """The API on the demo city with history, through the test's session."""
     yield from _client_on(settings, history_engine, history_session)
+
+
+@pytest.fixture()
+def owslib_headers() -> Iterator[None]:
+    """OWSLib's Features aliases one module-level headers dict: restored after each test."""
+    import owslib.ogcapi as ogcapi
+
+    saved = dict(ogcapi.REQUEST_HEADERS)
+    yield
+    ogcapi.REQUEST_HEADERS.clear()
+    ogcapi.REQUEST_HEADERS.update(saved)

@@ -42,16 +42,6 @@ def edit_server(pg_cluster: Cluster, full_engine: Engine
     engine.dispose()
 
 
-@pytest.fixture()
-def owslib_headers() -> Iterator[None]:
-    import owslib.ogcapi as ogcapi
-
-    saved = dict(ogcapi.REQUEST_HEADERS)
-    yield
-    ogcapi.REQUEST_HEADERS.clear()
-    ogcapi.REQUEST_HEADERS.update(saved)
-
-
 def _bearer(secret: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 

@@ -32,17 +32,6 @@ def ogc_server(pg_cluster: Cluster, full_engine: Engine) -> Iterator[tuple[str, 
     engine.dispose()
 
 
-@pytest.fixture()
-def owslib_headers() -> Iterator[None]:
-    """OWSLib's Features aliases one module-level headers dict: restored after each test."""
-    import owslib.ogcapi as ogcapi
-
-    saved = dict(ogcapi.REQUEST_HEADERS)
-    yield
-    ogcapi.REQUEST_HEADERS.clear()
-    ogcapi.REQUEST_HEADERS.update(saved)
-
-
 def _count(engine: Engine, sql: str, **params: object) -> int:
     with engine.connect() as c:
         return int(c.execute(text(sql), params).scalar_one())

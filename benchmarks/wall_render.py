@@ -35,6 +35,7 @@ import os
 import re
 import shutil
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -202,6 +203,12 @@ def load_page(browser: Any, url: str, is_data: Any, probe: str | None = None) ->
                 f"; layers {state}; {len(responses)} responses, errors {bad[:5]}; "
                 f"console {errors[:5]}; failed {failed[:5]}") from e
         info = page.evaluate("() => window.__benchDone")
+        if os.environ.get("GRIDOPS_BENCH_TIMINGS"):  # where the first screen's time goes
+            for name, start, end in page.evaluate(
+                    "() => performance.getEntriesByType('resource').map("
+                    "e => [e.name, e.startTime, e.responseEnd])"):
+                print(f"  {start:8.1f} {end:8.1f} {end - start:7.1f} ms  "
+                      f"{name.split('//', 1)[-1].split('/', 1)[-1][:90]}", file=sys.stderr)
         if "error" in info:
             raise RuntimeError(f"{url}: {info['error']}")
         with contextlib.suppress(Exception):  # the wall refreshes itself: may never idle

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from etl.demo import to_inputs
-from etl.demo_city import UnitSpec
+from etl.demo_city import UnitSpec, build_city, megacity_source, songjiang_units
 from layers import grids
 from layers.cluster import Cluster, find_bindir
 from layers.db import make_engine, upgrade
@@ -118,3 +118,18 @@ def validation_seconds(engine: Engine, gen_id: int, settings: Settings) -> dict[
             out[kind] = time.perf_counter() - t0
         c.rollback()
     return out
+
+
+def cities(cluster: Cluster, n_grids: int, prefix: str
+           ) -> Iterator[tuple[str, list[UnitSpec], str]]:
+    """The demo city, then (n_grids > 0) a megacity of n_grids grids, each built and given
+    a new database of the cluster: (name, its units, the database's URL)."""
+    from .report import log
+
+    for name in ("demo", "megacity"):
+        if name == "megacity" and not n_grids:
+            continue
+        log(f"{name}: building")
+        specs = (songjiang_units() if name == "demo"
+                 else build_city(megacity_source(n_grids=n_grids)))
+        yield name, specs, create_database(cluster, f"{prefix}_{name}")

@@ -17,10 +17,8 @@ from pathlib import Path
 
 import httpx
 
-from etl.demo_city import build_city, megacity_source, songjiang_units
-
-from .env import create_database, load_grid, throwaway_cluster
-from .report import Report, Target, log
+from .env import cities, load_grid, throwaway_cluster
+from .report import Report, Target
 from .serve_load import server
 
 LIMIT = 1000  # QGIS's page with the API's default 100 and maximum 10,000
@@ -49,9 +47,8 @@ def _read_all(c: httpx.Client, url: str, by_links: bool) -> tuple[float, list[fl
     return time.perf_counter() - t0, pages, n
 
 
-def run_city(rep: Report, cluster: object, settings_home: Path, name: str, specs: list,
+def run_city(rep: Report, url: str, settings_home: Path, name: str, specs: list,
              repeats: int) -> None:
-    url = create_database(cluster, f"ogc_{name}")  # type: ignore[arg-type]
     from layers.db import make_engine
     from layers.settings import Settings
 
@@ -97,13 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     rep = Report()
     with throwaway_cluster() as cluster:
         home = cluster.datadir.parent
-        for name, build in (("demo", songjiang_units),
-                            ("megacity", lambda: build_city(megacity_source(
-                                n_grids=args.grids)))):
-            if name == "megacity" and not args.grids:
-                continue
-            log(f"{name}: building")
-            run_city(rep, cluster, home, name, build(), args.repeats)
+        for name, specs, url in cities(cluster, args.grids, "ogc"):
+            run_city(rep, url, home, name, specs, args.repeats)
     rep.finish("OGC API Features: a whole grid level read page by page", args.json)
 
 

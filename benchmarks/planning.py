@@ -21,13 +21,12 @@ from shapely import LineString
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from etl.demo_city import build_city, megacity_source, songjiang_units
 from layers import drafts, grids
 from layers.db import make_engine
 from layers.settings import Settings
 
-from .env import create_database, load_grid, throwaway_cluster
-from .report import Report, Target, log
+from .env import cities, load_grid, throwaway_cluster
+from .report import Report, Target
 
 DEMO_S, MEGA_S = 0.2, 1.0
 
@@ -140,17 +139,11 @@ def main(argv: list[str] | None = None) -> None:
     rep = Report()
     with throwaway_cluster() as cluster:
         settings = Settings(database_url=cluster.url(), home=cluster.datadir.parent)
-        for name, build, limit in (
-                ("demo", songjiang_units, DEMO_S),
-                ("megacity", lambda: build_city(megacity_source(n_grids=args.grids)), MEGA_S)):
-            if name == "megacity" and not args.grids:
-                continue
-            log(f"{name}: building")
-            url = create_database(cluster, f"plan_{name}")
+        for name, specs, url in cities(cluster, args.grids, "plan"):
             engine = make_engine(url)
             try:
                 run_city(rep, engine, settings.model_copy(update={"database_url": url}),
-                         name, build(), limit, args.samples)
+                         name, specs, DEMO_S if name == "demo" else MEGA_S, args.samples)
             finally:
                 engine.dispose()
     rep.finish("planning: one edit of a draft, validated incrementally", args.json)

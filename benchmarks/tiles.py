@@ -20,13 +20,12 @@ import orjson
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from etl.demo_city import build_city, megacity_source, songjiang_units
 from layers import grids, ogc, tiles, wall
 from layers.db import make_engine
 from layers.settings import Settings
 
-from .env import create_database, load_grid, throwaway_cluster
-from .report import Report, Target, log
+from .env import cities, load_grid, throwaway_cluster
+from .report import Report, Target
 
 fit_zoom = tiles.fit_zoom
 SCREEN = tiles.SCREEN
@@ -122,17 +121,11 @@ def main(argv: list[str] | None = None) -> None:
     rep = Report()
     with throwaway_cluster() as cluster:
         settings = Settings(database_url=cluster.url(), home=cluster.datadir.parent)
-        for name, build in (
-                ("demo", songjiang_units),
-                ("megacity", lambda: build_city(megacity_source(n_grids=args.grids)))):
-            if name == "megacity" and not args.grids:
-                continue
-            log(f"{name}: building")
-            url = create_database(cluster, f"tiles_{name}")
+        for name, specs, url in cities(cluster, args.grids, "tiles"):
             engine = make_engine(url)
             try:
                 run_city(rep, engine, settings.model_copy(update={"database_url": url}),
-                         name, build())
+                         name, specs)
             finally:
                 engine.dispose()
     rep.finish("tiles: the wall's grid as vector tiles against one GeoJSON per level",

@@ -30,7 +30,7 @@ from layers import grids
 from layers.models import Generation, GenerationEvent, GridLevel
 from layers.settings import Settings
 from layers.versioning import in_generation
-from spatial.coverage import Problem, metric_area
+from spatial.coverage import Problem, metric_area, to_metric
 from spatial.coverage import areal as _polygonal
 from spatial.coverage import coverage_union as _union
 from spatial.errors import (
@@ -579,8 +579,6 @@ def next_codes(session: Session, parent: str, level: int, n: int,
 def serial_order(parts: Sequence[BaseGeometry], settings: Settings) -> list[int]:
     """Indexes of parts in the serial rule's order: west to east, north to south (of two
     parts, the direction they are furthest apart in decides)."""
-    from spatial.coverage import to_metric
-
     pts = to_metric(shapely.point_on_surface(np.asarray(list(parts), dtype=object)),
                     settings.metric_srid)
     xy = shapely.get_coordinates(pts)
@@ -918,8 +916,6 @@ def absorb(session: Session, gen_id: int, code: str, settings: Settings, *, acto
     old = unit(session, gen_id, code)
     _check_etag(old, if_match, required=False)
     _leaf(session, gen_id, old, "delete")
-    from spatial.coverage import to_metric
-
     x0, y0, x1, y1 = old.geom.bounds
     e = 1e-7
     sibs = [r for r in _near(session, gen_id, old.level, (x0 - e, y0 - e, x1 + e, y1 + e),

@@ -361,6 +361,37 @@ def _where_properties(c: Collection, props: dict[str, str], alias: str,
     return out
 
 
+def _filters(c: Collection, alias: str, props: dict[str, str], cql: Filter | None,
+             bbox: Box | None, params: dict[str, Any]) -> list[str]:
+    """What every items read narrows by: the property filters, the CQL2 filter, the bbox."""
+    where = _where_properties(c, props, alias, params)
+    if cql is not None:
+        where.append(_cql_sql(cql, c, alias, params))
+    if bbox is not None and c.geometry is not None:
+        where.append(box_sql(f"{alias}.geom", bbox, params))
+    return where
+
+
+def _during(start: str, end: str, a: datetime | None, b: datetime | None,
+            params: dict[str, Any]) -> list[str]:
+    """Rows whose time span [start, end) meets [a, b] (an end of null: still on; a bound
+    of None: open)."""
+    out = []
+    if a is not None:
+        out.append(f"({end} IS NULL OR {end} > :a)")
+        params["a"] = a
+    if b is not None:
+        out.append(f"{start} <= :b")
+        params["b"] = b
+    return out
+
+
+def _count(session: Session, table: str, alias: str, cond: str,
+           params: dict[str, Any]) -> int:
+    return int(_run(session, f"SELECT count(*) FROM {table} {alias} WHERE {cond}",
+                    params).scalar_one())
+
+
 def grid_items(session: Session, c: Collection, gen_id: int, *, bbox: Box | None,
                props: dict[str, str], limit: int, offset: int, crs: Crs | None = None,
                cql: Filter | None = None, after: str | None = None) -> Page:
@@ -369,14 +400,9 @@ def grid_items(session: Session, c: Collection, gen_id: int, *, bbox: Box | None
     `after`."""
     params: dict[str, Any] = {"g": gen_id, "lvl": c.rank, "limit": limit,
                               "offset": 0 if after is not None else offset}
-    where = [in_generation("u"), "u.level = :lvl", *_where_properties(c, props, "u", params)]
-    if cql is not None:
-        where.append(_cql_sql(cql, c, "u", params))
-    if bbox is not None:
-        where.append(box_sql("u.geom", bbox, params))
-    cond = " AND ".join(where)
-    total = int(_run(session, f"SELECT count(*) FROM grid_unit u WHERE {cond}",
-                     params).scalar_one())
+    cond = " AND ".join([in_generation("u"), "u.level = :lvl",
+                         *_filters(c, "u", props, cql, bbox, params)])
+    total = _count(session, "grid_unit", "u", cond, params)
     if after is not None:
         cond += " AND u.code > :after"
         params["after"] = after
@@ -410,27 +436,16 @@ def layer_items(session: Session, c: Collection, *, at: datetime | None,
     assert d is not None
     table = d.model.__tablename__
     params: dict[str, Any] = {"limit": limit, "offset": offset}
-    where = _where_properties(c, props, "t", params)
-    if cql is not None:
-        where.append(_cql_sql(cql, c, "t", params))
+    where = _filters(c, "t", props, cql, bbox, params)
     if interval is not None:
-        a, b = interval
-        if a is not None:
-            where.append("(t.valid_to IS NULL OR t.valid_to > :a)")
-            params["a"] = a
-        if b is not None:
-            where.append("t.valid_from <= :b")
-            params["b"] = b
+        where += _during("t.valid_from", "t.valid_to", *interval, params)
     elif at is not None:
         where.append(valid_at("t"))
         params["at"] = at
     else:
         where.append(live("t"))
-    if bbox is not None and d.geometry:
-        where.append(box_sql("t.geom", bbox, params))
     cond = " AND ".join(where) or "true"
-    total = int(_run(session, f"SELECT count(*) FROM {table} t WHERE {cond}",
-                     params).scalar_one())
+    total = _count(session, table, "t", cond, params)
     geo = f", {geometry_sql('t.geom', crs)} AS geojson" if d.geometry else ", NULL AS geojson"
     order = ", ".join(f"t.{k}" for k in d.key)
     ids = [r[0] for r in _run(
@@ -464,20 +479,10 @@ def case_items(session: Session, c: Collection, *, start: datetime | None,
     A time (start = end) or an interval gives the cases open then: reported before its
     end and not closed before its start."""
     params: dict[str, Any] = {"limit": limit, "offset": 0 if after is not None else offset}
-    where = _where_properties(c, props, "t", params)
-    if cql is not None:
-        where.append(_cql_sql(cql, c, "t", params))
-    if end is not None:
-        where.append("t.created_at <= :b")
-        params["b"] = end
-    if start is not None:
-        where.append("(t.closed_at IS NULL OR t.closed_at > :a)")
-        params["a"] = start
-    if bbox is not None:
-        where.append(box_sql("t.geom", bbox, params))
+    where = [*_filters(c, "t", props, cql, bbox, params),
+             *_during("t.created_at", "t.closed_at", start, end, params)]
     cond = " AND ".join(where) or "true"
-    total = int(_run(session, f'SELECT count(*) FROM "case" t WHERE {cond}',
-                     params).scalar_one())
+    total = _count(session, '"case"', "t", cond, params)
     if after is not None:
         if not after.isdigit() or len(after) > 18:
             raise BadParameter(f"after: {after[:40]!r} is not a cursor a next link gave")

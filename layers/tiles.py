@@ -100,24 +100,28 @@ class Tile:
     cached: bool
 
 
+TileKey = tuple[str, int, int, int, int]  # collection, generation, z, x, y
+
+
 class TileMemory:
     """Tiles that never change (a published generation's grid levels) kept in this
-    worker, at most max_bytes of them, the least recently used dropped first."""
+    worker, at most max_bytes of them, the least recently used dropped first; keyed by
+    (collection, generation, z, x, y)."""
 
     def __init__(self, max_bytes: int = 64 << 20) -> None:
         self.max_bytes = max_bytes
-        self._tiles: OrderedDict[tuple[Any, ...], bytes] = OrderedDict()
+        self._tiles: OrderedDict[TileKey, bytes] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[Any, ...]) -> bytes | None:
+    def get(self, key: TileKey) -> bytes | None:
         with self._lock:
             data = self._tiles.get(key)
             if data is not None:
                 self._tiles.move_to_end(key)
             return data
 
-    def put(self, key: tuple[Any, ...], data: bytes) -> None:
+    def put(self, key: TileKey, data: bytes) -> None:
         with self._lock:
             if key in self._tiles:
                 return
@@ -229,8 +233,9 @@ def tile(session: Session, c: Collection, z: int, x: int, y: int, *,
     params = _params(c, gen_id, z, x, y)
     if not cache:
         return Tile(bytes(session.execute(text(sql), params).scalar_one()), False, False)
-    key = {"c": c.id, "kg": cache_generation(c, gen_id), "z": z, "x": x, "y": y}
-    mem = (c.id, key["kg"], z, x, y) if c.kind == "grid" else None  # never changes
+    kg = cache_generation(c, gen_id)
+    key = {"c": c.id, "kg": kg, "z": z, "x": x, "y": y}
+    mem: TileKey | None = (c.id, kg, z, x, y) if c.kind == "grid" else None  # never changes
     if mem is not None and (kept := MEMORY.get(mem)) is not None:
         return Tile(kept, True, True)
     got = session.execute(text(

@@ -90,11 +90,6 @@ def _allowed(c: ogc.Collection, user: Any, item: bool) -> list[str]:
     return out
 
 
-def _collection(session: Any, user: Any, cid: str) -> ogc.Collection:
-    """The collection, if this caller may read it (drafts and cases are not public)."""
-    return readable_collection(session, user, cid)
-
-
 def _may_write(c: ogc.Collection, user: Any, item: bool) -> None:
     """405 (with Allow) on a read-only collection; 401/403 for a caller who may not."""
     if not c.writable:
@@ -269,7 +264,7 @@ def items_options(session: SessionDep, user: CurrentUser, collection_id: Collect
                   ) -> Response:
     """What the caller may do on the collection's items (Allow): POST when it may create
     (QGIS turns editing on only then)."""
-    c = _collection(session, user, collection_id)
+    c = readable_collection(session, user, collection_id)
     return Response(status_code=204, headers={"allow": ", ".join(_allowed(c, user, False))})
 
 
@@ -280,7 +275,7 @@ def item_options(session: SessionDep, user: CurrentUser, collection_id: Collecti
                  feature_id: FeatureId) -> Response:
     """What the caller may do on one feature (Allow): PUT, PATCH and DELETE when it may
     edit (asked for any id: QGIS asks before it knows one)."""
-    c = _collection(session, user, collection_id)
+    c = readable_collection(session, user, collection_id)
     return Response(status_code=204, headers={"allow": ", ".join(_allowed(c, user, True))})
 
 
@@ -317,7 +312,7 @@ async def create_item(request: Request, session: WriteSessionDep, settings: Sett
 
 def _create(request: Request, session: Any, settings: Any, user: Any, collection_id: str,
             content_crs: str | None, body: dict[str, Any]) -> Response:
-    c = _collection(session, user, collection_id)
+    c = readable_collection(session, user, collection_id)
     _may_write(c, user, item=False)
     crs = _target_crs(session, user, content_crs)
     props, _, geom = _feature_parts(body)
@@ -372,7 +367,7 @@ async def _change(request: Request, session: Any, settings: Any, user: Any, cid:
 def _changed(request: Request, session: Any, settings: Any, user: Any, cid: str, fid: str,
              if_match: str | None, content_crs: str | None, body: dict[str, Any],
              patch: bool) -> Response:
-    c = _collection(session, user, cid)
+    c = readable_collection(session, user, cid)
     _may_write(c, user, item=True)
     crs = _target_crs(session, user, content_crs)
     props, has_geom, geom = _feature_parts(body, patch=patch)
@@ -456,7 +451,7 @@ def delete_item(session: WriteSessionDep, settings: SettingsDep, user: CurrentUs
                 if_match: IfMatch = None) -> Response:
     """Delete a feature: a layer row retires now (its history stays, datetime= still
     finds it); a draft's unit gives its area to the sibling sharing the longest border."""
-    c = _collection(session, user, collection_id)
+    c = readable_collection(session, user, collection_id)
     _may_write(c, user, item=True)
     if c.kind == "layer":
         d = c.layer

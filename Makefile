@@ -28,7 +28,7 @@ test:
 	$(BIN)/pytest -q
 
 bench:
-	@GRIDOPS_EXTRA_APT=wrk scripts/setup.sh
+	@GRIDOPS_EXTRA_APT="wrk chromium fonts-noto-cjk" scripts/setup.sh
 	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.owner
 	$(BIN)/python -m benchmarks.cli_resolve $(if $(filter --quick,$(BENCH_ARGS)),--rows 200000 --repeats 1)

@@ -1,9 +1,11 @@
 """H3 in one place: the only module that knows h3's (lat, lng) argument order.
 
 Batch cells come from a numba port of H3 v4.5.0's latLngToCell (the C library h3-py 4.5
-binds; below), equal to h3-py's cells and a little faster than h3ronpy (Rust h3o, 0.35 µs
-a point), which is kept for polygon fills and string ids. h3-py is kept for scalar
-helpers (one point, cell boundaries).
+binds; below), equal to h3-py's cells: the projection without inverse trigonometry (H3's
+own arithmetic wherever a rounding could matter), and the coarse digits of a batch cached
+by their parent at 4 resolutions up (measured in benchmarks/: 0.17 µs a point on a city,
+h3ronpy's vectorised call (Rust h3o) 0.35 µs). h3ronpy is kept for polygon fills and
+string ids, h3-py for scalar helpers (one point, cell boundaries).
 """
 
 from __future__ import annotations
@@ -328,6 +330,27 @@ _ROT = np.array([[[math.cos(a - k * _M_AP7_ROT_RADS), math.sin(a - k * _M_AP7_RO
                   for a in _AZ0] for k in (0, 1)], dtype=np.float64)
 
 
+_NEAR_FACE_SQD = 0.12  # < 2 - 2 cos 20°: within 20° of a face centre
+
+
+def _face_east_north(fc: np.ndarray) -> np.ndarray:
+    """Each face's east and north unit vectors on its tangent plane (as _vec3AzimuthRads
+    builds them): north = the pole projected on the plane, east = north x centre."""
+    out = np.empty((20, 6), dtype=np.float64)
+    for f in range(20):
+        c = fc[f]
+        n = np.array([0.0, 0.0, 1.0]) - c[2] * c
+        n /= np.sqrt(n @ n)
+        e = np.array([n[1] * c[2] - n[2] * c[1], n[2] * c[0] - n[0] * c[2],
+                      n[0] * c[1] - n[1] * c[0]])
+        out[f, :3] = e
+        out[f, 3:] = n
+    return out
+
+
+_FEN = _face_east_north(_FC)
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _pos_angle(rads: float) -> float:
     tmp = rads + _M_2PI if rads < 0.0 else rads
@@ -524,29 +547,54 @@ def _certain(hx: float, hy: float, margin: float) -> bool:
 
 
 @njit(cache=True, nogil=True)
-def _latlng_to_cell(lat_deg: float, lng_deg: float, res: int, fc: np.ndarray,
-                    az0: np.ndarray, rot: np.ndarray, fijk_bc: np.ndarray, bcd: np.ndarray,
-                    ccw: np.ndarray, cw: np.ndarray) -> np.uint64:
-    """latLngToCell. The gnomonic (r, theta) of H3 is found without acos/tan/atan2/cos/sin:
-    tan(acos(c)) = sqrt((1-c)(1+c))/c of the same c, and the rotation by theta from the
-    same tangent components (east, north). The two ways differ by a few ulps (bounded by
-    `margin`, with H3's own rounding near a face centre); when a quantization decision
-    lies within that margin the point goes the exact way, so the cell is H3's."""
-    if not (math.isfinite(lat_deg) and math.isfinite(lng_deg)):
-        return np.uint64(0)
-    px, py, pz, face, sqd = _unit_and_face(lat_deg, lng_deg, fc)
+def _face_ijk(lat_deg: float, lng_deg: float, res: int, fc: np.ndarray, az0: np.ndarray,
+              rot: np.ndarray, fen: np.ndarray, hint: int) -> tuple[int, int, int, int]:
+    """_geoToFaceIjk: the face and IJK coordinates of a (finite) point.
+
+    The face: `hint` (the previous point's) when the point is within 20° of its centre,
+    where it is the nearest by far (face centres are 41.8° apart), else the 20 distances.
+    The gnomonic (r, theta) of H3 is found without acos/tan/atan2/cos/sin: tan(acos(c)) =
+    sqrt((1-c)(1+c))/c of the same c, and the rotation by theta from the point's east and
+    north components on the face (its dot products with the face's east and north unit
+    vectors, `fen`, which are those of its tangent projection). The two ways differ by a
+    few ulps (bounded by `margin`, with H3's own rounding near a face centre); when a
+    quantization decision lies within that margin the point goes the exact way, so the
+    cell is H3's."""
+    lat = lat_deg * _M_PI_180
+    lng = lng_deg * _M_PI_180
+    rc = math.cos(lat)
+    px = math.cos(lng) * rc
+    py = math.sin(lng) * rc
+    pz = math.sin(lat)
+    dx = fc[hint, 0] - px
+    dy = fc[hint, 1] - py
+    dz = fc[hint, 2] - pz
+    sqd = dx * dx + dy * dy + dz * dz
+    face = hint
+    if not sqd < _NEAR_FACE_SQD:
+        face = 0
+        sqd = 5.0
+        for f in range(20):
+            dx = fc[f, 0] - px
+            dy = fc[f, 1] - py
+            dz = fc[f, 2] - pz
+            d = dx * dx + dy * dy + dz * dz
+            if d < sqd:
+                face = f
+                sqd = d
     c = 1 - sqd * 0.5
     ok = False
     hx = 0.0
     hy = 0.0
     if c > 0.0 and c < 1.0 - 1e-10:
-        east, north = _tangent_en(px, py, pz, face, fc)
+        sin_r = math.sqrt((1.0 - c) * (1.0 + c))
+        east = px * fen[face, 0] + py * fen[face, 1] + pz * fen[face, 2]
+        north = px * fen[face, 3] + py * fen[face, 4] + pz * fen[face, 5]
         hyp = math.sqrt(east * east + north * north)
-        if hyp > 0.5:
+        if hyp > 0.5 * sin_r:
             scale = _INV_RES0_U_GNOMONIC
             for _ in range(res):
                 scale *= _M_SQRT7
-            sin_r = math.sqrt((1.0 - c) * (1.0 + c))
             rh = sin_r / c * scale
             ca = north / hyp
             sa = east / hyp
@@ -554,39 +602,56 @@ def _latlng_to_cell(lat_deg: float, lng_deg: float, res: int, fc: np.ndarray,
             sr = rot[res % 2, face, 1]
             hx = rh * (cr * ca + sr * sa)
             hy = rh * (sr * ca - cr * sa)
-            # H3's acos(c) carries ~1e-16/sin(r) of c's rounding, amplified by tan'
-            margin = (1e-12 + 4e-16 / sin_r / (c * c)) * (1.0 + rh)
+            # H3's acos(c) carries ~1e-16/sin(r) of c's rounding, amplified by tan'; the
+            # east/north components carry ~1e-16 absolute, as much again
+            margin = (1e-12 + 8e-16 / sin_r / (c * c)) * (1.0 + rh)
             ok = _certain(hx, hy, margin)
     if not ok:
         face, hx, hy = _hex2d_exact(lat_deg, lng_deg, res, fc, az0)
     ci, cj, ck = _quantize(hx, hy)
-    # _faceIjkToH3
+    return face, ci, cj, ck
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _up(ci: int, cj: int, ck: int, rr: int) -> tuple[int, int, int, int]:
+    """One step of _faceIjkToH3's loop: the parent at resolution rr of IJK coordinates at
+    rr + 1 (_upAp7 or _upAp7r) and the digit of the child in it."""
+    li, lj, lk = ci, cj, ck
+    i0 = ci - ck
+    j0 = cj - ck
+    # lround(k * M_ONESEVENTH) for an integer k is the integer nearest k/7 (never a
+    # tie: 7 is odd), i.e. floor((2k + 7) / 14)
+    if (rr + 1) % 2 == 1:
+        ci, cj, ck = _normalize((2 * (3 * i0 - j0) + 7) // 14,
+                                (2 * (i0 + 2 * j0) + 7) // 14, 0)
+        ui, uj, uk = _normalize(3 * ci + cj, 3 * cj + ck, ci + 3 * ck)
+    else:
+        ci, cj, ck = _normalize((2 * (2 * i0 + j0) + 7) // 14,
+                                (2 * (3 * j0 - i0) + 7) // 14, 0)
+        ui, uj, uk = _normalize(3 * ci + ck, ci + 3 * cj, cj + 3 * ck)
+    di, dj, dk = _normalize(li - ui, lj - uj, lk - uk)
+    digit = 7
+    if 0 <= di <= 1 and 0 <= dj <= 1 and 0 <= dk <= 1:
+        digit = di * 4 + dj * 2 + dk  # UNIT_VECS: 1 = (0,0,1) ... 6 = (1,1,0)
+    return ci, cj, ck, digit
+
+
+@njit(cache=True, nogil=True)
+def _face_ijk_to_cell(face: int, ci: int, cj: int, ck: int, res: int, fijk_bc: np.ndarray,
+                      bcd: np.ndarray, ccw: np.ndarray, cw: np.ndarray
+                      ) -> tuple[np.uint64, int, bool]:
+    """_faceIjkToH3: (the cell, the base cell's ccw rotations, is the base cell a
+    pentagon)."""
     digits = 0  # digits 1..res, most significant first, 3 bits each
     for rr in range(res - 1, -1, -1):
-        li, lj, lk = ci, cj, ck
-        i0 = ci - ck
-        j0 = cj - ck
-        # lround(k * M_ONESEVENTH) for an integer k is the integer nearest k/7 (never a
-        # tie: 7 is odd), i.e. floor((2k + 7) / 14)
-        if (rr + 1) % 2 == 1:
-            ci, cj, ck = _normalize((2 * (3 * i0 - j0) + 7) // 14,
-                                    (2 * (i0 + 2 * j0) + 7) // 14, 0)
-            ui, uj, uk = _normalize(3 * ci + cj, 3 * cj + ck, ci + 3 * ck)
-        else:
-            ci, cj, ck = _normalize((2 * (2 * i0 + j0) + 7) // 14,
-                                    (2 * (3 * j0 - i0) + 7) // 14, 0)
-            ui, uj, uk = _normalize(3 * ci + ck, ci + 3 * cj, cj + 3 * ck)
-        di, dj, dk = _normalize(li - ui, lj - uj, lk - uk)
-        digit = 7
-        if 0 <= di <= 1 and 0 <= dj <= 1 and 0 <= dk <= 1:
-            digit = di * 4 + dj * 2 + dk  # UNIT_VECS: 1 = (0,0,1) ... 6 = (1,1,0)
+        ci, cj, ck, digit = _up(ci, cj, ck, rr)
         digits |= digit << (3 * (res - 1 - rr))
     # mode 1 (cell), the resolution, digits past res all 7 (H3_INIT)
     h = (np.uint64(1) << np.uint64(59)) | (np.uint64(res) << np.uint64(52))
     h |= np.uint64(digits) << np.uint64(3 * (15 - res))
     h |= (np.uint64(1) << np.uint64(3 * (15 - res))) - np.uint64(1)
     if ci > 2 or cj > 2 or ck > 2:
-        return np.uint64(0)
+        return np.uint64(0), 0, True
     bc = fijk_bc[face, ci, cj, ck, 0]
     rots = fijk_bc[face, ci, cj, ck, 1]
     h = (h & ~(np.uint64(127) << np.uint64(45))) | (np.uint64(bc) << np.uint64(45))
@@ -608,15 +673,86 @@ def _latlng_to_cell(lat_deg: float, lng_deg: float, res: int, fc: np.ndarray,
     else:
         for _ in range(rots):
             h = _rotate(h, res, ccw)
-    return h
+    return h, rots, bool(bcd[bc, 4])
+
+
+# The digits above resolution res - _CACHE_DEPTH, the base cell and its rotations are a
+# function of the face and the IJK coordinates at that resolution (a cell ~7^4 = 2,401 times
+# the answer's: ~5 km² at res 11, so a city has a few hundred of them). The batch kernel
+# keeps them in a small direct-mapped cache: a point pays the low steps and one probe, the
+# rest is copied (a pentagon's base cell: when the leading digit is in the cached part).
+_CACHE_DEPTH = 4
+_CACHE_SLOTS = 16384  # at most (a 38,000 km² megacity has ~7,000 parents at res 7)
+# _ROT_N[n, d]: digit d rotated 60° ccw n times (a hexagon base cell's n rotations)
+_ROT_N = np.array([[d if d in (0, 7) else [1, 5, 4, 6, 2, 3][([1, 5, 4, 6, 2, 3].index(d) + n)
+                                                            % 6] for d in range(8)]
+                   for n in range(6)], dtype=np.int64)
 
 
 @njit(cache=True, nogil=True)
 def _cells_kernel(lat: np.ndarray, lng: np.ndarray, res: int, fc: np.ndarray,
                   az0: np.ndarray, rot: np.ndarray, fijk_bc: np.ndarray, bcd: np.ndarray,
-                  ccw: np.ndarray, cw: np.ndarray, out: np.ndarray) -> None:
+                  ccw: np.ndarray, cw: np.ndarray, rot_n: np.ndarray, fen: np.ndarray,
+                  out: np.ndarray) -> None:
+    depth = min(_CACHE_DEPTH, res)
+    m = res - depth  # the cached resolution
+    low_shift = 3 * (15 - res)
+    low_mask = ((np.uint64(1) << np.uint64(3 * depth)) - np.uint64(1)) << np.uint64(low_shift)
+    slots = 64  # a power of two, about a quarter of the points, up to _CACHE_SLOTS
+    while slots < _CACHE_SLOTS and 4 * slots < lat.shape[0]:
+        slots *= 2
+    key = np.full((slots, 4), -1, dtype=np.int64)  # face, i, j, k at resolution m
+    upper = np.zeros(slots, dtype=np.uint64)  # the cell without its low digits
+    rots = np.zeros(slots, dtype=np.int64)
+    hint = 0
     for n in range(lat.shape[0]):
-        out[n] = _latlng_to_cell(lat[n], lng[n], res, fc, az0, rot, fijk_bc, bcd, ccw, cw)
+        if not (math.isfinite(lat[n]) and math.isfinite(lng[n])):
+            out[n] = np.uint64(0)
+            continue
+        face, i0, j0, k0 = _face_ijk(lat[n], lng[n], res, fc, az0, rot, fen, hint)
+        hint = face
+        ci, cj, ck = i0, j0, k0
+        low = 0  # digits m+1..res, most significant first
+        for rr in range(res - 1, m - 1, -1):
+            ci, cj, ck, digit = _up(ci, cj, ck, rr)
+            low |= digit << (3 * (res - 1 - rr))
+        slot = ((face * 73856093) ^ (ci * 19349663) ^ (cj * 83492791) ^ (ck * 50331653)) \
+            & (slots - 1)
+        if key[slot, 0] == face and key[slot, 1] == ci and key[slot, 2] == cj \
+                and key[slot, 3] == ck:
+            r = rots[slot]
+            h = upper[slot]
+            for q in range(depth):
+                d = (low >> (3 * q)) & 7
+                h |= np.uint64(rot_n[r, d]) << np.uint64(low_shift + 3 * q)
+            out[n] = h
+            continue
+        h, r, pent = _face_ijk_to_cell(face, i0, j0, k0, res, fijk_bc, bcd, ccw, cw)
+        out[n] = h
+        if h == 0:
+            continue
+        if pent:
+            # every step of a pentagon's rotation turns all digits alike, by a number of
+            # turns that follows from the leading digit: cacheable when that digit is above
+            # resolution m, the turns read off a nonzero low digit (before and after)
+            top = (h >> np.uint64(3 * (15 - m))) & ((np.uint64(1) << np.uint64(3 * m))
+                                                    - np.uint64(1))
+            if m == 0 or top == 0 or low == 0:
+                continue
+            q = 0
+            while (low >> (3 * q)) & 7 == 0:
+                q += 1
+            du = (low >> (3 * q)) & 7
+            dr = int((h >> np.uint64(low_shift + 3 * q)) & np.uint64(7))
+            r = 0
+            while rot_n[r, du] != dr:
+                r += 1
+        key[slot, 0] = face
+        key[slot, 1] = ci
+        key[slot, 2] = cj
+        key[slot, 3] = ck
+        upper[slot] = h & ~low_mask
+        rots[slot] = r
 
 
 def cells_for_points_numba(lon: np.ndarray, lat: np.ndarray, res: int) -> np.ndarray:
@@ -625,5 +761,5 @@ def cells_for_points_numba(lon: np.ndarray, lat: np.ndarray, res: int) -> np.nda
     lon64 = np.ascontiguousarray(lon, dtype=np.float64)
     out = np.empty(lat64.shape[0], dtype=np.uint64)
     _cells_kernel(lat64, lon64, res, _FC, _AZ0, _ROT, _FIJK_BC, _BCD, _ROT_CCW, _ROT_CW,
-                  out)
+                  _ROT_N, _FEN, out)
     return out

@@ -9,7 +9,8 @@ interior cell answers at once, a boundary cell runs spatial.pip's exact test (Po
 arithmetic) on its few candidates, in code order. The loop does not touch H3: `lookup`
 never computes a cell, `lookup_with_cells` adds h3ronpy's cells for answers that show them.
 
-The table (int32 a cell: >= 0 the grid, -1 outside, <= -2 a candidate list -(k+2)):
+The table (int32 a cell: >= 0 the grid, -1 outside, <= -2 the candidate list at cand[-(v+2)],
+ended by -1; a grid of one ring is tested straight from its coordinate range):
 
 * cells are square in metres, CELLS_PER_SIDE along the side of the median grid's box
   (≈ 50 m on the demo city), enlarged until the table has at most MAX_CELLS cells
@@ -142,9 +143,8 @@ class GridIndex:
     geoms: np.ndarray  # shapely geometries of the finest grids (lon/lat)
     packed: PackedPolygons
     frame: Table
-    table: np.ndarray  # int32: >= 0 grid, -1 outside, <= -2 boundary list -(k+2)
-    cand_off: np.ndarray  # int64
-    cand: np.ndarray  # int32 grid indexes, ascending (= code order)
+    table: np.ndarray  # int32: >= 0 grid, -1 outside, <= -2 boundary list at cand[-(v+2)]
+    cand: np.ndarray  # int32 grid indexes, ascending (= code order), each list ended by -1
     stats: BuildStats
     meta: dict[str, Any] = field(default_factory=dict)
     _nearest: Any = None
@@ -154,8 +154,8 @@ class GridIndex:
     def __post_init__(self) -> None:
         f = self.frame
         p = self.packed
-        self._args = (f.x0, f.y0, f.inv_dx, f.inv_dy, f.nx, f.ny, self.table, self.cand_off,
-                      self.cand, p.grid_poly, p.poly_ring, p.ring_coord, p.xs, p.ys)
+        self._args = (f.x0, f.y0, f.inv_dx, f.inv_dy, f.nx, f.ny, self.table, self.cand,
+                      p.simple, p.grid_poly, p.poly_ring, p.ring_coord, p.xy)
 
     # ------------------------------------------------------------------ build
 
@@ -201,10 +201,18 @@ class GridIndex:
                                ov_cell[in_b] * n_g + ov_grid[in_b]])
         keys = np.unique(keys)
         k_cell = keys // n_g
-        cand = (keys % n_g).astype(np.int32)
+        grid_of = (keys % n_g).astype(np.int32)
         uniq, first = np.unique(k_cell, return_index=True)
-        cand_off = np.append(first, len(cand)).astype(np.int64)
-        table[uniq] = -(np.arange(len(uniq), dtype=np.int32) + 2)
+        # each cell's list followed by -1, the cell's table value its start: a boundary
+        # point reads the table, its list and its grids' rings, nothing in between
+        list_no = np.repeat(np.arange(len(uniq), dtype=np.int64),
+                            np.diff(np.append(first, len(grid_of))))
+        cand = np.full(len(grid_of) + len(uniq), -1, dtype=np.int32)
+        cand[np.arange(len(grid_of), dtype=np.int64) + list_no] = grid_of
+        starts = first + np.arange(len(uniq), dtype=np.int64)
+        if len(cand) >= 2**31 - 2:
+            raise ValueError("too many boundary candidates for an int32 table")
+        table[uniq] = -(starts.astype(np.int32) + 2)
         interior = int(np.count_nonzero(table >= 0))
         stats = BuildStats(
             grids=len(codes_a), resolution=resolution, interior_cells=interior,
@@ -212,7 +220,7 @@ class GridIndex:
             seconds=0.0, nbytes=0)
         idx = cls(generation=generation, resolution=resolution, codes=codes_a, names=names_a,
                   levels=lv, geoms=geoms_a, packed=packed, frame=fr, table=table,
-                  cand_off=cand_off, cand=cand, stats=stats,
+                  cand=cand, stats=stats,
                   meta={"bounds": bounds, "edge_margin_deg": EDGE_MARGIN_DEG})
         idx.lookup(np.array([bounds[0]]), np.array([bounds[1]]))  # compiled (cached) now
         stats.seconds = time.perf_counter() - t0
@@ -222,7 +230,7 @@ class GridIndex:
     @property
     def nbytes(self) -> int:
         """Memory of the lookup structures, in bytes (geometry objects not counted)."""
-        return int(self.table.nbytes + self.cand_off.nbytes + self.cand.nbytes
+        return int(self.table.nbytes + self.cand.nbytes
                    + self.packed.nbytes + sum(lv.of_finest.nbytes for lv in self.levels))
 
     # ------------------------------------------------------------------ lookup
@@ -260,7 +268,7 @@ class GridIndex:
         v = int(self.table[min(int(fy), f.ny - 1) * f.nx + min(int(fx), f.nx - 1)])
         if v >= -1:
             return v
-        return self.packed.first_covering_one(lon, lat, -v - 2, self.cand_off, self.cand)
+        return self.packed.first_covering_one(lon, lat, -v - 2, self.cand)
 
     def lookup_one(self, lon: float, lat: float) -> tuple[int, int]:
         """(grid index or -1, H3 cell) of one point: the same table and exact test as

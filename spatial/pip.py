@@ -17,14 +17,20 @@ OUTSIDE, BOUNDARY, INSIDE = -1, 0, 1
 
 
 @njit(cache=True, nogil=True)
-def _ring(xs: np.ndarray, ys: np.ndarray, start: int, end: int, px: float, py: float) -> int:
-    """point_in_ring: -1 outside, 0 on the ring, 1 inside (rings are closed)."""
+def _ring(xy: np.ndarray, start: int, end: int, px: float, py: float) -> int:
+    """point_in_ring: -1 outside, 0 on the ring, 1 inside (rings are closed).
+
+    PostGIS's formula; an edge whose y-range misses py is skipped before its side is
+    computed (it can neither hold the point nor count in the winding number), which
+    changes no answer."""
     wn = 0
     for i in range(start, end - 1):
-        x1 = xs[i]
-        y1 = ys[i]
-        x2 = xs[i + 1]
-        y2 = ys[i + 1]
+        y1 = xy[i, 1]
+        y2 = xy[i + 1, 1]
+        if (py < y1 and py < y2) or (py > y1 and py > y2):
+            continue
+        x1 = xy[i, 0]
+        x2 = xy[i + 1, 0]
         side = (x2 - x1) * (py - y1) - (px - x1) * (y2 - y1)
         if x2 == x1 and y2 == y1:
             continue
@@ -43,19 +49,19 @@ def _ring(xs: np.ndarray, ys: np.ndarray, start: int, end: int, px: float, py: f
 
 @njit(cache=True, nogil=True)
 def covers_one(g: int, px: float, py: float, grid_poly: np.ndarray, poly_ring: np.ndarray,
-               ring_coord: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> bool:
+               ring_coord: np.ndarray, xy: np.ndarray) -> bool:
     """point_in_multipolygon(...) != -1 for multipolygon g of a packed set."""
     for p in range(grid_poly[g], grid_poly[g + 1]):
         r0 = poly_ring[p]
         r1 = poly_ring[p + 1]
-        res = _ring(xs, ys, ring_coord[r0], ring_coord[r0 + 1], px, py)
+        res = _ring(xy, ring_coord[r0], ring_coord[r0 + 1], px, py)
         if res == -1:
             continue
         if res == 0:
             return True
         inside = True
         for r in range(r0 + 1, r1):
-            h = _ring(xs, ys, ring_coord[r], ring_coord[r + 1], px, py)
+            h = _ring(xy, ring_coord[r], ring_coord[r + 1], px, py)
             if h == 1:
                 inside = False
                 break
@@ -66,86 +72,94 @@ def covers_one(g: int, px: float, py: float, grid_poly: np.ndarray, poly_ring: n
     return False
 
 
-@njit(cache=True, nogil=True)
-def first_covering(px: np.ndarray, py: np.ndarray, lists: np.ndarray, cand_off: np.ndarray,
-                   cand: np.ndarray, grid_poly: np.ndarray, poly_ring: np.ndarray,
-                   ring_coord: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """For each point, the first candidate (in list order) that covers it, else -1."""
-    n = px.shape[0]
-    out = np.full(n, -1, dtype=np.int32)
-    for i in range(n):
-        k = lists[i]
-        for j in range(cand_off[k], cand_off[k + 1]):
-            g = cand[j]
-            if covers_one(g, px[i], py[i], grid_poly, poly_ring, ring_coord, xs, ys):
-                out[i] = g
-                break
-    return out
-
-
-@njit(cache=True, nogil=True)
-def first_covering_one(px: float, py: float, k: int, cand_off: np.ndarray, cand: np.ndarray,
-                       grid_poly: np.ndarray, poly_ring: np.ndarray, ring_coord: np.ndarray,
-                       xs: np.ndarray, ys: np.ndarray) -> int:
-    """The first grid of candidate list k that covers one point, else -1."""
-    for j in range(cand_off[k], cand_off[k + 1]):
+@njit(cache=True, nogil=True, inline="always")
+def _first_of_list(px: float, py: float, k: int, cand: np.ndarray, simple: np.ndarray,
+                   grid_poly: np.ndarray, poly_ring: np.ndarray, ring_coord: np.ndarray,
+                   xy: np.ndarray) -> int:
+    """The first grid of the candidate list starting at cand[k] (ended by -1) that covers
+    the point, else -1. A grid of one ring is tested from `simple` (its ring's coordinate
+    range), without walking the polygon and ring offsets: fewer memory reads."""
+    j = k
+    while True:
         g = cand[j]
-        if covers_one(g, px, py, grid_poly, poly_ring, ring_coord, xs, ys):
+        if g < 0:
+            return -1
+        s = simple[g, 0]
+        if s >= 0:
+            if _ring(xy, s, simple[g, 1], px, py) != -1:
+                return g
+        elif covers_one(g, px, py, grid_poly, poly_ring, ring_coord, xy):
             return g
-    return -1
+        j += 1
+
+
+@njit(cache=True, nogil=True)
+def first_covering_one(px: float, py: float, k: int, cand: np.ndarray, simple: np.ndarray,
+                       grid_poly: np.ndarray, poly_ring: np.ndarray, ring_coord: np.ndarray,
+                       xy: np.ndarray) -> int:
+    """The first grid of the candidate list at cand[k] that covers one point, else -1."""
+    return _first_of_list(px, py, k, cand, simple, grid_poly, poly_ring, ring_coord, xy)
 
 
 class PackedPolygons:
-    """Multipolygons packed into flat arrays: grid -> polygons -> rings -> coordinates."""
+    """Multipolygons packed into flat arrays: grid -> polygons -> rings -> coordinates,
+    the coordinates interleaved (x, y) so that an edge is one memory read; `simple[g]` is
+    the coordinate range of grid g's ring when it is one polygon without holes (else -1)."""
 
     def __init__(self, geoms: list[Polygon | MultiPolygon]) -> None:
         grid_poly = [0]
         poly_ring = [0]
         ring_coord = [0]
-        xs: list[np.ndarray] = []
-        ys: list[np.ndarray] = []
+        coords: list[np.ndarray] = []
+        simple = np.full((len(geoms), 2), -1, dtype=np.int64)
         n = 0
-        for geom in geoms:
+        for g, geom in enumerate(geoms):
             polys = geom.geoms if isinstance(geom, MultiPolygon) else [geom]
+            start = n
+            rings = 0
             for poly in polys:
                 for ring in (poly.exterior, *poly.interiors):
-                    c = np.asarray(ring.coords, dtype=np.float64)
-                    xs.append(np.ascontiguousarray(c[:, 0]))
-                    ys.append(np.ascontiguousarray(c[:, 1]))
+                    c = np.asarray(ring.coords, dtype=np.float64)[:, :2]
+                    coords.append(c)
                     n += len(c)
                     ring_coord.append(n)
+                    rings += 1
                 poly_ring.append(len(ring_coord) - 1)
             grid_poly.append(len(poly_ring) - 1)
+            if rings == 1:
+                simple[g] = (start, n)
         self.grid_poly = np.asarray(grid_poly, dtype=np.int64)
         self.poly_ring = np.asarray(poly_ring, dtype=np.int64)
         self.ring_coord = np.asarray(ring_coord, dtype=np.int64)
-        self.xs = np.concatenate(xs) if xs else np.empty(0)
-        self.ys = np.concatenate(ys) if ys else np.empty(0)
+        self.xy = (np.ascontiguousarray(np.concatenate(coords)) if coords
+                   else np.empty((0, 2), dtype=np.float64))
+        self.simple = simple
+
+    @property
+    def xs(self) -> np.ndarray:
+        """The x coordinates (a contiguous copy, for the build)."""
+        return np.ascontiguousarray(self.xy[:, 0])
+
+    @property
+    def ys(self) -> np.ndarray:
+        """The y coordinates (a contiguous copy, for the build)."""
+        return np.ascontiguousarray(self.xy[:, 1])
 
     @property
     def nbytes(self) -> int:
         """Memory held, in bytes."""
         return sum(a.nbytes for a in (self.grid_poly, self.poly_ring, self.ring_coord,
-                                      self.xs, self.ys))
+                                      self.xy, self.simple))
 
     def covers(self, g: int, x: float, y: float) -> bool:
         """Does multipolygon g cover the point (PostGIS ST_Covers semantics)?"""
         return bool(covers_one(g, x, y, self.grid_poly, self.poly_ring, self.ring_coord,
-                               self.xs, self.ys))
+                               self.xy))
 
-    def first_covering_one(self, x: float, y: float, k: int, cand_off: np.ndarray,
-                           cand: np.ndarray) -> int:
-        """The first grid of candidate list k covering one point (-1: none)."""
-        return int(first_covering_one(x, y, k, cand_off, cand, self.grid_poly, self.poly_ring,
-                                      self.ring_coord, self.xs, self.ys))
-
-    def first_covering(self, x: np.ndarray, y: np.ndarray, lists: np.ndarray,
-                       cand_off: np.ndarray, cand: np.ndarray) -> np.ndarray:
-        """For each point, the first of its candidate list that covers it (-1: none)."""
-        return first_covering(np.ascontiguousarray(x, dtype=np.float64),
-                              np.ascontiguousarray(y, dtype=np.float64),
-                              np.ascontiguousarray(lists, dtype=np.int64), cand_off, cand,
-                              self.grid_poly, self.poly_ring, self.ring_coord, self.xs, self.ys)
+    def first_covering_one(self, x: float, y: float, k: int, cand: np.ndarray) -> int:
+        """The first grid of the candidate list at cand[k] covering one point (-1: none)."""
+        return int(first_covering_one(x, y, k, cand, self.simple, self.grid_poly,
+                                      self.poly_ring, self.ring_coord, self.xy))
 
 
 # ------------------------------------------------------------------ the planar table
@@ -153,10 +167,9 @@ class PackedPolygons:
 
 @njit(cache=True, nogil=True)
 def lookup_planar(px: np.ndarray, py: np.ndarray, x0: float, y0: float, inv_dx: float,
-                  inv_dy: float, nx: int, ny: int, table: np.ndarray, cand_off: np.ndarray,
-                  cand: np.ndarray, grid_poly: np.ndarray, poly_ring: np.ndarray,
-                  ring_coord: np.ndarray, xs: np.ndarray, ys: np.ndarray,
-                  out: np.ndarray) -> None:
+                  inv_dy: float, nx: int, ny: int, table: np.ndarray, cand: np.ndarray,
+                  simple: np.ndarray, grid_poly: np.ndarray, poly_ring: np.ndarray,
+                  ring_coord: np.ndarray, xy: np.ndarray, out: np.ndarray) -> None:
     """Finest grid of each point through the planar table: cell (ix, iy) by arithmetic,
     interior cells answer at once, boundary cells run the exact test on their candidates
     (code order, the first covering wins). Points off the table (or NaN) are outside."""
@@ -172,14 +185,8 @@ def lookup_planar(px: np.ndarray, py: np.ndarray, x0: float, y0: float, inv_dx: 
         if v >= -1:
             out[i] = v
             continue
-        k = -v - 2
-        r = -1
-        for j in range(cand_off[k], cand_off[k + 1]):
-            g = cand[j]
-            if covers_one(g, px[i], py[i], grid_poly, poly_ring, ring_coord, xs, ys):
-                r = g
-                break
-        out[i] = r
+        out[i] = _first_of_list(px[i], py[i], -v - 2, cand, simple, grid_poly, poly_ring,
+                                ring_coord, xy)
 
 
 @njit(cache=True, nogil=True)
@@ -234,7 +241,7 @@ def edge_cells(packed: PackedPolygons, x0: float, y0: float, inv_dx: float, inv_
     """(cell, grid) pairs of the table cells within `margin` of a grid's ring."""
     ring_grid = np.repeat(np.arange(len(packed.grid_poly) - 1, dtype=np.int32),
                           np.diff(packed.poly_ring[packed.grid_poly]).astype(np.int64))
-    cell = np.empty(len(packed.xs) * 8 + 1024, dtype=np.int64)
+    cell = np.empty(len(packed.xy) * 8 + 1024, dtype=np.int64)
     grid = np.empty(len(cell), dtype=np.int32)
     args = (packed.xs, packed.ys, packed.ring_coord, ring_grid, x0, y0, inv_dx, inv_dy, nx, ny,
             margin)
@@ -249,7 +256,7 @@ def edge_cells(packed: PackedPolygons, x0: float, y0: float, inv_dx: float, inv_
 @njit(cache=True, nogil=True)
 def _fill_centres(cbox: np.ndarray, x0: float, y0: float, dx: float, dy: float, nx: int,
                   table: np.ndarray, grid_poly: np.ndarray, poly_ring: np.ndarray,
-                  ring_coord: np.ndarray, xs: np.ndarray, ys: np.ndarray
+                  ring_coord: np.ndarray, xy: np.ndarray
                   ) -> tuple[int, np.ndarray, np.ndarray]:
     """table[cell] = the first grid (in order) covering the cell's centre, for the cells of
     each grid's box (c0, r0, c1, r1); a centre covered again is returned as a pair."""
@@ -261,7 +268,7 @@ def _fill_centres(cbox: np.ndarray, x0: float, y0: float, dx: float, dy: float, 
             cy = y0 + (row + 0.5) * dy
             for c in range(cbox[g, 0], cbox[g, 2] + 1):
                 cx = x0 + (c + 0.5) * dx
-                if covers_one(g, cx, cy, grid_poly, poly_ring, ring_coord, xs, ys):
+                if covers_one(g, cx, cy, grid_poly, poly_ring, ring_coord, xy):
                     k = row * nx + c
                     if table[k] == -1:
                         table[k] = g
@@ -284,5 +291,5 @@ def fill_centres(packed: PackedPolygons, cbox: np.ndarray, x0: float, y0: float,
     """Fill the table by cell centres; the centres covered by a second grid as pairs."""
     n, ov_cell, ov_grid = _fill_centres(
         np.ascontiguousarray(cbox, dtype=np.int64), x0, y0, dx, dy, nx, table,
-        packed.grid_poly, packed.poly_ring, packed.ring_coord, packed.xs, packed.ys)
+        packed.grid_poly, packed.poly_ring, packed.ring_coord, packed.xy)
     return ov_cell[:n], ov_grid[:n]

@@ -71,3 +71,43 @@ def test_property_one_point(lat: float, lon: float, res: int) -> None:
 def test_not_finite_is_null() -> None:
     got = h3index.cells_for_points(np.array([np.nan, 1.0]), np.array([0.0, np.inf]), 9)
     assert got.tolist() == [0, 0]
+
+
+def _clusters(centres: np.ndarray, sds: tuple[float, ...], n: int, seed: int
+              ) -> tuple[np.ndarray, np.ndarray]:
+    """n points around each (lat, lon) centre at each spread, cluster after cluster (so the
+    batch kernel's cache of coarse digits is hit, missed and overwritten)."""
+    rng = np.random.default_rng(seed)
+    lat, lon = [], []
+    for a, b in centres:
+        for s in sds:
+            lat.append(np.clip(a + rng.normal(0, s, n), -90, 90))
+            lon.append((b + rng.normal(0, s, n) + 180) % 360 - 180)
+    return np.concatenate(lon), np.concatenate(lat)
+
+
+@pytest.mark.parametrize("res", [1, 4, 5, 6, 8, 11, 14])
+def test_batches_around_pentagons_and_face_centres(res: int) -> None:
+    """Clustered batches where the cached coarse digits matter most: inside the pentagon
+    base cells (whose digit rotations follow the leading digit) and at the icosahedron's
+    face centres (where the fast projection hands over to H3's arithmetic)."""
+    pent = np.array([h3i.cell_to_latlng(p) for p in h3i.get_pentagons(0)])
+    fc = h3index._FC
+    faces = np.column_stack([np.degrees(np.arcsin(fc[:, 2])),
+                             np.degrees(np.arctan2(fc[:, 1], fc[:, 0]))])
+    lon, lat = _clusters(np.concatenate([pent, faces]), (1e-7, 1e-4, 0.01, 0.5, 5.0), 1500,
+                         seed=res)
+    assert np.array_equal(h3index.cells_for_points(lon, lat, res),
+                          h3index.cells_for_points_h3ronpy(lon, lat, res))
+
+
+@settings(max_examples=60, deadline=None)
+@given(lat=st.floats(-89, 89), lon=st.floats(-180, 180), spread=st.floats(1e-6, 3.0),
+       res=st.integers(0, 15), seed=st.integers(0, 2**16))
+def test_property_batch_around_a_point(lat: float, lon: float, spread: float, res: int,
+                                       seed: int) -> None:
+    lo, la = _clusters(np.array([[lat, lon]]), (spread,), 300, seed)
+    got = h3index.cells_for_points(lo, la, res)
+    ref = np.array([h3i.latlng_to_cell(a, b, res) for a, b in zip(la, lo, strict=True)],
+                   dtype=np.uint64)
+    assert np.array_equal(got, ref)

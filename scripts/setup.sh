@@ -40,3 +40,6 @@ fi
 
 # Leaflet for the map pages, served by gridops itself (works without internet afterwards)
 .venv/bin/python -m map_ui.vendor
+
+# the resolver's compiled kernels, cached on disk now rather than at the first index build
+.venv/bin/python -m spatial.warm

@@ -416,15 +416,24 @@ def _leading_digit(h: np.uint64, res: int) -> int:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _unit_and_face(lat_deg: float, lng_deg: float, fc: np.ndarray
+def _unit_and_face(lat_deg: float, lng_deg: float, fc: np.ndarray, hint: int = -1
                    ) -> tuple[float, float, float, int, float]:
-    """latLngToVec3 and _vec3ToClosestFace: the unit vector, its face and squared distance."""
+    """latLngToVec3 and _vec3ToClosestFace: the unit vector, its face and squared distance.
+    A `hint` face (the previous point's, or -1) is taken when the point is within 20° of
+    its centre, where it is the nearest by far (face centres are 41.8° apart)."""
     lat = lat_deg * _M_PI_180
     lng = lng_deg * _M_PI_180
     rc = math.cos(lat)
     px = math.cos(lng) * rc
     py = math.sin(lng) * rc
     pz = math.sin(lat)
+    if hint >= 0:
+        dx = fc[hint, 0] - px
+        dy = fc[hint, 1] - py
+        dz = fc[hint, 2] - pz
+        sqd = dx * dx + dy * dy + dz * dz
+        if sqd < _NEAR_FACE_SQD:
+            return px, py, pz, hint, sqd
     face = 0
     sqd = 5.0
     for f in range(20):
@@ -551,8 +560,7 @@ def _face_ijk(lat_deg: float, lng_deg: float, res: int, fc: np.ndarray, az0: np.
               rot: np.ndarray, fen: np.ndarray, hint: int) -> tuple[int, int, int, int]:
     """_geoToFaceIjk: the face and IJK coordinates of a (finite) point.
 
-    The face: `hint` (the previous point's) when the point is within 20° of its centre,
-    where it is the nearest by far (face centres are 41.8° apart), else the 20 distances.
+    The face: _unit_and_face with `hint` (the previous point's face).
     The gnomonic (r, theta) of H3 is found without acos/tan/atan2/cos/sin: tan(acos(c)) =
     sqrt((1-c)(1+c))/c of the same c, and the rotation by theta from the point's east and
     north components on the face (its dot products with the face's east and north unit
@@ -560,28 +568,7 @@ def _face_ijk(lat_deg: float, lng_deg: float, res: int, fc: np.ndarray, az0: np.
     few ulps (bounded by `margin`, with H3's own rounding near a face centre); when a
     quantization decision lies within that margin the point goes the exact way, so the
     cell is H3's."""
-    lat = lat_deg * _M_PI_180
-    lng = lng_deg * _M_PI_180
-    rc = math.cos(lat)
-    px = math.cos(lng) * rc
-    py = math.sin(lng) * rc
-    pz = math.sin(lat)
-    dx = fc[hint, 0] - px
-    dy = fc[hint, 1] - py
-    dz = fc[hint, 2] - pz
-    sqd = dx * dx + dy * dy + dz * dz
-    face = hint
-    if not sqd < _NEAR_FACE_SQD:
-        face = 0
-        sqd = 5.0
-        for f in range(20):
-            dx = fc[f, 0] - px
-            dy = fc[f, 1] - py
-            dz = fc[f, 2] - pz
-            d = dx * dx + dy * dy + dz * dz
-            if d < sqd:
-                face = f
-                sqd = d
+    px, py, pz, face, sqd = _unit_and_face(lat_deg, lng_deg, fc, hint)
     c = 1 - sqd * 0.5
     ok = False
     hx = 0.0

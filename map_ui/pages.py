@@ -248,7 +248,8 @@ def wall_page(*, base: BaseMap, bounds: tuple[float, float, float, float], title
         f"gridops.keepState(map, named, {json.dumps(fit)}); {label_calls}"
         f"var h = gridops.hotspots(map, {hot.get_name()}, {json.dumps(hot_filters)});"
         f"var o = gridops.openCases(map, {cases.get_name()});"
-        f"var c = function(){{ return gridops.counts('/map/wall/counts.json'); }}; c();"
+        # the counts are in the page as rendered: fetched again only at each refresh
+        f"var c = function(){{ return gridops.counts('/map/wall/counts.json'); }};"
         f"gridops.every({int(refresh_s)}, [h, o, c]); }})();"))
     return str(_figure(m).render())
 

@@ -251,15 +251,20 @@ class GridIndex:
         return h3index.cells_for_points(lon, lat, self.resolution)
 
     def lookup(self, lon: np.ndarray, lat: np.ndarray,
-               cells: np.ndarray | None = None) -> np.ndarray:
+               cells: np.ndarray | None = None, *, staged: bool | None = None) -> np.ndarray:
         """Finest grid index of each WGS84 point (-1 outside every grid); vectorised, one
-        compiled loop, no H3 (`cells` is accepted for old callers and not needed)."""
+        compiled loop, no H3 (`cells` is accepted for old callers and not needed).
+        `staged`: pip.lookup_planar_staged or not (None: by the batch's and table's size;
+        the answers are the same)."""
         lon = np.ascontiguousarray(lon, dtype=np.float64)
         lat = np.ascontiguousarray(lat, dtype=np.float64)
         if lon.shape != lat.shape:
             raise ValueError("lon and lat differ in length")
         out = np.empty(lon.shape[0], dtype=np.int32)
-        if lon.shape[0] >= STAGED_MIN_POINTS and self.table.nbytes >= STAGED_MIN_TABLE_BYTES:
+        if staged is None:
+            staged = (lon.shape[0] >= STAGED_MIN_POINTS
+                      and self.table.nbytes >= STAGED_MIN_TABLE_BYTES)
+        if staged:
             lookup_planar_staged(lon, lat, *self._args, out)  # type: ignore[call-arg]
         else:
             lookup_planar(lon, lat, *self._args, out)  # type: ignore[call-arg]

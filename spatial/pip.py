@@ -136,16 +136,6 @@ class PackedPolygons:
         self.simple = simple
 
     @property
-    def xs(self) -> np.ndarray:
-        """The x coordinates (a contiguous copy, for the build)."""
-        return np.ascontiguousarray(self.xy[:, 0])
-
-    @property
-    def ys(self) -> np.ndarray:
-        """The y coordinates (a contiguous copy, for the build)."""
-        return np.ascontiguousarray(self.xy[:, 1])
-
-    @property
     def nbytes(self) -> int:
         """Memory held, in bytes."""
         return sum(a.nbytes for a in (self.grid_poly, self.poly_ring, self.ring_coord,
@@ -239,7 +229,7 @@ def lookup_planar_staged(px: np.ndarray, py: np.ndarray, x0: float, y0: float, i
 
 
 @njit(cache=True, nogil=True)
-def _edge_cells(xs: np.ndarray, ys: np.ndarray, ring_coord: np.ndarray, ring_grid: np.ndarray,
+def _edge_cells(xy: np.ndarray, ring_coord: np.ndarray, ring_grid: np.ndarray,
                 x0: float, y0: float, inv_dx: float, inv_dy: float, nx: int, ny: int,
                 margin: float, out_cell: np.ndarray, out_grid: np.ndarray) -> int:
     """Every table cell that some ring segment, grown by `margin` (degrees), comes near:
@@ -250,10 +240,10 @@ def _edge_cells(xs: np.ndarray, ys: np.ndarray, ring_coord: np.ndarray, ring_gri
     for r in range(ring_grid.shape[0]):
         g = ring_grid[r]
         for i in range(ring_coord[r], ring_coord[r + 1] - 1):
-            xa = xs[i]
-            ya = ys[i]
-            xb = xs[i + 1]
-            yb = ys[i + 1]
+            xa = xy[i, 0]
+            ya = xy[i, 1]
+            xb = xy[i + 1, 0]
+            yb = xy[i + 1, 1]
             r0 = int(np.floor((min(ya, yb) - margin - y0) * inv_dy))
             r1 = int(np.floor((max(ya, yb) + margin - y0) * inv_dy))
             r0 = max(r0, 0)
@@ -292,7 +282,7 @@ def edge_cells(packed: PackedPolygons, x0: float, y0: float, inv_dx: float, inv_
                           np.diff(packed.poly_ring[packed.grid_poly]).astype(np.int64))
     cell = np.empty(len(packed.xy) * 8 + 1024, dtype=np.int64)
     grid = np.empty(len(cell), dtype=np.int32)
-    args = (packed.xs, packed.ys, packed.ring_coord, ring_grid, x0, y0, inv_dx, inv_dy, nx, ny,
+    args = (packed.xy, packed.ring_coord, ring_grid, x0, y0, inv_dx, inv_dy, nx, ny,
             margin)
     n = _edge_cells(*args, cell, grid)
     if n > len(cell):

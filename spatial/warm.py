@@ -10,7 +10,7 @@ import time
 import numpy as np
 from shapely import MultiPolygon, box
 
-from spatial import h3index, pip
+from spatial import h3index
 from spatial.index import GridIndex
 
 
@@ -23,9 +23,8 @@ def warm() -> float:
     lon = np.linspace(120.99, 121.05, 257)
     lat = np.linspace(30.99, 31.02, 257)
     idx.lookup(lon, lat)
+    idx.lookup(lon, lat, staged=True)  # large batches on large tables
     idx.lookup_with_cells(lon, lat)
-    out = np.empty(len(lon), dtype=np.int32)
-    pip.lookup_planar_staged(lon, lat, *idx._args, out)  # type: ignore[call-arg]
     idx.lookup_one(121.005, 31.005)
     idx.nearest(np.array([121.1, 0.0]), np.array([31.1, 0.0]))
     h3index.cells_for_points(lon, lat, 11)

@@ -19,7 +19,6 @@ from layers.resolver import build_index, resolve_points, resolve_sql
 from layers.settings import Settings
 from layers.versioning import in_generation
 from spatial.index import GridIndex
-from spatial.pip import lookup_planar_staged
 
 SLOW = settings(max_examples=40, deadline=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -46,19 +45,12 @@ def _agree(truth: tuple[GridIndex, Session], lon: np.ndarray, lat: np.ndarray) -
     assert not bad, f"{len(bad)} disagreements, first: {bad[:3]}"
     g2, cells = idx.lookup_with_cells(lon, lat)
     assert np.array_equal(g2, g)
-    assert np.array_equal(staged(idx, lon, lat), g)
+    assert np.array_equal(idx.lookup(lon, lat, staged=True), g)
+    assert np.array_equal(idx.lookup(lon, lat, staged=False), g)
     one = [idx.lookup_one(float(x), float(y)) for x, y in zip(lon, lat, strict=True)]
     assert [o[0] for o in one] == g.tolist()
     assert [o[1] for o in one] == cells.tolist()
     assert np.array_equal(resolve_points(idx, lon, lat, Settings()).grid, g)
-
-
-def staged(idx: GridIndex, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """The staged batch path (idx.lookup takes it only for tables beyond the caches)."""
-    out = np.empty(len(lon), dtype=np.int32)
-    lookup_planar_staged(np.ascontiguousarray(lon, dtype=np.float64),
-                         np.ascontiguousarray(lat, dtype=np.float64), *idx._args, out)
-    return out
 
 
 def _segments(idx: GridIndex) -> tuple[np.ndarray, np.ndarray]:

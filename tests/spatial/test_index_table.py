@@ -10,7 +10,7 @@ from shapely import MultiPolygon, Polygon, box
 
 from spatial import index as index_mod
 from spatial.index import GridIndex
-from spatial.pip import PackedPolygons, lookup_planar_staged
+from spatial.pip import PackedPolygons
 
 
 def _truth(geoms: list[Polygon | MultiPolygon], lon: np.ndarray, lat: np.ndarray
@@ -50,10 +50,9 @@ def _check(geoms: list[Polygon | MultiPolygon], lon: np.ndarray, lat: np.ndarray
     want = _truth(geoms, lon, lat)
     got = idx.lookup(lon, lat)
     assert np.array_equal(got, want), np.flatnonzero(got != want)[:5]
-    staged = np.empty(len(lon), dtype=np.int32)
-    lookup_planar_staged(np.ascontiguousarray(lon, dtype=np.float64),
-                         np.ascontiguousarray(lat, dtype=np.float64), *idx._args, staged)
-    assert np.array_equal(staged, want), np.flatnonzero(staged != want)[:5]
+    for staged in (True, False):
+        got = idx.lookup(lon, lat, staged=staged)
+        assert np.array_equal(got, want), (staged, np.flatnonzero(got != want)[:5])
     g2, cells = idx.lookup_with_cells(lon, lat)
     assert np.array_equal(g2, want) and len(cells) == len(lon)
     for k in range(0, len(lon), max(1, len(lon) // 400)):
